@@ -1,0 +1,26 @@
+"""Shared test setup: debug mode (every backward step checks its gradient's shape and
+dtype), float32 default restored after each test, and the ``cuda`` marker."""
+import pytest
+
+import tinydgm as td
+
+
+@pytest.fixture(autouse=True)
+def _engine_debug_mode():
+    td.set_debug(True)
+    dtype = td.get_default_dtype()
+    yield
+    td.set_default_dtype(dtype)
+
+
+def pytest_collection_modifyitems(config, items):
+    if td.cuda_available():
+        return
+    skip = pytest.mark.skip(reason="needs CuPy and a CUDA device (none on this machine)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: runs on the CUDA device through CuPy")

@@ -1,0 +1,2 @@
+"""Convolutions and pooling on NCHW tensors via im2col."""
+__all__ = []
