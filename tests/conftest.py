@@ -24,3 +24,9 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: runs on the CUDA device through CuPy")
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def device(request):
+    """Run a test on every device: "cpu" always, "cuda" where CuPy sees a GPU."""
+    return request.param
