@@ -182,6 +182,8 @@ def _initial_grad(y, grad, who):
         grad = Tensor(backend.as_array(grad, dtype=y.dtype, device=y.device))
     if grad.shape != y.shape:
         raise ValueError(f"{who}: grad has shape {grad.shape} but the output has shape {y.shape}")
+    if grad.dtype != y.dtype:
+        raise TypeError(f"{who}: grad has dtype {grad.dtype} but the output has dtype {y.dtype}")
     return grad
 
 
@@ -244,25 +246,28 @@ class Function:
                 shapes = ", ".join(str(tuple(a.shape)) for a in arrays)
                 message = f"{self.name()}: {message} (input shapes: {shapes})"
             raise type(err)(message) from None
-        single = not isinstance(ys, tuple)
-        if single:
-            ys = (ys,)
-        outputs = tuple(Tensor(y if type(y) in backend.ARRAY_TYPES else backend.ensure_array(y, kind))
-                        for y in ys)
+        if type(ys) is tuple:
+            outputs = tuple(_wrap(y, kind) for y in ys)
+        else:
+            outputs = (_wrap(ys, kind),)
         if _grad_enabled:
-            needs = tuple(x.requires_grad for x in inputs)
+            needs = tuple([x.requires_grad for x in inputs])
             if True in needs:
-                self.needs_input_grad = needs
-                self.generation = max(x.generation for x in inputs)
-                for y in outputs:
-                    y.creator = self
-                    y.requires_grad = True
-                    y.generation = self.generation + 1
-                self.inputs = inputs
-                self.outputs = tuple(weakref.ref(y) for y in outputs)
-                if not single:
-                    self.output_meta = tuple((y.shape, y.dtype) for y in outputs)
-        return outputs[0] if single else outputs
+                self._record(inputs, outputs, needs)
+        return outputs[0] if type(ys) is not tuple else outputs
+
+    def _record(self, inputs, outputs, needs):
+        """Link the call into the graph: outputs -> self (strong), self -> outputs (weak)."""
+        self.needs_input_grad = needs
+        self.generation = generation = max([x.generation for x in inputs])
+        for y in outputs:
+            y.creator = self
+            y.requires_grad = True
+            y.generation = generation + 1
+        self.inputs = inputs
+        self.outputs = tuple([weakref.ref(y) for y in outputs])
+        if len(outputs) > 1:
+            self.output_meta = tuple([(y.shape, y.dtype) for y in outputs])
 
     def output(self, i=0):
         """The i-th output Tensor (alive whenever a gradient flows into it)."""
@@ -277,6 +282,18 @@ class Function:
 
     def backward(self, *grad_outputs):
         raise NotImplementedError(f"{self.name()}: backward is not defined")
+
+
+_new_object = object.__new__
+
+
+def _wrap(y, kind):
+    """A fresh graph-less Tensor around a forward result (the hot path: no validation)."""
+    if type(y) not in backend.ARRAY_TYPES:
+        y = backend.ensure_array(y, kind)
+    t = _new_object(Tensor)
+    t.data, t.grad, t.creator, t.requires_grad, t.generation, t.name = y, None, None, False, 0, None
+    return t
 
 
 def _check_same_device(fn, inputs):
@@ -358,17 +375,33 @@ def _run_backward(outputs, output_grads, retain_graph, create_graph, targets):
 
     if targets is not None:
         return [grads[id(t)][1] if id(t) in grads else None for t in targets]
+    shared = {id(g) for g in output_grads}          # the caller's tensors: never adopt them
     for key, x in keep.items():
         if x.creator is None and x.requires_grad and key in grads:
             g = grads[key][1]
-            x.grad = g if x.grad is None else _accumulate(x.grad, g, create_graph)
+            if x.grad is not None:
+                x.grad = _accumulate(x.grad, g, create_graph)
+            else:
+                x.grad = g if create_graph else _own(g, shared)
     return None
 
 
 def _accumulate(a, b, create_graph):
     if create_graph:
         return a + b
-    return Tensor(a.data + b.data)
+    return _wrap(a.data + b.data, type(a.data))
+
+
+def _own(g, shared):
+    """A gradient a leaf may keep as its ``.grad``: a fresh writeable array that no other
+    leaf or caller holds (backward passes hand the same Tensor to several inputs, and
+    broadcast views are read-only)."""
+    data = g.data
+    flags = data.flags
+    if id(g) in shared or not flags.owndata or not getattr(flags, "writeable", True):
+        return _wrap(data.copy(), type(data))
+    shared.add(id(g))
+    return g
 
 
 def _check_grad(f, i, x, gx):

@@ -264,8 +264,6 @@ def numerical_jacobian(fn, x, eps=1e-6, _input=None):
     single = isinstance(x, Tensor)
     with _float64():
         xs = _to_float64(x)
-        for t in xs:
-            t.requires_grad = False
         wanted = [_input] if _input is not None else [i for i, t in enumerate(xs)
                                                       if backend.is_floating(t.dtype)]
         y0 = fn(*xs)
