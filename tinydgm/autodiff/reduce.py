@@ -142,7 +142,7 @@ class _Extremum(Function):
         y = self.output().data.reshape(kept)
         mask = (x.data == y).astype(x.dtype)
         share = mask / mask.sum(axis=self.axes, keepdims=True)     # ties split evenly
-        return _unreduce(gy, x.shape, self.axes, self.keepdims) * Tensor(share)
+        return _unreduce(gy, x.shape, self.axes, self.keepdims) * Tensor(_xp(x.data).asarray(share))
 
 
 class Max(_Extremum):
