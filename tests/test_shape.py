@@ -366,6 +366,20 @@ def test_getitem_double_backward_through_scatter_add(device):
     np.testing.assert_allclose(x.grad.numpy(), [2 * 6 * 12, 0.0, 2 * 27 * 18])
 
 
+def test_getitem_2d_mask_with_repeated_ints(device):
+    """A 2-D mask next to an integer array: the mask stands for its nonzero() positions."""
+    x = randn(2, 3, 4)
+    mask = np.array([[True, False, True], [False, False, True]])
+    index = (mask, [3, 3, 0])
+    np.testing.assert_array_equal(t(x, device)[index].numpy(), x[index])
+    check_grads(lambda a: a[index], t(x, device))
+    xt = t(x, device)
+    xt[(td.tensor(mask, device=device), [1, 1, 1])].sum().backward()
+    expected = np.zeros_like(x)
+    expected[0, 0, 1] = expected[0, 2, 1] = expected[1, 2, 1] = 1
+    np.testing.assert_array_equal(xt.grad.numpy(), expected)
+
+
 def test_getitem_of_zero_dimensional_and_zero_size(device):
     x = randn(3, 0)
     check_grads(lambda a: a[1:, :], t(x, device))

@@ -12,7 +12,7 @@ import math
 from tinydgm import backend
 from tinydgm.autodiff.core import Function, Tensor
 from tinydgm.autodiff.elementwise import exp
-from tinydgm.autodiff.shape import broadcast_to, flip, normalize_axis, reshape  # noqa: F401 (normalize_axis is re-exported)
+from tinydgm.autodiff.shape import broadcast_to, flip, normalize_axis, reshape  # noqa: F401
 
 __all__ = ["sum", "sum_to", "mean", "var", "max", "min", "logsumexp", "softmax", "log_softmax",
            "cumsum"]
@@ -126,7 +126,7 @@ class _Extremum(Function):
     tied entries), so the gradient of a constant slice sums to gy. The tie mask is
     computed from the values and treated as a constant (the function is piecewise
     linear, so this is its derivative almost everywhere), and the second derivative
-    is zero.
+    is zero. A NaN result (NaN in the slice) gives NaN gradients for that slice.
     """
     reducer = None
 

@@ -376,8 +376,12 @@ def _index_on(index, x):
             if item.dtype.kind in "iu":
                 repeats = True
             elif item.dtype.kind != "b":
-                raise IndexError(f"getitem: index arrays must be integers or booleans, got dtype {item.dtype}")
+                raise IndexError("getitem: index arrays must be integers or booleans, "
+                                 f"got dtype {item.dtype}")
         out.append(item)
+    if repeats:     # scatter-add: a mask is its nonzero() positions (NumPy's rule), as integer arrays
+        out = [part for item in out for part in
+               (item.nonzero() if backend.is_array(item) and item.dtype.kind == "b" and item.ndim else (item,))]
     return tuple(out), repeats
 
 
