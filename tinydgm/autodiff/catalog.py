@@ -227,7 +227,7 @@ def _build():
         e("matmul[matrix-vector]", lambda op, a, b: op(a, b), _inputs(normal(2, 3, 4), normal(4))),
         e("einsum[matmul]", lambda op, a, b: op("ij,jk->ik", a, b), _inputs(normal(3, 4), normal(4, 2))),
         e("einsum[batch-outer]", lambda op, a, b: op("bi,bj->bij", a, b), _inputs(normal(2, 3), normal(2, 4))),
-        e("einsum[trace-sum]", lambda op, a: op("iij->j", a), _inputs(normal(3, 3, 2))),
+        e("einsum[contract]", lambda op, a, b: op("ijk,jk->i", a, b), _inputs(normal(2, 3, 4), normal(3, 4))),
         # --- convolutions and pooling (NCHW)
         e("conv2d", lambda op, x, w, b: op(x, w, b), _inputs(normal(2, 2, 4, 4), normal(3, 2, 3, 3), normal(3))),
         e("conv2d[stride-padding]", lambda op, x, w: op(x, w, stride=2, padding=1),
