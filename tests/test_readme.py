@@ -1,0 +1,65 @@
+"""README.md: its Python examples run as written, and its Quickstart is the two commands."""
+import pathlib
+import re
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
+
+
+def _blocks(language, text=README):
+    return [body for lang, body in BLOCK.findall(text) if lang == language]
+
+
+def _section(title):
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", README, re.S | re.M)
+    assert match, f"README has no section {title!r}"
+    return match.group(1)
+
+
+PYTHON_BLOCKS = _blocks("python")
+
+
+def test_readme_has_python_examples():
+    assert len(PYTHON_BLOCKS) >= 4
+    assert any("td.gradcheck" in b and "td.gradgradcheck" in b and "td.jacobian" in b for b in PYTHON_BLOCKS)
+
+
+@pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)))
+def test_readme_python_block_runs(index, capsys):
+    namespace = {"__name__": f"readme_block_{index}"}
+    exec(compile(PYTHON_BLOCKS[index], f"README.md python block {index}", "exec"), namespace)
+
+
+def test_readme_gradcheck_example_prints_the_documented_error(capsys):
+    block = next(b for b in PYTHON_BLOCKS if "class Cube" in b)
+    exec(compile(block, "README.md Cube", "exec"), {})
+    printed = capsys.readouterr().out.strip()
+    documented = " ".join(line.lstrip("# ").strip() for line in block.splitlines()
+                          if line.startswith("# gradcheck:") or line.startswith("# numeric"))
+    assert printed == documented
+
+
+def test_quickstart_is_exactly_the_two_commands_in_order():
+    quickstart = _section("Quickstart")
+    commands = [body.strip() for _, body in BLOCK.findall(quickstart)]
+    assert commands == ['pip install -e . && python -m tinydgm demo',
+                        'pip install -e ".[test]" && python -m pytest']
+
+
+def test_readme_opens_with_the_purpose():
+    first_paragraph = README.split("\n\n")[1]
+    assert "autodiff" in first_paragraph and "generative" in first_paragraph
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert 'pip install -e ".[test]" && python -m pytest' in ci
+
+
+def test_readme_names_only_files_that_exist():
+    layout = _blocks("", _section("Layout"))[0]
+    for name in re.findall(r"(\w+\.py)", layout):
+        assert list(ROOT.rglob(name)), f"README's layout names {name}, which does not exist"
