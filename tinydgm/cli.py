@@ -12,6 +12,7 @@ import importlib.metadata
 import platform
 import sys
 import time
+from pathlib import Path
 
 import tinydgm
 from tinydgm import backend
@@ -28,10 +29,11 @@ def _error(command, message):
 
 def cmd_demo(args):
     from tinydgm import demo      # imports matplotlib lazily, only for this command
-    print(f"tinydgm demo: writing to {args.out}{' (quick)' if args.quick else ''}")
+    out = Path(args.out).resolve()
+    print(f"tinydgm demo: writing to {out}{' (quick)' if args.quick else ''}")
     start = time.perf_counter()
-    summary = demo.run_demo(args.out, seed=args.seed, quick=args.quick)
-    print(f"tinydgm demo: done in {time.perf_counter() - start:.1f} s; files in {args.out}:")
+    summary = demo.run_demo(out, seed=args.seed, quick=args.quick)
+    print(f"tinydgm demo: done in {time.perf_counter() - start:.1f} s; files in {out}:")
     for name, section in summary["sections"].items():
         print(f"  {name:<10} " + ", ".join(section["files"]))
     print("  summary.json")
