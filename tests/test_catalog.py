@@ -165,3 +165,23 @@ def test_format_table_has_a_row_per_result():
     table = catalog.format_table(results)
     assert table.count("\n") == 1 + len(results)
     assert "| add | passed |" in table and "| exp | passed |" in table
+
+
+class _NanGrad(Function):
+    """2x with a NaN gradient: gradcheck's tolerance comparisons are all False for NaN."""
+
+    def forward(self, x):
+        return x * 2
+
+    def backward(self, gy):
+        return gy * float("nan")
+
+
+def test_nan_outputs_and_nan_gradients_fail(monkeypatch):
+    monkeypatch.setattr(functional, "nan_grad", lambda x: _NanGrad()(x), raising=False)
+    entry = catalog.Entry("nan_grad", "nan_grad", lambda op, x: op(x), catalog._inputs(catalog.normal(3)))
+    assert catalog.check_entry(entry).status == "failed"
+    log_of_negative = catalog.Entry("log", "log", lambda op, x: op(x), catalog._inputs(catalog.uniform(-2, -1, 3)))
+    with np.errstate(invalid="ignore"):
+        result = catalog.check_entry(log_of_negative)
+    assert result.status == "failed" and "non-finite" in result.message

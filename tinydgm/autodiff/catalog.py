@@ -28,6 +28,7 @@ The error figures of ``check_all`` are the worst entry of the full Jacobian,
 Jacobian of the first derivative ``(x, v) -> grad(<v, f(x)>, x, create_graph=True)``.
 Pass/fail comes from ``gradcheck`` and ``gradgradcheck`` themselves.
 """
+import math
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -324,7 +325,8 @@ def _jacobian_error(fn, xs, eps=1e-6):
         analytic = jacobian(restricted(k), points)
         numeric = numerical_jacobian(restricted(k), points, eps=eps)
         for a, n in zip(analytic, numeric):
-            worst = max(worst, _relative_error(a, n))
+            error = _relative_error(a, n)
+            worst = error if not error <= worst else worst     # NaN wins: max() would drop it
     return worst
 
 
@@ -365,6 +367,10 @@ def check_entry(entry, device="cpu", second_order=True, errors=True):
     try:
         with backend.default_dtype("float64"):
             xs = make_inputs(entry, device)
+            if not all(_finite(y) for y in _outputs(entry.fn, xs)):
+                # NaN compares False against every tolerance: catch it before the checkers
+                result.status, result.message = "failed", "non-finite values (NaN/inf) in the output"
+                return _timed(result, start)
             ok = gradcheck(entry.fn, xs, eps=entry.eps, raise_exception=False)
             if ok and second_order:
                 ok = gradgradcheck(entry.fn, xs, eps=entry.eps, raise_exception=False)
@@ -380,10 +386,21 @@ def check_entry(entry, device="cpu", second_order=True, errors=True):
                 result.first_order_error = _jacobian_error(entry.fn, xs, entry.eps)
                 if second_order:
                     result.second_order_error = _second_order_error(entry.fn, xs, backend.rng(1), entry.eps)
+                figures = [result.first_order_error, result.second_order_error]
+                if result.passed and any(e is not None and not math.isfinite(e) for e in figures):
+                    result.status, result.message = "failed", "non-finite derivatives (NaN/inf) in a Jacobian"
     except Exception as err:   # an op that raises is reported, not fatal to the catalogue
         result.status, result.message = "error", f"{type(err).__name__}: {err}"
+    return _timed(result, start)
+
+
+def _timed(result, start):
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _finite(y):
+    return not backend.is_floating(y.dtype) or bool(backend.xp_of(y.data).isfinite(y.data).all())
 
 
 def check_all(device="cpu", ops=None, second_order=True, errors=True, progress=None):
