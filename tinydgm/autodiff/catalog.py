@@ -28,6 +28,7 @@ The error figures of ``check_all`` are the worst entry of the full Jacobian,
 Jacobian of the first derivative ``(x, v) -> grad(<v, f(x)>, x, create_graph=True)``.
 Pass/fail comes from ``gradcheck`` and ``gradgradcheck`` themselves.
 """
+import importlib
 import math
 import time
 import zlib
@@ -261,7 +262,6 @@ def entries(ops=None):
 
 def public_ops():
     """Every name in the ``__all__`` of the op modules (functional.py re-exports them)."""
-    import importlib
     names = []
     for module in OP_MODULES:
         names += list(importlib.import_module(f"tinydgm.autodiff.{module}").__all__)
