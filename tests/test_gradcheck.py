@@ -388,3 +388,12 @@ def test_gradgradcheck_with_explicit_grad_outputs(rng):
     with pytest.raises(GradcheckError):
         td.gradgradcheck(lambda a: ExpWithConstantOutput()(a), [a],
                          grad_outputs=f64(np.ones((3, 4)), requires_grad=False))
+
+
+def test_nan_gradients_are_failures():
+    """NaN compares false with everything: the checker must count it as wrong, not as close."""
+    x = td.tensor([-1.0, 2.0], dtype="float64", requires_grad=True)
+    with np.errstate(invalid="ignore"):
+        with pytest.raises(td.GradcheckError, match="nan"):
+            td.gradcheck(lambda x: td.log(x), [x])
+        assert td.gradcheck(lambda x: td.log(x), [x], raise_exception=False) is False

@@ -128,7 +128,7 @@ def _worst(analytic, numeric, atol, rtol):
     """(index, analytic, numeric, relative error) of the worst entry, or None if all agree."""
     xp = backend.xp_of(numeric)
     err = xp.abs(analytic - numeric)
-    bad = err > atol + rtol * xp.abs(numeric)
+    bad = ~(err <= atol + rtol * xp.abs(numeric))       # NaN or inf count as wrong
     if not bool(bad.any()):
         return None
     rel = err / xp.maximum(xp.abs(numeric), atol)
@@ -192,7 +192,7 @@ def _fast_check(fn, xs, checked, eps, atol, rtol, n_directions, seed):
             u = _random_like(gen, xs[i])
             a = float((g * u).sum())
             n = _central_difference(fn, xs, i, u, vs, eps)
-            if abs(a - n) > atol + rtol * abs(n):
+            if not abs(a - n) <= atol + rtol * abs(n):      # "not <=" also fails NaN
                 found = _worst_entry(fn, xs, i, g, vs, eps, atol, rtol)
                 if found is None:   # the projection was unlucky with rounding: report it as is
                     raise GradcheckError(
