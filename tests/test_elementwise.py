@@ -584,3 +584,13 @@ def test_to_device_moves_values_and_gradients_back(device):
     s = scipy.special.expit(x.numpy())
     np.testing.assert_allclose(gx.numpy(), s + x.numpy() * s * (1 - s), rtol=1e-12)
     check_grads(lambda x: td.to_device(td.tanh(td.to_device(x, device)), "cpu"), x)
+
+
+def test_zero_dim_comparisons_and_where_with_a_numpy_condition(device):
+    x = t(1.5, device)
+    for y, expected in [(x > 0, True), (x <= 1.0, False), (td.equal(x, 1.5), True)]:
+        assert y.shape == () and y.dtype == np.bool_ and y.item() is expected
+    a = t([1.0, 2.0, 3.0], device)
+    y = td.where(np.array([True, False, True]), a, 0.0)      # the condition follows a to its device
+    assert y.device == device
+    np.testing.assert_array_equal(y.numpy(), [1.0, 0.0, 3.0])
