@@ -141,7 +141,8 @@ def test_unary_float32_gradient_is_float32(name, device):
 # Exact first derivatives at a few points, so a backward that is consistently wrong in a way
 # finite differences cannot see (there is none, but these also pin the conventions) fails.
 @pytest.mark.parametrize("name, x, expected", [
-    ("sigmoid", [-2.0, 0.0, 3.0], scipy.special.expit([-2.0, 0.0, 3.0]) * scipy.special.expit([2.0, 0.0, -3.0])),
+    ("sigmoid", [-2.0, 0.0, 3.0],
+     scipy.special.expit([-2.0, 0.0, 3.0]) * scipy.special.expit([2.0, 0.0, -3.0])),
     ("softplus", [-2.0, 0.0, 3.0], scipy.special.expit([-2.0, 0.0, 3.0])),
     ("log_sigmoid", [-2.0, 0.0, 3.0], scipy.special.expit([2.0, 0.0, -3.0])),
     ("tanh", [-1.0, 0.5], 1 - np.tanh([-1.0, 0.5]) ** 2),
@@ -220,7 +221,8 @@ def test_binary_forward_matches_numpy_and_keeps_dtype(name, dtype, device):
     fn, ref, sample_a, sample_b = BINARY[name]
     rng = np.random.default_rng(3)
     for shape_a, shape_b in PAIRS:
-        a, b = (np.asarray(s(rng, shape), dtype=dtype) for s, shape in ((sample_a, shape_a), (sample_b, shape_b)))
+        a = np.asarray(sample_a(rng, shape_a), dtype=dtype)
+        b = np.asarray(sample_b(rng, shape_b), dtype=dtype)
         y = fn(td.tensor(a, device=device), td.tensor(b, device=device))
         assert y.dtype == dtype and y.device == device
         assert y.shape == np.broadcast_shapes(shape_a, shape_b)
@@ -410,7 +412,8 @@ def test_comparisons_return_boolean_tensors_without_gradient(device):
     a, b = t(a_np, device), t(b_np, device)
     cases = [(a < b, a_np < b_np), (a <= b, a_np <= b_np), (a > b, a_np > b_np), (a >= b, a_np >= b_np),
              (a == b, a_np == b_np), (a != b, a_np != b_np), (td.less(a, 2.0), a_np < 2.0),
-             (td.greater_equal(2.0, a), 2.0 >= a_np), (td.equal(a, 2), a_np == 2), (td.not_equal(a, 2), a_np != 2),
+             (td.greater_equal(2.0, a), 2.0 >= a_np), (td.equal(a, 2), a_np == 2),
+             (td.not_equal(a, 2), a_np != 2),
              (td.less_equal(a, b), a_np <= b_np), (td.greater(a, b), a_np > b_np)]
     for y, expected in cases:
         assert isinstance(y, td.Tensor) and y.dtype == np.bool_ and y.device == device
