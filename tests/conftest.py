@@ -1,8 +1,17 @@
 """Shared test setup: debug mode (every backward step checks its gradient's shape and
 dtype), float32 default restored after each test, and the ``cuda`` marker."""
+import os
+
 import pytest
+from hypothesis import settings
 
 import tinydgm as td
+
+# Property tests draw the same examples on every run (a red CI must be reproducible);
+# HYPOTHESIS_PROFILE=explore draws new ones.
+settings.register_profile("ci", derandomize=True, deadline=None)
+settings.register_profile("explore", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(autouse=True)

@@ -105,7 +105,10 @@ def mean(x, axis=None, keepdims=False):
 
     An empty reduction gives nan (0 / 0), as in NumPy."""
     axes = normalize_axis(axis, x.ndim, "mean")
-    return sum(x, axes, keepdims) / _count(x.shape, axes)
+    n = _count(x.shape, axes)
+    if n == 0:   # nan that does not depend on x: dividing by 0 would put 0 * inf in the 2nd derivative
+        return sum(x, axes, keepdims) * 0.0 + float("nan")
+    return sum(x, axes, keepdims) * (1.0 / n)
 
 
 def var(x, axis=None, keepdims=False, ddof=0):
@@ -114,6 +117,8 @@ def var(x, axis=None, keepdims=False, ddof=0):
 
     n - ddof <= 0 divides by zero (inf or nan), as NumPy does."""
     axes = normalize_axis(axis, x.ndim, "var")
+    if _count(x.shape, axes) == 0:   # nan that does not depend on x (see mean)
+        return sum(x, axes, keepdims) * 0.0 + float("nan")
     d = x - mean(x, axes, keepdims=True)
     return sum(d * d, axes, keepdims) / builtins.max(_count(x.shape, axes) - ddof, 0)
 
