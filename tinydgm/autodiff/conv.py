@@ -9,20 +9,22 @@ With stride s, padding p and dilation d (per axis) a convolution reads
 
 (cross-correlation, as in every deep learning library; g(o) is the group of channel o).
 
-How it is computed (im2col): for each kernel offset (i, j) the strided slice
-``x_pad[:, :, d i : ... : s, d j : ... : s]`` is copied into a column matrix of shape
-(C kH kW, H_out W_out) per image, so that the convolution is one matrix product
-W (C_out, C kH kW) @ cols. The reverse, col2im, adds each kernel offset's block back into
-the image with strided slice-adds (kH kW cheap iterations: 9 for a 3x3 kernel). On the
-CPU the batch is processed in chunks of a few images so that the column buffer (and the
-matrix product reading it) stays in cache and is reused instead of reallocated.
+How it is computed (im2col): a strided view of x_pad,
+cols[n, c, i, j, h, w] = x_pad[n, c, s h + d i, s w + d j], is copied into a contiguous
+column matrix of shape (C kH kW, H_out W_out) per image, so that the convolution is one
+matrix product W (C_out, C kH kW) @ cols. The reverse, col2im, adds each kernel offset's
+block back into the image with strided slice-adds (kH kW cheap iterations: 9 for a 3x3
+kernel); with stride 1 the adjoint is computed instead as a convolution with the flipped
+kernel, because im2col's one copy is cheaper than col2im's slice-adds. On the CPU the
+batch is processed in chunks of a few images so that the column buffer (and the matrix
+product reading it) stays in cache and is reused instead of reallocated.
 
 Three Functions relate the image side x and the feature side y of one convolution, and
 each one's backward is written with the other two, so gradients of any order exist:
 
     Conv2d(x, W)            y = conv(x, W)                 im2col + GEMM
     ConvTranspose2d(y, W)   x = conv^T(y, W)  (the adjoint) GEMM + col2im
-    Conv2dGradWeight(x, y)  W = sum_n y_n cols(x_n)^T       im2col + GEMM
+    Conv2dGradWeight(x, y)  W = sum_n y_n cols(x_n)^T      im2col + GEMM
 
 Pools follow the same pattern: ``avg_pool2d``'s backward is its adjoint (spread each
 gradient evenly over its window) whose own backward is ``avg_pool2d`` again;
@@ -134,9 +136,19 @@ def _pad_chunks(x, geom, size, fill=0):
         yield rows, chunk
 
 
+def _window_view(x_pad, kernel, geom, out):
+    """A read-only strided view v[m, c, i, j, h, w] = x_pad[m, c, s_h h + d_h i, s_w w + d_w j]
+    (no copy: the kernel offsets i, j and output positions h, w are just more strides)."""
+    (sh, sw), (dh, dw) = geom.stride, geom.dilation
+    s_n, s_c, s_h, s_w = x_pad.strides
+    shape = x_pad.shape[:2] + tuple(kernel) + tuple(out)
+    strides = (s_n, s_c, dh * s_h, dw * s_w, sh * s_h, sw * s_w)
+    return _xp(x_pad).lib.stride_tricks.as_strided(x_pad, shape, strides)
+
+
 def _im2col_chunks(x, kernel, geom, out):
-    """(rows, cols) per chunk of images: cols[m, c, i, j] = x_pad[m, c, window (i, j)],
-    shape (chunk, C, kH, kW, H_out, W_out), in one reused contiguous buffer."""
+    """(rows, cols) per chunk of images: cols[m, c, i, j, h, w] = x_pad[m, c, s h + d i, s w + d j],
+    shape (chunk, C, kH, kW, H_out, W_out), copied into one reused contiguous buffer."""
     xp = _xp(x)
     n, c = x.shape[:2]
     per_image = c * kernel[0] * kernel[1] * out[0] * out[1] * x.dtype.itemsize
@@ -144,13 +156,12 @@ def _im2col_chunks(x, kernel, geom, out):
     buf = xp.empty((size, c) + tuple(kernel) + tuple(out), dtype=x.dtype)
     for rows, x_pad in _pad_chunks(x, geom, size):
         cols = buf[:rows.stop - rows.start]
-        for i, j, window in geom.windows(kernel, out):
-            cols[:, :, i, j] = x_pad[window]
+        xp.copyto(cols, _window_view(x_pad, kernel, geom, out))
         yield rows, cols
 
 
-def _conv_forward(x, w, geom):
-    """y = conv(x, W): per group, W (C_out/g, C/g kH kW) @ cols (C/g kH kW, H_out W_out)."""
+def _conv_forward(x, w, geom, b=None):
+    """y = conv(x, W) + b: per group, W (C_out/g, C/g kH kW) @ cols (C/g kH kW, H_out W_out)."""
     xp = _xp(x)
     n, _, h, wd = x.shape
     c_out, c_g, kh, kw = w.shape
@@ -162,6 +173,8 @@ def _conv_forward(x, w, geom):
     for rows, cols in _im2col_chunks(x, (kh, kw), geom, out):
         m = cols.shape[0]
         xp.matmul(w_mat, cols.reshape(m, g, c_g * kh * kw, p), out=y[rows].reshape(m, g, c_out // g, p))
+        if b is not None:                # while the chunk is still in cache
+            y[rows] += b.reshape(1, -1, 1, 1)
     return y
 
 
@@ -175,6 +188,14 @@ def _conv_adjoint(y, w, geom, image):
     if geom.out_size(image, (kh, kw)) != (ho, wo):    # guards the callers' size bookkeeping
         raise ValueError(f"an image of size {tuple(image)} gives outputs of size "
                          f"{geom.out_size(image, (kh, kw))}, not {(ho, wo)}")
+    full = geom.span((kh, kw))
+    if geom.stride == (1, 1) and all(p <= e - 1 for p, e in zip(geom.padding, full)):
+        # With stride 1 the adjoint is itself a convolution, of y padded by d (k - 1) - p with
+        # the kernel flipped and its in/out channels swapped (per group); im2col + GEMM
+        # beats GEMM + col2im, whose slice-adds are the slow part on the CPU.
+        w_flip = w.reshape(g, c_out // g, c_g, kh, kw).swapaxes(1, 2)[..., ::-1, ::-1]
+        flipped = _Geometry((1, 1), tuple(e - 1 - p for p, e in zip(geom.padding, full)), geom.dilation, g)
+        return _conv_forward(y, xp.ascontiguousarray(w_flip).reshape(g * c_g, c_out // g, kh, kw), flipped)
     k_g, p = c_g * kh * kw, ho * wo
     w_t = w.reshape(g, c_out // g, k_g).swapaxes(1, 2)            # (g, C/g kH kW, C_out/g)
     x = xp.empty((n, c_g * g) + tuple(image), dtype=y.dtype)
@@ -199,18 +220,19 @@ def _conv_adjoint(y, w, geom, image):
 
 def _conv_weight_grad(x, gy, kernel, geom):
     """dW[o, c, i, j] = sum_{n, h, w} gy[n, o, h, w] x_pad[n, c, s h + d i, s w + d j]
-    (per group): sum over images of gy_n (C_out/g, P) @ cols_n^T (P, C/g kH kW)."""
+    (per group): the sum over images of cols_n (C/g kH kW, P) @ gy_n^T (P, C_out/g),
+    transposed at the end (BLAS runs this orientation faster than gy_n @ cols_n^T)."""
     xp = _xp(x)
     n, c_out, ho, wo = gy.shape
     g = geom.groups
     c_g = x.shape[1] // g
     k_g, p = c_g * kernel[0] * kernel[1], ho * wo
-    dw = xp.zeros((g, c_out // g, k_g), dtype=x.dtype)
+    dw_t = xp.zeros((g, k_g, c_out // g), dtype=x.dtype)
     for rows, cols in _im2col_chunks(x, kernel, geom, (ho, wo)):
         m = cols.shape[0]
-        cols = cols.reshape(m, g, k_g, p).swapaxes(-1, -2)
-        dw += xp.matmul(gy[rows].reshape(m, g, c_out // g, p), cols).sum(axis=0)
-    return dw.reshape((c_out, c_g) + tuple(kernel))
+        gy_t = gy[rows].reshape(m, g, c_out // g, p).swapaxes(-1, -2)
+        dw_t += xp.matmul(cols.reshape(m, g, k_g, p), gy_t).sum(axis=0)
+    return xp.ascontiguousarray(dw_t.swapaxes(1, 2)).reshape((c_out, c_g) + tuple(kernel))
 
 
 # ----------------------------------------------------------------------------- convolutions
@@ -227,10 +249,7 @@ class Conv2d(Function):
         return "conv2d"
 
     def forward(self, x, w, b=None):
-        y = _conv_forward(x, w, self.geom)
-        if b is not None:
-            y += b.reshape(1, -1, 1, 1)
-        return y
+        return _conv_forward(x, w, self.geom, b)
 
     def backward(self, gy):
         x, w = self.inputs[:2]
