@@ -479,7 +479,7 @@ class AvgPool2dAdjoint(Function):
 class MaxPool2d(Function):
     """y[n, c, h, w] = max of x over the window (padding never wins). The backward routes
     each gradient to its window's argmax (MaxPool2dScatter); ties go to the first
-    maximum in row-major window order. A NaN in a window wins, so NaNs propagate."""
+    maximum in row-major window order. NaNs propagate to the output."""
 
     def __init__(self, kernel, geom):
         self.kernel, self.geom = kernel, geom
@@ -493,16 +493,17 @@ class MaxPool2d(Function):
         fill = -float("inf") if backend.is_floating(x.dtype) else xp.iinfo(x.dtype).min
         x_pad = _padded(x, self.geom, fill)
         out = self.geom.out_size(x.shape[2:], self.kernel)
-        y, arg = None, xp.zeros(x.shape[:2] + out, dtype=xp.int32)
+        k_h, k_w = self.kernel
+        arg = xp.zeros(x.shape[:2] + out, dtype=xp.int8 if k_h * k_w <= 127 else xp.int32)
+        y = None
         for i, j, window in self.geom.windows(self.kernel, out):
             v = x_pad[window]
             if y is None:
                 y = v.copy()
                 continue
-            better = (v > y) | (v != v)          # strictly greater keeps the first of ties
-            xp.copyto(y, v, where=better)
-            arg[better] = i * self.kernel[1] + j
-        self.argmax = arg                         # piecewise constant in x: safe to cache
+            xp.copyto(arg, i * k_w + j, where=v > y)   # strictly greater: the first of ties stays
+            xp.maximum(y, v, out=y)
+        self.argmax = arg                               # piecewise constant in x: safe to cache
         return y
 
     def backward(self, gy):
@@ -579,8 +580,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
 # ----------------------------------------------------------------------------- upsampling
 
 class UpsampleNearest2d(Function):
-    """y[n, c, h, w] = x[n, c, h // s_h, w // s_w]. The adjoint sums each s_h x s_w block
-    (a sum-pool), written with reshape and sum so that it is differentiable too."""
+    """y[n, c, h, w] = x[n, c, h // s_h, w // s_w]. Its adjoint (the backward) sums each
+    s_h x s_w block: UpsampleNearest2dAdjoint, a sum-pool."""
 
     def __init__(self, scale):
         self.scale = scale
@@ -595,8 +596,30 @@ class UpsampleNearest2d(Function):
         return blocks.reshape(n, c, h * sh, w * sw)
 
     def backward(self, gy):
-        (n, c, h, w), (sh, sw) = self.inputs[0].shape, self.scale
-        return gy.reshape(n, c, h, sh, w, sw).sum(axis=(3, 5))
+        return UpsampleNearest2dAdjoint(self.scale)(gy)
+
+
+class UpsampleNearest2dAdjoint(Function):
+    """dx[n, c, h, w] = sum of dy over the block [s_h h : s_h (h + 1), s_w w : s_w (w + 1)],
+    as s_h s_w strided slice-adds; its backward is the upsampling again."""
+
+    def __init__(self, scale):
+        self.scale = scale
+
+    @classmethod
+    def name(cls):
+        return "upsample_nearest2d_backward"
+
+    def forward(self, gy):
+        sh, sw = self.scale
+        dx = gy[:, :, 0::sh, 0::sw].copy()
+        for a, b in itertools.product(range(sh), range(sw)):
+            if a or b:
+                dx += gy[:, :, a::sh, b::sw]
+        return dx
+
+    def backward(self, g):
+        return UpsampleNearest2d(self.scale)(g)
 
 
 def upsample_nearest2d(x, scale_factor):
