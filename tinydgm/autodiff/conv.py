@@ -39,10 +39,12 @@ from tinydgm.autodiff.core import Function
 
 __all__ = ["conv2d", "conv_transpose2d", "avg_pool2d", "max_pool2d", "upsample_nearest2d"]
 
-# On the CPU, im2col works on chunks of images whose column matrix fills about this many
-# bytes: small enough to stay in cache between the copy and the GEMM, big enough for
-# BLAS to run at full speed. On the GPU the whole batch is one chunk.
+# im2col works on chunks of images whose column matrix fills about this many bytes. On the
+# CPU: small enough to stay in cache between the copy and the GEMM, big enough for BLAS to
+# run at full speed (measured: 4 MB beats 1, 16 and 64 MB). On the GPU: big chunks, but a
+# bounded workspace.
 _CPU_CHUNK_BYTES = 1 << 22
+_GPU_CHUNK_BYTES = 1 << 28
 
 
 def _xp(x):
@@ -110,9 +112,9 @@ class _Geometry:
 
 
 def _chunk_size(n, bytes_per_image, array):
-    if backend.device_of(array) != "cpu":
-        return max(n, 1)
-    return max(1, min(n, _CPU_CHUNK_BYTES // max(bytes_per_image, 1)))
+    """How many images per im2col chunk."""
+    limit = _CPU_CHUNK_BYTES if backend.device_of(array) == "cpu" else _GPU_CHUNK_BYTES
+    return max(1, min(n, limit // max(bytes_per_image, 1)))
 
 
 def _chunks(n, size):
@@ -120,15 +122,15 @@ def _chunks(n, size):
         yield slice(n0, min(n, n0 + size))
 
 
-def _pad_chunks(x, geom, size, fill=0):
-    """(rows, x_pad[rows]) per chunk of images, through one reused padded buffer whose
-    border keeps ``fill``; without padding the chunks are views of x."""
+def _pad_chunks(x, geom, size):
+    """(rows, x_pad[rows]) per chunk of images, through one reused zero-padded buffer
+    (only its interior is rewritten); without padding the chunks are views of x."""
     if geom.padding == (0, 0):
         for rows in _chunks(x.shape[0], size):
             yield rows, x[rows]
         return
     xp = _xp(x)
-    buf = xp.full((size, x.shape[1]) + geom.padded(x.shape[2:]), fill, dtype=x.dtype)
+    buf = xp.zeros((size, x.shape[1]) + geom.padded(x.shape[2:]), dtype=x.dtype)
     inside = geom.interior(x.shape[2:])
     for rows in _chunks(x.shape[0], size):
         chunk = buf[:rows.stop - rows.start]
@@ -137,8 +139,9 @@ def _pad_chunks(x, geom, size, fill=0):
 
 
 def _window_view(x_pad, kernel, geom, out):
-    """A read-only strided view v[m, c, i, j, h, w] = x_pad[m, c, s_h h + d_h i, s_w w + d_w j]
-    (no copy: the kernel offsets i, j and output positions h, w are just more strides)."""
+    """The strided view v[m, c, i, j, h, w] = x_pad[m, c, s_h h + d_h i, s_w w + d_w j]:
+    no copy, the kernel offsets i, j and output positions h, w are just more strides.
+    Its entries alias each other: only read it."""
     (sh, sw), (dh, dw) = geom.stride, geom.dilation
     s_n, s_c, s_h, s_w = x_pad.strides
     shape = x_pad.shape[:2] + tuple(kernel) + tuple(out)
