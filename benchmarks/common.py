@@ -77,6 +77,20 @@ THREAD_ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS
                    "MKL_NUM_THREADS", "MKL_DEBUG_CPU_TYPE", "MKL_ENABLE_INSTRUCTIONS")
 
 
+def tinydgm_revision():
+    """The git commit of the checkout being measured, "+ local changes" when the tree is dirty."""
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        rev = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no",
+                                "--", "tinydgm"], capture_output=True, text=True).stdout.strip()
+        return rev + (" + local changes to tinydgm/" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def machine_info():
     """A dict describing the machine and library versions (for the report header)."""
     info = {
@@ -84,6 +98,7 @@ def machine_info():
         "cores": usable_cores(),
         "python": platform.python_version(),
         "numpy": np.__version__,
+        "tinydgm": tinydgm_revision(),
         "numpy BLAS": "; ".join(f"{p} {v} (kernel {a})" for p, a, v, _ in blas_info()[:1]) or "unknown",
         "env": {k: os.environ[k] for k in THREAD_ENV_VARS if k in os.environ},
     }
@@ -100,6 +115,7 @@ def machine_markdown(info, threads):
     env = ", ".join(f"{k}={v}" for k, v in info["env"].items()) or "none set"
     lines = [
         f"- CPU: {info['cpu']}, {info['cores']} usable cores; **{threads} threads** on every side",
+        f"- tinydgm at commit {info['tinydgm']}",
         f"- Python {info['python']}, NumPy {info['numpy']} with {info['numpy BLAS']}",
     ]
     if "torch" in info:
@@ -109,14 +125,75 @@ def machine_markdown(info, threads):
     return "\n".join(lines)
 
 
+class ForeignLoad:
+    """CPU time that *other* processes used while a block ran, as a fraction of all cores.
+
+        with ForeignLoad() as load: ...      # then load.fraction, e.g. 0.03 = 3 %
+
+    From /proc/stat (all CPUs' busy ticks) minus this process's own CPU time; None where
+    /proc/stat does not exist. On a 2-core machine, other processes using more than a few
+    percent make 2-thread BLAS calls much slower (a descheduled worker stalls the call).
+    """
+
+    fraction = None
+
+    @staticmethod
+    def _busy_seconds():
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(v) for v in f.readline().split()[1:]]
+        except OSError:
+            return None
+        user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+    def __enter__(self):
+        self._busy, self._own, self._wall = self._busy_seconds(), time.process_time(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        busy = self._busy_seconds()
+        if busy is not None and self._busy is not None:
+            wall = time.perf_counter() - self._wall
+            own = time.process_time() - self._own
+            cores = os.cpu_count() or 1
+            self.fraction = max(0.0, (busy - self._busy - own) / (wall * cores))
+        return False
+
+    def describe(self):
+        return "unknown" if self.fraction is None else f"{self.fraction:.0%}"
+
+
+def run_queue_wait():
+    """Seconds that this process's threads have spent runnable but waiting for a CPU
+    (summed over threads, from /proc/self/task/*/schedstat); None where unavailable.
+
+    Its growth during a sample measures contention: another process (or another
+    library's spinning thread pool) held a core we wanted.
+    """
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    total = 0
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            pass            # the thread ended meanwhile
+    return total / 1e9
+
+
 # ----------------------------------------------------------------------------- timing
 
 class Stats:
     """Per-call times (seconds) of one case over the repeats."""
 
-    def __init__(self, times):
+    def __init__(self, times, contended=0):
         self.raw = list(times)          # in repeat order, for paired ratios
         self.times = sorted(times)
+        self.contended = contended      # samples kept although the CPU was contended
 
     @property
     def median(self):
@@ -167,11 +244,23 @@ def calibrate(fn, min_sample_s):
         number = max(number * 2, int(number * min_sample_s / max(t, 1e-9) * 1.2))
 
 
-def compare(cases, repeats=15, warmup=3, min_sample_s=0.02):
+def compare(cases, repeats=15, warmup=3, min_sample_s=0.02, settle_s=0.0,
+            max_contention=0.05, retries=4):
     """Time the callables of ``cases`` ({name: fn}) interleaved.
 
     Returns ({name: Stats of the per-call time}, {name: number of calls per sample}).
     The order inside each round rotates, so no case always runs right after another.
+
+    Each sample starts with one untimed call (the steady state of a loop is what we
+    measure, not the first call after another library ran). ``settle_s`` > 0 sleeps
+    before every sample: NumPy's OpenBLAS threads and PyTorch's OpenMP threads busy-wait
+    for a while after each parallel call, and on a machine with few cores the spinning
+    threads of one library slow down the next call of the other (up to ~2x on 2 cores).
+
+    A sample during which our threads waited for a CPU for more than ``max_contention``
+    of its duration (another process took a core: with 2 threads on 2 cores one
+    descheduled BLAS worker stalls the whole call, 10x slowdowns happen) is taken again,
+    up to ``retries`` times after a pause; ``Stats.contended`` counts the ones kept anyway.
     """
     names = list(cases)
     for name in names:
@@ -179,12 +268,24 @@ def compare(cases, repeats=15, warmup=3, min_sample_s=0.02):
             cases[name]()
     numbers = {name: calibrate(cases[name], min_sample_s) for name in names}
     samples = {name: [] for name in names}
+    contended = {name: 0 for name in names}
     for r in range(repeats):
         gc.collect()
         k = r % len(names)
         for name in names[k:] + names[:k]:
-            samples[name].append(_time_once(cases[name], numbers[name]))
-    return {name: Stats(samples[name]) for name in names}, numbers
+            for attempt in range(retries + 1):
+                if settle_s or attempt:
+                    time.sleep(settle_s + 0.2 * attempt)
+                cases[name]()
+                wait0 = run_queue_wait()
+                t = _time_once(cases[name], numbers[name])
+                wait1 = run_queue_wait()
+                quiet = wait0 is None or (wait1 - wait0) <= max_contention * t * numbers[name]
+                if quiet:
+                    break
+            contended[name] += not quiet
+            samples[name].append(t)
+    return {name: Stats(samples[name], contended[name]) for name in names}, numbers
 
 
 def paired_ratio(a, b):
