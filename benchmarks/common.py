@@ -55,15 +55,24 @@ def blas_info():
 # ----------------------------------------------------------------------------- machine
 
 def cpu_model():
-    """The CPU model name from /proc/cpuinfo (platform.processor() elsewhere)."""
+    """The CPU model name from /proc/cpuinfo, with its family/model numbers (a VM often
+    shows only "AMD EPYC"); platform.processor() elsewhere."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "cpu family", "model") and key not in fields:
+                    fields[key] = value.strip()
+                if not line.strip() and fields:
+                    break
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    if "model name" not in fields:
+        return platform.processor() or "unknown"
+    extra = f" (cpu family {fields['cpu family']}, model {fields['model']})" if "cpu family" in fields else ""
+    return fields["model name"] + extra
 
 
 def usable_cores():
