@@ -303,6 +303,21 @@ def paired_ratio(a, b):
     return statistics.median(ratios), (ratios[0], ratios[-1])
 
 
+def paired_ratio_iqr(a, b):
+    """Interquartile range (q1, q3) of the per-repeat ratios a/b."""
+    return Stats([x / y for x, y in zip(a.raw, b.raw)]).iqr
+
+
+def verdict(ratio, iqr, target):
+    """"met (0.99x; ...)" / "NOT met (...)", with the spread of the paired ratios."""
+    word = "met" if ratio <= target else "NOT met"
+    note = ""
+    if iqr[0] <= target <= iqr[1]:
+        note = "; the target lies inside that range: parity within this machine's noise"
+    return (f"{word} ({ratio:.2f}x; interquartile range of the paired ratios "
+            f"{iqr[0]:.2f}–{iqr[1]:.2f}{note})")
+
+
 # ----------------------------------------------------------------------------- formatting
 
 def fmt_time(seconds):
