@@ -391,8 +391,8 @@ def bench_mlp(cfg):
     weights = mlp_init()
     first, last = check_mlp_agree(weights, batches)
     print(f"  same loss on both sides: {first:.4f} at init, {last:.4f} after 5 Adam steps (checked)", flush=True)
-    stats, numbers = common.compare(mlp_cases(weights, batches), repeats=cfg.mlp_repeats, warmup=5,
-                                    min_sample_s=cfg.mlp_sample_s, settle_s=cfg.settle_s)
+    stats, _ = common.compare(mlp_cases(weights, batches), repeats=cfg.mlp_repeats, warmup=5,
+                              min_sample_s=cfg.mlp_sample_s, settle_s=cfg.settle_s)
     torch_step = stats["PyTorch step"]
     rows = []
     for name, s in stats.items():
