@@ -97,6 +97,15 @@ def ensure_array(value, kind=numpy.ndarray):
     return numpy.asarray(value)
 
 
+def scalar_array(value, like):
+    """A 0-d array holding the Python number ``value``, in ``like``'s dtype when that is
+    floating (so float32 stays float32) and on its device."""
+    dtype = like.dtype if like.dtype.kind == "f" else None
+    if type(like) is numpy.ndarray:
+        return numpy.array(value, dtype=dtype)
+    return get_array_module(like).asarray(value, dtype=dtype)
+
+
 def ones_like(array):
     return get_array_module(array).ones_like(array)
 

@@ -201,6 +201,9 @@ def tensor(data, requires_grad=False, dtype=None, device=None):
     return Tensor(arr, requires_grad=requires_grad)
 
 
+_PYTHON_NUMBERS = (int, float)
+
+
 def as_tensor(x, like=None):
     """``x`` itself if it is a Tensor, else a constant Tensor.
 
@@ -209,6 +212,8 @@ def as_tensor(x, like=None):
     """
     if isinstance(x, Tensor):
         return x
+    if like is not None and type(x) in _PYTHON_NUMBERS:      # the hot path: x * 0.5, 1 - y
+        return _wrap(backend.scalar_array(x, like.data), type(like.data))
     if like is not None and not backend.is_array(x):
         dtype = like.dtype if backend.is_floating(like.dtype) else None
         return Tensor(backend.as_array(x, dtype=dtype, device=like.device))
@@ -314,32 +319,23 @@ def _run_backward(outputs, output_grads, retain_graph, create_graph, targets):
     targets is None: accumulate into the ``.grad`` of every leaf that requires grad.
     targets is a list of tensors: return their gradients, leave every ``.grad`` alone.
     """
-    grads = {}                 # id(tensor) -> [tensor, gradient so far]
-    keep = {}                  # id(tensor) -> tensor, for the leaves/targets reached
-    target_ids = None if targets is None else {id(t) for t in targets}
+    global _grad_enabled
+    grads = {}      # id(tensor) -> [tensor, gradient so far]; the entry keeps the tensor (and its id) alive
+    leaves = []     # leaf tensors that received a gradient
+    pinned = {id(y) for y in outputs}          # gradients read but never consumed: roots and targets
+    if targets is not None:
+        pinned.update(id(t) for t in targets)
     heap, queued = [], set()
-
-    def push(f):
-        if f not in queued:
+    for y, gy in zip(outputs, output_grads):
+        _add(grads, y, gy, create_graph)
+        f = y.creator
+        if f is not None and f not in queued:
             queued.add(f)
             heapq.heappush(heap, (-f.generation, next(_tiebreak), f))
+    needed = None if targets is None else _functions_leading_to(outputs, {id(t) for t in targets})
 
-    def add(x, g):              # the entry keeps x alive, so its id cannot be reused meanwhile
-        entry = grads.get(id(x))
-        if entry is None:
-            grads[id(x)] = [x, g]
-        else:
-            entry[1] = _accumulate(entry[1], g, create_graph)
-
-    for y, gy in zip(outputs, output_grads):
-        add(y, gy)
-        keep[id(y)] = y
-        if y.creator is not None:
-            push(y.creator)
-
-    needed = None if targets is None else _functions_leading_to(outputs, target_ids)
-
-    with _set_grad_enabled(create_graph):
+    previous, _grad_enabled = _grad_enabled, create_graph     # backward ops record a graph only if asked
+    try:
         while heap:
             f = heapq.heappop(heap)[2]
             if f.inputs is None:
@@ -347,43 +343,65 @@ def _run_backward(outputs, output_grads, retain_graph, create_graph, targets):
                                    "(its buffers were freed); pass retain_graph=True the first time")
             if needed is not None and f not in needed:
                 continue
-            gys = []
-            for i, ref in enumerate(f.outputs):
-                y = ref()
-                entry = None if y is None else (grads.get(id(y)) if id(y) in keep else grads.pop(id(y), None))
-                gys.append(None if entry is None else entry[1])
-            if all(g is None for g in gys):
+            ys = [ref() for ref in f.outputs]     # alive until backward has run (self.output())
+            gys = [_take(grads, y, pinned) for y in ys]
+            if len(gys) == 1:
+                if gys[0] is None:
+                    continue
+            elif all(g is None for g in gys):
                 continue
-            if len(gys) > 1:
+            else:   # a multi-output op gets zeros for the outputs nothing depended on
                 gys = [g if g is not None else Tensor(backend.zeros(shape, dtype, like=f.inputs[0].data))
                        for g, (shape, dtype) in zip(gys, f.output_meta)]
             gxs = f.backward(*gys)
-            if not isinstance(gxs, tuple):
+            if type(gxs) is not tuple:
                 gxs = (gxs,)
             for i, (x, gx) in enumerate(zip(f.inputs, gxs)):
                 if gx is None or not x.requires_grad:
                     continue
                 if _debug:
                     _check_grad(f, i, x, gx)
-                add(x, gx)
-                if x.creator is None or (target_ids is not None and id(x) in target_ids):
-                    keep[id(x)] = x
-                if x.creator is not None:
-                    push(x.creator)
+                if _add(grads, x, gx, create_graph) and x.creator is None:
+                    leaves.append(x)
+                c = x.creator
+                if c is not None and c not in queued:
+                    queued.add(c)
+                    heapq.heappush(heap, (-c.generation, next(_tiebreak), c))
             if not retain_graph:
                 f.inputs = None
+    finally:
+        _grad_enabled = previous
 
     if targets is not None:
         return [grads[id(t)][1] if id(t) in grads else None for t in targets]
+    leaves.extend(y for y in outputs if y.creator is None)     # backward() called on a leaf itself
     shared = {id(g) for g in output_grads}          # the caller's tensors: never adopt them
-    for key, x in keep.items():
-        if x.creator is None and x.requires_grad and key in grads:
-            g = grads[key][1]
+    for x in leaves:
+        if x.requires_grad:
+            g = grads[id(x)][1]
             if x.grad is not None:
                 x.grad = _accumulate(x.grad, g, create_graph)
             else:
                 x.grad = g if create_graph else _own(g, shared)
     return None
+
+
+def _add(grads, x, g, create_graph):
+    """Add g to x's gradient so far; True when it is x's first."""
+    entry = grads.get(id(x))
+    if entry is None:
+        grads[id(x)] = [x, g]
+        return True
+    entry[1] = _accumulate(entry[1], g, create_graph)
+    return False
+
+
+def _take(grads, y, pinned):
+    """The gradient that flowed into output y (consumed unless y is a root or a target)."""
+    if y is None:
+        return None
+    entry = grads.get(id(y)) if id(y) in pinned else grads.pop(id(y), None)
+    return None if entry is None else entry[1]
 
 
 def _accumulate(a, b, create_graph):

@@ -29,6 +29,10 @@ class MatMul(Function):
 
     def backward(self, gy):
         a, b = self.inputs
+        if a.ndim == 2 and b.ndim == 2:       # the common case, without the promotion bookkeeping
+            ga = matmul(gy, b.T) if self.needs_input_grad[0] else None
+            gb = matmul(a.T, gy) if self.needs_input_grad[1] else None
+            return ga, gb
         a2 = a if a.ndim > 1 else a.reshape(1, -1)
         b2 = b if b.ndim > 1 else b.reshape(-1, 1)
         batch = backend.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])

@@ -35,7 +35,7 @@ def _reduced_shape(in_shape, axes, keepdims):
 
 def _unreduce(gy, in_shape, axes, keepdims):
     """Reshape a reduced gradient so it broadcasts against the input again."""
-    if keepdims or not in_shape:
+    if keepdims or not in_shape or gy.ndim == 0:     # a 0-d gradient broadcasts as it is
         return gy
     return reshape(gy, _kept_shape(in_shape, axes))
 
