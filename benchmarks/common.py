@@ -32,12 +32,15 @@ _limiter = None     # keeps threadpoolctl's limits alive for the whole run
 
 
 def pin_threads(n):
-    """Pin NumPy's BLAS (and every OpenMP runtime threadpoolctl finds) and PyTorch to ``n``
+    """Pin NumPy's BLAS (and every OpenMP runtime threadpoolctl finds), Numba and PyTorch to ``n``
     threads. Returns a description of what was pinned, for the report."""
     global _limiter
     from threadpoolctl import threadpool_limits
     _limiter = threadpool_limits(limits=n)
     pinned = {"threadpoolctl": n}
+    import numba
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))    # tinydgm's Numba kernels
+    pinned["numba"] = numba.get_num_threads()
     if "torch" in sys.modules:
         import torch
         torch.set_num_threads(n)
