@@ -8,7 +8,7 @@
 """
 from tinydgm import backend  # noqa: F401
 from tinydgm.backend import (cuda_available, default_dtype, get_default_dtype,  # noqa: F401
-                             set_default_dtype, rng, get_array_module)
+                             set_default_dtype, rng, seed, get_array_module)
 from tinydgm.autodiff import (Tensor, Function, tensor, as_tensor, no_grad, enable_grad,  # noqa: F401
                               is_grad_enabled, grad, set_debug, is_debug, gradcheck, gradgradcheck,
                               jacobian, numerical_jacobian, GradcheckError, functional)

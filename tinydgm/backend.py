@@ -206,6 +206,21 @@ def default_dtype(dtype):
 
 # ----------------------------------------------------------------------------- randomness
 
+_default_generator = numpy.random.default_rng(0)
+
+
+def seed(value):
+    """Reseed the default generator (used by layer initialisation and samplers when no
+    generator is passed): ``td.seed(0)`` makes a whole script repeatable."""
+    global _default_generator
+    _default_generator = numpy.random.default_rng(value)
+
+
+def default_generator():
+    """The process-wide NumPy Generator behind ``seed``."""
+    return _default_generator
+
+
 def rng(seed=None, device="cpu"):
     """A seeded random Generator on ``device`` (numpy's PCG64 or cupy.random.Generator).
 

@@ -1,0 +1,240 @@
+"""Module and Parameter: how layers hold their weights.
+
+A ``Parameter`` is a leaf Tensor that requires grad. A ``Module`` finds its parameters,
+buffers (non-trained state such as batch-norm running statistics) and sub-modules by
+looking at its own attributes, in the order they were assigned:
+
+    class MLP(Module):
+        def __init__(self):
+            super().__init__()
+            self.hidden = Linear(784, 500)       # a sub-module: its parameters are ours
+            self.out = Linear(500, 784)
+
+        def forward(self, x):
+            return self.out(sigmoid(self.hidden(x)))
+
+``state_dict()`` maps dotted names (``"hidden.weight"``) to NumPy arrays;
+``load_state_dict`` checks names and shapes and says exactly what does not match.
+"""
+from collections import OrderedDict
+
+from tinydgm import backend
+from tinydgm.autodiff.core import Tensor
+
+
+class Parameter(Tensor):
+    """A trainable leaf Tensor; assigning one to a Module attribute registers it."""
+
+    def __init__(self, data, requires_grad=True):
+        if isinstance(data, Tensor):
+            data = data.data
+        super().__init__(data, requires_grad=requires_grad)
+
+    def __repr__(self):
+        return "Parameter(" + super().__repr__() + ")"
+
+
+class Module:
+    """Base class of layers and models: parameters, buffers, sub-modules, modes, devices."""
+
+    def __init__(self):
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_buffers", [])
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def __setattr__(self, name, value):
+        if "_buffers" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        object.__setattr__(self, name, value)
+
+    # --- buffers: arrays saved in the state dict but not trained
+    def register_buffer(self, name, array):
+        """Keep ``array`` (a backend array) as ``self.name`` and in the state dict."""
+        if name not in self._buffers:
+            self._buffers.append(name)
+        object.__setattr__(self, name, array)
+
+    # --- traversal
+    def named_children(self):
+        for name, value in self.__dict__.items():
+            if isinstance(value, Module):
+                yield name, value
+
+    def children(self):
+        return [m for _, m in self.named_children()]
+
+    def named_modules(self, prefix=""):
+        yield prefix, self
+        for name, child in self.named_children():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        return [m for _, m in self.named_modules()]
+
+    def named_parameters(self, prefix=""):
+        """(dotted name, Parameter) pairs, each parameter once, in assignment order."""
+        seen = set()
+        for module_name, module in self.named_modules(prefix):
+            for name, value in module.__dict__.items():
+                if isinstance(value, Parameter) and id(value) not in seen:
+                    seen.add(id(value))
+                    yield (f"{module_name}.{name}" if module_name else name), value
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self, prefix=""):
+        for module_name, module in self.named_modules(prefix):
+            for name in module._buffers:
+                yield (f"{module_name}.{name}" if module_name else name), getattr(module, name)
+
+    # --- state
+    def state_dict(self):
+        """Parameters and buffers as NumPy copies, by dotted name."""
+        state = OrderedDict((name, backend.to_numpy(p.data).copy()) for name, p in self.named_parameters())
+        state.update((name, backend.to_numpy(b).copy()) for name, b in self.named_buffers())
+        return state
+
+    def load_state_dict(self, state, strict=True):
+        """Copy arrays from ``state`` into the parameters and buffers (same dtype and device).
+
+        Raises KeyError for missing or unexpected names (unless ``strict=False``) and
+        ValueError for a shape mismatch, naming every offending key.
+        """
+        targets = dict(self.named_parameters())
+        buffers = {name: None for name, _ in self.named_buffers()}
+        known = set(targets) | set(buffers)
+        missing = sorted(known - set(state))
+        unexpected = sorted(set(state) - known)
+        if strict and (missing or unexpected):
+            parts = []
+            if missing:
+                parts.append(f"missing keys {missing}")
+            if unexpected:
+                parts.append(f"unexpected keys {unexpected}")
+            raise KeyError(f"load_state_dict ({type(self).__name__}): " + "; ".join(parts))
+        bad = []
+        for name in known & set(state):
+            current = targets[name].data if name in targets else self._buffer(name)
+            if tuple(state[name].shape) != tuple(current.shape):
+                bad.append(f"'{name}' has shape {tuple(state[name].shape)} in the state dict but "
+                           f"{tuple(current.shape)} in the model")
+        if bad:
+            raise ValueError(f"load_state_dict ({type(self).__name__}): " + "; ".join(sorted(bad)))
+        for name in known & set(state):
+            if name in targets:
+                p = targets[name]
+                p.data = backend.to_device(state[name], p.device).astype(p.dtype, copy=True)
+            else:
+                module, attr = self._owner(name)
+                old = getattr(module, attr)
+                module.register_buffer(attr, backend.to_device(state[name], backend.device_of(old))
+                                       .astype(old.dtype, copy=True))
+        return self
+
+    def _owner(self, dotted):
+        *path, attr = dotted.split(".")
+        module = self
+        for part in path:
+            module = getattr(module, part)
+        return module, attr
+
+    def _buffer(self, dotted):
+        module, attr = self._owner(dotted)
+        return getattr(module, attr)
+
+    # --- modes and placement
+    def train(self, mode=True):
+        """Training mode (batch norm uses batch statistics); returns self."""
+        for m in self.modules():
+            object.__setattr__(m, "training", mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode (batch norm uses running statistics); returns self."""
+        return self.train(False)
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = None
+
+    def to(self, device=None, dtype=None):
+        """Move parameters and buffers to ``device`` and/or cast them to ``dtype``, in place."""
+        for p in self.parameters():
+            data = p.data if device is None else backend.to_device(p.data, device)
+            p.data = data if dtype is None else data.astype(dtype)
+            p.grad = None
+        for m in self.modules():
+            for name in m._buffers:
+                b = getattr(m, name)
+                b = b if device is None else backend.to_device(b, device)
+                if dtype is not None and backend.is_floating(b.dtype):
+                    b = b.astype(dtype)
+                object.__setattr__(m, name, b)
+        return self
+
+    def num_parameters(self):
+        return sum(p.size for p in self.parameters())
+
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        for name, child in self.named_children():
+            lines.append(f"  ({name}): " + repr(child).replace("\n", "\n  "))
+        return lines[0] + ")" if len(lines) == 1 else "\n".join(lines) + "\n)"
+
+
+class Sequential(Module):
+    """Modules applied one after the other."""
+
+    def __init__(self, *layers):
+        super().__init__()
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(f"Sequential: argument {i} is a {type(layer).__name__}, not a Module")
+            setattr(self, str(i), layer)
+
+    def __iter__(self):
+        return iter(self.children())
+
+    def __len__(self):
+        return len(self.children())
+
+    def __getitem__(self, i):
+        return self.children()[i]
+
+    def forward(self, x):
+        for layer in self:
+            x = layer(x)
+        return x
+
+
+class ModuleList(Module):
+    """A list of modules whose parameters are registered (e.g. a stack of flow layers)."""
+
+    def __init__(self, modules=()):
+        super().__init__()
+        for m in modules:
+            self.append(m)
+
+    def append(self, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList: got a {type(module).__name__}, not a Module")
+        setattr(self, str(len(self)), module)
+        return self
+
+    def __iter__(self):
+        return iter(self.children())
+
+    def __len__(self):
+        return len(self.children())
+
+    def __getitem__(self, i):
+        return self.children()[i]
