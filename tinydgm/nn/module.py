@@ -191,31 +191,6 @@ class Module:
         return lines[0] + ")" if len(lines) == 1 else "\n".join(lines) + "\n)"
 
 
-class Sequential(Module):
-    """Modules applied one after the other."""
-
-    def __init__(self, *layers):
-        super().__init__()
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, Module):
-                raise TypeError(f"Sequential: argument {i} is a {type(layer).__name__}, not a Module")
-            setattr(self, str(i), layer)
-
-    def __iter__(self):
-        return iter(self.children())
-
-    def __len__(self):
-        return len(self.children())
-
-    def __getitem__(self, i):
-        return self.children()[i]
-
-    def forward(self, x):
-        for layer in self:
-            x = layer(x)
-        return x
-
-
 class ModuleList(Module):
     """A list of modules whose parameters are registered (e.g. a stack of flow layers)."""
 
@@ -226,7 +201,8 @@ class ModuleList(Module):
 
     def append(self, module):
         if not isinstance(module, Module):
-            raise TypeError(f"ModuleList: got a {type(module).__name__}, not a Module")
+            raise TypeError(f"{type(self).__name__}: item {len(self)} is a {type(module).__name__}, "
+                            "not a Module")
         setattr(self, str(len(self)), module)
         return self
 
@@ -238,3 +214,15 @@ class ModuleList(Module):
 
     def __getitem__(self, i):
         return self.children()[i]
+
+
+class Sequential(ModuleList):
+    """Modules applied one after the other."""
+
+    def __init__(self, *layers):
+        super().__init__(layers)
+
+    def forward(self, x):
+        for layer in self:
+            x = layer(x)
+        return x
