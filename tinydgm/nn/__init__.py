@@ -3,3 +3,7 @@ PixelCNN), coupling-network conditioners, normalisation and initialisation."""
 from tinydgm.nn.module import Module, Parameter, Sequential, ModuleList  # noqa: F401
 from tinydgm.nn.linear import Linear  # noqa: F401
 from tinydgm.nn import init  # noqa: F401
+from tinydgm.nn.activations import ReLU, LeakyReLU, ELU, Sigmoid, Tanh, Softplus, Identity  # noqa: F401
+from tinydgm.nn.conv import Conv2d, ConvTranspose2d  # noqa: F401
+from tinydgm.nn.embedding import Embedding  # noqa: F401
+from tinydgm.nn.norm import BatchNorm, ActNorm  # noqa: F401
