@@ -137,3 +137,15 @@ def test_einsum_errors():
         td.einsum("i1->i", a)
     with pytest.raises(TypeError, match=r"einsum: subscripts must be a string"):
         td.einsum(a, a)
+
+
+def test_mixed_dtype_gradients_keep_each_inputs_dtype():
+    """A float32 weight used on a float64 batch gets a float32 gradient (debug mode checks it)."""
+    x = td.tensor(np.ones((4, 3)), dtype="float64")
+    w = td.tensor(np.ones((3, 2)), dtype="float32", requires_grad=True)
+    v = td.tensor(np.ones(3), dtype="float32", requires_grad=True)
+    (x @ w).sum().backward()
+    td.einsum("ij,j->i", x, v).sum().backward()
+    assert w.grad.dtype == np.float32 and v.grad.dtype == np.float32
+    np.testing.assert_allclose(w.grad.numpy(), np.full((3, 2), 4.0))
+    np.testing.assert_allclose(v.grad.numpy(), np.full(3, 4.0))

@@ -356,3 +356,18 @@ def test_td_seed_makes_default_initialisation_repeatable():
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(first[1], second[1])
+
+
+def test_a_module_used_twice_is_listed_once():
+    from tinydgm import nn as tnn
+
+    class Twice(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm = tnn.BatchNorm(3)
+            self.again = self.norm
+
+    m = Twice()
+    assert [name for name, _ in m.named_modules()] == ["", "norm"]
+    keys = list(m.state_dict())
+    assert "norm.running_mean" in keys and not any(k.startswith("again.") for k in keys)

@@ -32,7 +32,7 @@ class MatMul(Function):
         if a.ndim == 2 and b.ndim == 2:       # the common case, without the promotion bookkeeping
             ga = matmul(gy, b.T) if self.needs_input_grad[0] else None
             gb = matmul(a.T, gy) if self.needs_input_grad[1] else None
-            return ga, gb
+            return _in_dtype(ga, a), _in_dtype(gb, b)
         a2 = a if a.ndim > 1 else a.reshape(1, -1)
         b2 = b if b.ndim > 1 else b.reshape(-1, 1)
         batch = backend.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
@@ -44,7 +44,13 @@ class MatMul(Function):
         if self.needs_input_grad[1]:
             gb = matmul(_swap(a2), g2)
             gb = gb.sum_to(b2.shape).reshape(b.shape) if gb.shape != b.shape else gb
-        return ga, gb
+        return _in_dtype(ga, a), _in_dtype(gb, b)
+
+
+def _in_dtype(g, x):
+    """A gradient in its input's dtype (a float32 weight times a float64 batch computes in
+    float64; the weight's gradient must still be float32)."""
+    return g if g is None or g.dtype == x.dtype else g.astype(x.dtype)
 
 
 def _swap(x):
@@ -99,7 +105,7 @@ class Einsum(Function):
         g = g.reshape(shape)
         if g.shape != x.shape:      # sum where x broadcast (1 vs n), broadcast where only x had it
             g = g.sum_to(tuple(min(a, b) for a, b in zip(g.shape, x.shape))).broadcast_to(x.shape)
-        return g
+        return _in_dtype(g, x)
 
 
 def _optimize(operands):
