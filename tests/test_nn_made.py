@@ -286,6 +286,8 @@ def test_bad_degrees_arguments():
         made_degrees(0, [4])
     with pytest.raises(ValueError, match=r"hidden_sizes\[1\] must be a positive int"):
         made_degrees(3, [4, 0])
+    with pytest.raises(TypeError, match="hidden_sizes must be a list or tuple"):
+        made_degrees(3, 4)
     with pytest.raises(ValueError, match="outputs_per_input must be a positive int"):
         made_masks(made_degrees(3, [4]), outputs_per_input=0)
 

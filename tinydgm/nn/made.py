@@ -126,6 +126,8 @@ def made_degrees(n_inputs, hidden_sizes, ordering="natural", connectivity="natur
     rng: a NumPy Generator (the default generator when None), used for the random choices.
     """
     n_inputs = _positive_int(n_inputs, "n_inputs", "made_degrees")
+    if not isinstance(hidden_sizes, (list, tuple)):
+        raise TypeError(f"made_degrees: hidden_sizes must be a list or tuple of layer widths, got {hidden_sizes!r}")
     hidden_sizes = [_positive_int(h, f"hidden_sizes[{i}]", "made_degrees") for i, h in enumerate(hidden_sizes)]
     degrees = [_input_ordering(n_inputs, ordering, rng)]
     for layer, n_units in enumerate(hidden_sizes, 1):
