@@ -120,9 +120,10 @@ def uniform_dequantize(x, rng=None, dtype=None):
     if x.size and (x.min() < 0 or x.max() > 255):
         raise ValueError(f"uniform_dequantize: pixels must lie in 0..255, got range [{x.min()}, {x.max()}]")
     dtype = _float_dtype(dtype)
-    y = ((x + rng.random(x.shape)) / 256).astype(dtype)
+    k = x.astype(np.float64)                                  # (uint8 255 + 1 would wrap to 0)
+    y = ((k + rng.random(x.shape)) / 256).astype(dtype)
     # rounding to float32 may land (k + u)/256 on the next bin's edge (k+1)/256: stay below it
-    upper = np.nextafter(((x + 1) / 256).astype(dtype), dtype.type(0))
+    upper = np.nextafter(((k + 1) / 256).astype(dtype), dtype.type(0))
     return np.minimum(y, upper)
 
 
