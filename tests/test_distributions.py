@@ -441,6 +441,59 @@ def test_sampling_is_seeded_and_shaped():
         assert not cls.has_rsample and not hasattr(cls, "rsample")
 
 
+SCALAR_DISTRIBUTIONS = {
+    "Normal": lambda: D.Normal(0.0, sigma=2.0),
+    "StandardNormal": lambda: D.StandardNormal(),
+    "Bernoulli": lambda: D.Bernoulli(logits=0.3),
+    "Categorical": lambda: D.Categorical(t([0.0, 1.0, -1.0])),
+    "MixtureOfGaussians": lambda: D.MixtureOfGaussians(t([0.0, 1.0]), t([[0.0], [2.0]]), t([[0.0], [-1.0]])),
+    "DiscretizedLogistic": lambda: D.DiscretizedLogistic(0.2, -2.0),
+    "DiscretizedLogisticMixture": lambda: D.DiscretizedLogisticMixture(t([0.0, 1.0]), t([-0.5, 0.5]),
+                                                                       t([-2.0, -3.0])),
+}
+
+
+@pytest.mark.parametrize("name", SCALAR_DISTRIBUTIONS)
+def test_single_draws_have_the_event_shape(name):
+    """sample() with no shape from a distribution with an empty batch: shape event_shape
+    (NumPy's 0-d results are scalars, which must come back as 0-d arrays)."""
+    d = SCALAR_DISTRIBUTIONS[name]()
+    x = d.sample(rng=np.random.default_rng(0))
+    assert x.shape == d.batch_shape + d.event_shape == ((1,) if name == "MixtureOfGaussians" else ())
+    assert d.sample((2, 3), rng=np.random.default_rng(0)).shape == (2, 3) + d.event_shape
+    log_p = d.log_prob(x)
+    assert log_p.shape == () and np.isfinite(log_p.item())
+
+
+class ExtremeGenerator:
+    """A stand-in Generator whose uniforms are all ``u`` (the extremes of Generator.random)."""
+
+    def __init__(self, u):
+        self.u = u
+
+    def random(self, size=None):
+        return np.full(size, self.u)
+
+    def standard_normal(self, size=None):
+        return np.zeros(size)
+
+
+@pytest.mark.filterwarnings("error")             # a log(0) warns: make it fail
+@pytest.mark.parametrize("u", [0.0, 1 - 2.0 ** -53])
+def test_samplers_survive_the_extreme_uniform_draws(u):
+    """u = 0 (which Generator.random can return) gives no log(0), and u = 1 - 2^-53 rounds to
+    1.0 in float32 but must not turn a certain Bernoulli event into a 0."""
+    rng = ExtremeGenerator(u)
+    certain = D.Bernoulli(logits=t([1000.0, -1000.0], dtype="float32"))
+    np.testing.assert_array_equal(certain.sample(3, rng=rng).numpy(), [[1.0, 0.0]] * 3)
+    level = D.DiscretizedLogistic(t([0.0], dtype="float32"), t([0.0], dtype="float32")).sample(rng=rng).numpy()
+    assert level[0] == (-1.0 if u == 0 else 1.0)                     # the far tails land in the edge bins
+    k = D.Categorical(t([0.0, 1.0, 2.0])).sample(2, rng=rng).numpy()
+    assert k.shape == (2,) and np.all((0 <= k) & (k < 3))
+    x = D.MixtureOfGaussians(t([0.0, 1.0]), t([[0.0], [5.0]]), t([[0.0], [0.0]])).sample(rng=rng).numpy()
+    assert np.all(np.isfinite(x))
+
+
 def test_bernoulli_and_categorical_sample_frequencies(device):
     n = 40000
     rng = np.random.default_rng(21)

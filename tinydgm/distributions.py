@@ -114,6 +114,11 @@ def _generator(rng):
     return backend.default_generator() if rng is None else rng
 
 
+def _constant(array):
+    """A constant Tensor from an array (NumPy turns 0-d results into scalars: undo that)."""
+    return Tensor(backend.xp_of(array).asarray(array))
+
+
 def _onto(array, like):
     """A drawn array moved to ``like``'s device, in its dtype."""
     return backend.to_device(array, like.device).astype(like.dtype, copy=False)
@@ -121,7 +126,7 @@ def _onto(array, like):
 
 def _standard_normal(rng, shape, like):
     """eps ~ N(0, I) of ``shape`` as a constant Tensor in ``like``'s dtype and device."""
-    return Tensor(_onto(_generator(rng).standard_normal(size=shape), like))
+    return _constant(_onto(_generator(rng).standard_normal(size=shape), like))
 
 
 def _open_uniform(rng, shape):
@@ -155,7 +160,7 @@ def _pick(onehot, values):
 def _one_hot(indices, n, like):
     """A constant Tensor: one-hot rows of length n for integer ``indices``, in ``like``'s dtype."""
     xp = backend.xp_of(indices)
-    return Tensor((indices[..., None] == xp.arange(n)).astype(like.dtype))
+    return _constant((indices[..., None] == xp.arange(n)).astype(like.dtype))
 
 
 # ----------------------------------------------------------------------------- base
@@ -424,12 +429,14 @@ class Bernoulli(Distribution):
     def sample(self, shape=(), rng=None):
         """x = [u < p], u ~ U(0, 1); 0.0/1.0 in the logits' dtype."""
         shape = _shape(shape) + self.batch_shape
-        u = _onto(_open_uniform(rng, shape), self.logits)
+        # u stays in float64: rounded to float32 it could become 1.0 and turn p = 1 into a 0
+        u = backend.to_device(_open_uniform(rng, shape), self.logits.device)
         with no_grad():
             p = self.probs.data
-        return Tensor((u < p).astype(self.logits.dtype))
+        return _constant((u < p).astype(self.logits.dtype))
 
     def entropy(self):
+        """H = -p log p - (1 - p) log(1 - p) = softplus(-|l|) + |l| sigmoid(-|l|), per element."""
         magnitude = F.abs(self.logits)
         return softplus(-magnitude) + magnitude * sigmoid(-magnitude)
 
@@ -443,7 +450,8 @@ class Categorical(Distribution):
     batch shape ``logits.shape[:-1]`` and returns one value per index. ``entropy`` and
     kl_divergence sum over the K classes. ``mean``/``variance`` are those of the class
     index, meaningful when the classes are ordered (e.g. 256 pixel intensities).
-    Sampling uses the Gumbel-max trick and returns int64 indices.
+    Sampling uses the Gumbel-max trick and returns int64 indices. Logits must be finite
+    (a -inf logit makes the entropy 0 * -inf = nan).
     """
 
     def __init__(self, logits):
@@ -491,7 +499,7 @@ class Categorical(Distribution):
 
     def sample(self, shape=(), rng=None):
         k = _gumbel_argmax(self.logits, _shape(shape) + self.batch_shape, rng)
-        return Tensor(k.astype("int64", copy=False))
+        return _constant(k.astype("int64", copy=False))
 
     def entropy(self):
         """H = -sum_k p_k log p_k, one value per distribution of the batch."""
@@ -526,8 +534,8 @@ def _log_bin_mass(x, mu, log_scale, half_width, low, high):
     lowest = log_sigmoid(b)
     highest = log_sigmoid(-a)
     # the edge bins are chosen by which level x is (a constant mask: x is data, not a parameter)
-    at_low = Tensor(x.data < low + half_width)
-    at_high = Tensor(x.data > high - half_width)
+    at_low = _constant(x.data < low + half_width)
+    at_high = _constant(x.data > high - half_width)
     return where(at_low, lowest, where(at_high, highest, interior))
 
 
@@ -615,8 +623,8 @@ class DiscretizedLogistic(_Discretized):
         shape = _shape(shape) + self.batch_shape
         noise = _standard_logistic(rng, shape, self.mu)
         with no_grad():
-            y = (self.mu + exp(self.log_scale) * Tensor(noise)).data
-        return Tensor(self._snap(y))
+            y = (self.mu + exp(self.log_scale) * _constant(noise)).data
+        return _constant(self._snap(y))
 
 
 class DiscretizedLogisticMixture(_Discretized):
@@ -673,8 +681,8 @@ class DiscretizedLogisticMixture(_Discretized):
             onehot = _one_hot(k, self.n_components, self.means)
             mu = (onehot * self.means).sum(axis=-1)
             s = (onehot * exp(self.log_scales)).sum(axis=-1)
-            y = (mu + s * Tensor(_standard_logistic(rng, shape, self.means))).data
-        return Tensor(self._snap(y))
+            y = (mu + s * _constant(_standard_logistic(rng, shape, self.means))).data
+        return _constant(self._snap(y))
 
 
 # ----------------------------------------------------------------------------- KL divergence
