@@ -183,9 +183,10 @@ def test_load_into_a_mismatched_model(tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match=r"'hidden.weight' has shape \(3, 4\) in the state "
                                                          r"dict but \(5, 4\) in the model"):
         checkpoint.load(path, Net(d_in=5))
-    with pytest.raises(checkpoint.CheckpointError, match=r"does not fit the model.*missing keys \['extra.bias', 'extra.weight'\]"):
-        other = Net()
-        other.extra = nn.Linear(2, 2)
+    other = Net()
+    other.extra = nn.Linear(2, 2)
+    with pytest.raises(checkpoint.CheckpointError,
+                       match=r"does not fit the model.*missing keys \['extra.bias', 'extra.weight'\]"):
         checkpoint.load(path, other)
     with pytest.raises(checkpoint.CheckpointError, match="unexpected keys"):
         checkpoint.load(path, nn.Linear(3, 4))
