@@ -15,3 +15,14 @@ from tinydgm.autodiff import (Tensor, Function, tensor, as_tensor, no_grad, enab
 from tinydgm.autodiff.functional import *  # noqa: F401,F403
 
 __version__ = "0.1.0"
+
+# The toolkit packages load on first use (td.nn, td.optim, ...), so `import tinydgm` stays
+# light (no Matplotlib, no Numba compilation) for users of the engine alone.
+_SUBMODULES = ("nn", "optim", "distributions", "data", "train", "checkpoint", "plot", "kernels")
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        import importlib
+        return importlib.import_module(f"tinydgm.{name}")
+    raise AttributeError(f"module 'tinydgm' has no attribute {name!r}")
