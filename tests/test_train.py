@@ -41,7 +41,7 @@ class NoisyGaussian(Gaussian):
     def loss(self, x):
         self.calls.append((self.training, td.is_grad_enabled(), len(x)))
         eps = self.rng.standard_normal(x.shape).astype(np.float32)
-        return super().loss(x + 0.1 * td.tensor(eps))
+        return super().loss(x + 0.1 * td.tensor(eps, device=x.device))
 
 
 def _data(n=200, seed=0):
@@ -173,7 +173,8 @@ def test_model_generator_is_lent_and_given_back():
     assert model.rng is own and own.bit_generator.state == state       # its own is back, untouched
 
 
-def test_default_generator_follows_td_seed():
+def test_default_generator_follows_td_seed(monkeypatch):
+    monkeypatch.setattr(td.backend, "_default_generator", td.backend.default_generator())   # restored after
     td.seed(123)
     model_a, history_a = _run(seed=None)
     td.seed(123)
@@ -289,6 +290,24 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, interval):
     fresh, optimizer, _ = _resumable(seed=4)
     again = fit(fresh, x, optimizer, 4, 32, seed=1, checkpoint_path=path, resume=True, progress=False)
     np.testing.assert_array_equal(again["loss"], straight["loss"])
+
+
+def test_fit_and_resume_on_device(tmp_path, device):
+    """Batches follow the model to its device; checkpoints hold host arrays; resume stays exact."""
+    x = _data(64)
+
+    def run(epochs, seed, **kwargs):
+        model = NoisyGaussian(seed=seed).to(device)
+        optimizer = Adam(model.parameters(), lr=0.05)
+        history = fit(model, x, optimizer, epochs, 16, seed=3, progress=False, valid_data=x[:20], **kwargs)
+        assert model.mu.device == device
+        return model, history
+
+    model, straight = run(3, seed=0)
+    run(1, seed=0, checkpoint_path=tmp_path / "c.npz")
+    resumed_model, resumed = run(3, seed=1, checkpoint_path=tmp_path / "c.npz", resume=True)
+    _assert_same(straight, resumed, model, resumed_model)
+    assert straight["epoch_loss"][-1] < straight["epoch_loss"][0]
 
 
 def test_resume_without_a_checkpoint_starts_afresh(tmp_path):
