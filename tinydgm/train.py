@@ -15,6 +15,8 @@ an attribute ``rng`` (as a VAE does for eps ~ N(0, I); see STYLE.md) draws from 
 back when it returns or fails. So the same seed gives bit-identical histories and
 parameters, and a checkpoint (which stores the generator's state) resumes the same random
 stream. Validation draws from the same stream, after each epoch's training steps.
+Randomness drawn elsewhere (numpy.random's global state, a generator under another
+attribute name) is outside this contract. Epochs and steps are counted from 1.
 
 Checkpoints (``checkpoint_path``) are written atomically at the end of every
 ``checkpoint_every``-th epoch, at the last epoch and when a callback stops the run. A NaN
