@@ -15,7 +15,8 @@ import pytest
 
 from tinydgm.data import images, mnist
 
-SHARED = pathlib.Path(os.environ.get(mnist.ENV_VAR) or pathlib.Path(__file__).resolve().parents[2] / "shared" / "data")
+SHARED = pathlib.Path(os.environ.get(mnist.ENV_VAR)
+                      or pathlib.Path(__file__).resolve().parents[2] / "shared" / "data")
 HAVE_SHARED = (SHARED / "mnist.npz").is_file() and (SHARED / "binarized_mnist.npz").is_file()
 needs_shared = pytest.mark.skipif(
     not HAVE_SHARED, reason=f"the full MNIST files are not here ({SHARED}/mnist.npz, binarized_mnist.npz: "
@@ -144,7 +145,8 @@ class Server:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
         self.thread.start()
 
     def url(self, mode):
@@ -178,7 +180,8 @@ def test_parse_idx(small):
         mnist.parse_idx(data, "x", (6, 28, 28))
     with pytest.raises(mnist.DataError, match="bad IDX magic number 2049, expected 2051"):
         mnist.parse_idx(idx_bytes(small.mnist["y_train"]), "x", (5, 28, 28))
-    with pytest.raises(mnist.DataError, match=r"truncated IDX file: the header promises 3920 bytes of data for shape \(5, 28, 28\), only 3919 follow"):
+    with pytest.raises(mnist.DataError, match=r"truncated IDX file: the header promises 3920 bytes of data "
+                                              r"for shape \(5, 28, 28\), only 3919 follow"):
         mnist.parse_idx(data[:-1], "x", (5, 28, 28))
     with pytest.raises(mnist.DataError, match="truncated IDX file"):
         mnist.parse_idx(data[:10], "x", (5, 28, 28))
@@ -259,7 +262,8 @@ def test_amat_md5_mismatch(small, tmp_path):
     folder = small.write_amat(tmp_path / "amat")
     data = small.amat["binarized_mnist_valid.amat"]
     (folder / "binarized_mnist_valid.amat").write_bytes(data.replace(b"0", b"1", 1))
-    with pytest.raises(mnist.ChecksumError, match=r"expected md5 " + small.binarized_checksums["binarized_mnist_valid.amat"]):
+    expected = small.binarized_checksums["binarized_mnist_valid.amat"]
+    with pytest.raises(mnist.ChecksumError, match="expected md5 " + expected):
         small.load_binarized(path=folder, cache_dir=tmp_path / "cache")
 
 
@@ -362,7 +366,8 @@ def test_default_cache_is_used_and_nothing_found_says_where_it_looked(small, tmp
     with pytest.raises(FileNotFoundError) as info:
         small.load_binarized(download=False)
     message = str(info.value)
-    assert "download=False" in message and "TINYDGM_DATA" in message and str(tmp_path / "xdg" / "tinydgm") in message
+    assert "download=False" in message and "TINYDGM_DATA" in message
+    assert str(tmp_path / "xdg" / "tinydgm") in message
     small.write_amat(tmp_path / "xdg" / "tinydgm")                    # $XDG_CACHE_HOME/tinydgm
     assert_arrays_equal(small.load_binarized(download=False), small.binarized)
 
@@ -540,7 +545,8 @@ def test_full_download_path_with_the_real_checksums(tmp_path, serve):
     """IDX .gz and .amat files regenerated from the shared arrays, served locally, pass the
     module's real checksums (the IDX sha256s and the .amat MD5s of the data README)."""
     m, b = np.load(SHARED / "mnist.npz"), np.load(SHARED / "binarized_mnist.npz")
-    files = {name + ".gz": gzip.compress(idx_bytes(m[key]), compresslevel=1) for key, name in mnist.MNIST_FILES.items()}
+    files = {name + ".gz": gzip.compress(idx_bytes(m[key]), compresslevel=1)
+             for key, name in mnist.MNIST_FILES.items()}
     files.update({name: amat_bytes(b[key]) for key, name in mnist.BINARIZED_FILES.items()})
     server = serve(files)
     got = mnist.load_mnist(cache_dir=tmp_path, urls=[server.url("good")], progress=False, timeout=30)
@@ -550,7 +556,8 @@ def test_full_download_path_with_the_real_checksums(tmp_path, serve):
     for key in mnist.BINARIZED_FILES:
         np.testing.assert_array_equal(got[key], b[key])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*files, "mnist.npz", "binarized_mnist.npz"])
-    assert_arrays_equal(mnist.load_binarized_mnist(cache_dir=tmp_path, download=False), {k: b[k] for k in b.files})
+    again = mnist.load_binarized_mnist(cache_dir=tmp_path, download=False)      # from the cached .npz
+    assert_arrays_equal(again, {k: b[k] for k in b.files})
 
 
 # ----------------------------------------------------------------------------- the embedded set

@@ -124,7 +124,8 @@ def test_noise_is_gaussian_with_the_given_std(sampler, scale):
 def test_eight_gaussians_log_density_equals_the_mixture():
     x = np.random.default_rng(0).normal(scale=2.0, size=(200, 2))
     centres = [2.0 * np.array([math.cos(2 * math.pi * k / 8), math.sin(2 * math.pi * k / 8)]) for k in range(8)]
-    expected = np.log(np.mean([stats.multivariate_normal(c, 0.2 ** 2 * np.eye(2)).pdf(x) for c in centres], axis=0))
+    expected = np.log(np.mean([stats.multivariate_normal(c, 0.2 ** 2 * np.eye(2)).pdf(x)
+                               for c in centres], axis=0))
     np.testing.assert_allclose(toy.eight_gaussians_log_density(x), expected, rtol=1e-10)
     np.testing.assert_allclose(toy.log_density("eight_gaussians", x, radius=1.0, std=0.5),
                                np.log(np.mean([stats.multivariate_normal(c / 2, 0.25 * np.eye(2)).pdf(x)
@@ -160,6 +161,16 @@ def test_checkerboard_log_density_values():
     # cells (0,0) dark, (1,0) light, (1,1) dark, (2,3) light, off board, (2,2) dark, (0,0) corner
     inside = -math.log(8)
     np.testing.assert_array_equal(got, [inside, -np.inf, inside, -np.inf, -np.inf, inside, inside])
+
+
+@pytest.mark.parametrize("name", EXACT)
+def test_log_density_runs_on_the_data_device(name, device):
+    """log_density takes its array module from x: CuPy arrays stay on the GPU."""
+    x = np.random.default_rng(2).normal(scale=1.5, size=(50, 2))
+    on_device = td.backend.to_device(x, device)
+    got = toy.log_density(name, on_device)
+    assert td.backend.device_of(got) == device and got.shape == (50,)
+    np.testing.assert_allclose(td.backend.to_numpy(got), toy.log_density(name, x), rtol=1e-12)
 
 
 @pytest.mark.parametrize("name, params, half_width, step", [

@@ -263,7 +263,8 @@ def test_batches_of_tuples_keep_rows_together():
 
 
 def test_batches_errors():
-    with pytest.raises(ValueError, match=r"batches: all arrays must have the same length \(first dimension\), got lengths \[10, 9\]"):
+    with pytest.raises(ValueError, match=r"batches: all arrays must have the same length "
+                                         r"\(first dimension\), got lengths \[10, 9\]"):
         T.batches((np.zeros(10), np.zeros(9)), 2)
     with pytest.raises(ValueError, match="batches: x is an empty tuple"):
         T.batches((), 2)

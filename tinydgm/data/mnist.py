@@ -199,7 +199,8 @@ def _load(spec, path, cache_dir, download, urls, checksums, progress, timeout):
         raise ValueError(f"{spec.title}: checksums has unknown keys {unknown}; known: file names "
                          f"{list(spec.files.values())} and array keys {list(spec.files)}")
     spec = spec._replace(
-        file_checksums={name: overrides.get(name, spec.file_checksums.get(name)) for name in spec.files.values()},
+        file_checksums={name: overrides.get(name, spec.file_checksums.get(name))
+                        for name in spec.files.values()},
         array_checksums={key: overrides.get(key, spec.array_checksums.get(key)) for key in spec.files})
     cache = pathlib.Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     searched = []

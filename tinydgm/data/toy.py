@@ -171,7 +171,8 @@ def _ring_params(radii, std, weights):
         weights = np.full(len(radii), 1 / len(radii))
     weights = np.asarray(weights, dtype=np.float64).reshape(-1)
     if weights.shape != radii.shape or (weights < 0).any() or not math.isclose(weights.sum(), 1, abs_tol=1e-9):
-        raise ValueError(f"rings: weights must be {len(radii)} non-negative numbers summing to 1, got {weights}")
+        raise ValueError(f"rings: weights must be {len(radii)} non-negative numbers summing to 1, "
+                         f"got {weights}")
     return radii, weights
 
 
