@@ -1,5 +1,6 @@
 """``python -m tinydgm``: the subcommands, run in-process through ``main(argv)``."""
 import json
+import math
 import subprocess
 import sys
 
@@ -39,18 +40,56 @@ def quick_demo(tmp_path_factory):
     return code, out
 
 
+DEMO_FIGURES = ("gradcheck_errors.png", "gmm_density.png", "gmm_training.png", "toy_densities.png",
+                "embedded_images.png")
+
+
 def test_demo_writes_every_file(quick_demo):
     code, out = quick_demo
     assert code == 0
-    for name in ("gradcheck_report.md", "gradcheck_errors.png", "gmm_density.png", "gmm_training.png",
-                 "summary.json"):
+    for name in ("gradcheck_report.md", "summary.json") + DEMO_FIGURES:
         assert (out / name).stat().st_size > 0, name
-    for name in ("gradcheck_errors.png", "gmm_density.png", "gmm_training.png"):
-        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["sections"]) == [s.name for s in demo.SECTIONS]
+    assert list(summary["sections"]) == ["gradcheck", "gmm", "toys", "images"]
     written = [f for section in summary["sections"].values() for f in section["files"]]
     assert sorted(written + ["summary.json"]) == sorted(p.name for p in out.iterdir())
+    assert set(DEMO_FIGURES) <= set(written)
+    assert summary["sections"]["toys"]["files"] == ["toy_densities.png"]
+    assert summary["sections"]["images"]["files"] == ["embedded_images.png"]
+
+
+@pytest.mark.parametrize("name", DEMO_FIGURES)
+def test_demo_figures_are_valid_pngs(quick_demo, name):
+    from matplotlib.image import imread
+    _, out = quick_demo
+    assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pixels = imread(out / name)                        # decodes the whole file: not truncated
+    assert pixels.ndim == 3 and min(pixels.shape[:2]) >= 200, pixels.shape
+    assert pixels[..., :3].std() > 0.05                # not a blank canvas
+
+
+def test_demo_toys_cover_every_toy_and_check_the_exact_densities(quick_demo):
+    _, out = quick_demo
+    toys = json.loads((out / "summary.json").read_text())["sections"]["toys"]["toys"]
+    assert list(toys) == list(td.data.TOYS)
+    exact = [name for name, entry in toys.items() if entry["exact_density"]]
+    assert exact == ["eight_gaussians", "checkerboard", "rings"]
+    for name in exact:       # the density's Riemann sum over the drawn square holds all the mass
+        assert toys[name]["mass_on_grid"] == pytest.approx(1.0, abs=0.03), name
+    # every checkerboard sample lies on a dark square, where p = 1/8
+    assert toys["checkerboard"]["mean_log_density"] == pytest.approx(-math.log(8), abs=1e-6)
+    for name in ("eight_gaussians", "rings"):
+        assert math.isfinite(toys[name]["mean_log_density"]), name
+
+
+def test_demo_images_binarization_is_unbiased(quick_demo):
+    _, out = quick_demo
+    images = json.loads((out / "summary.json").read_text())["sections"]["images"]
+    assert images["embedded_images"] == 1000 and images["shown"] == 64 and images["image_shape"] == [28, 28]
+    # E[b] = x / 255 over 784k pixels: the Monte Carlo error is ~4e-4
+    assert images["binarized_fraction_on"] == pytest.approx(images["mean_gray_level"], abs=3e-3)
+    assert 0.05 < images["mean_gray_level"] < 0.3
 
 
 def test_demo_gradcheck_report_covers_the_catalogue(quick_demo):

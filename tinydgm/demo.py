@@ -11,6 +11,10 @@ Sections now:
                 order): gradcheck_report.md and gradcheck_errors.png
     gmm         a 2-D Gaussian mixture fitted by maximum likelihood to 8 Gaussians on a
                 ring: gmm_density.png and gmm_training.png
+    toys        the toy 2-D densities of tinydgm.data, sampled, with the exact density
+                behind the samples where it exists: toy_densities.png
+    images      the image set embedded in the package, gray levels beside a dynamic
+                binarization: embedded_images.png
 
 Figures are drawn with matplotlib's Agg canvas (no display needed); nothing is read from
 outside the package and nothing is downloaded.
@@ -22,13 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from tinydgm import backend
+from tinydgm import backend, data, plot
 from tinydgm.autodiff import catalog
 from tinydgm.autodiff.core import no_grad, tensor
 from tinydgm.autodiff.functional import exp, expand_dims, log_softmax, logsumexp
 from tinydgm.autodiff.gradcheck import gradcheck
 
-__all__ = ["Section", "SECTIONS", "run_demo", "eight_gaussians", "gmm_log_prob", "fit_gmm"]
+__all__ = ["Section", "SECTIONS", "run_demo", "eight_gaussians", "gmm_log_prob", "fit_gmm", "TOY_EXTENTS"]
 
 DEFAULT_OUT = "tinydgm_out"
 LOG_2PI = math.log(2 * math.pi)
@@ -253,11 +257,122 @@ def _plot_curve(history, true_nll, path):
     fig.savefig(path)
 
 
+# ----------------------------------------------------------------------------- section: toys
+
+# The square each toy is drawn in (x_min, x_max, y_min, y_max): all of its mass and a margin.
+TOY_EXTENTS = {
+    "two_moons": (-4.0, 4.0, -4.0, 4.0),
+    "eight_gaussians": (-3.2, 3.2, -3.2, 3.2),
+    "checkerboard": (-2.5, 2.5, -2.5, 2.5),
+    "rings": (-3.6, 3.6, -3.6, 3.6),
+    "spirals": (-4.0, 4.0, -4.0, 4.0),
+    "swiss_roll": (-3.6, 3.6, -3.6, 3.6),
+}
+TOY_TITLES = {"two_moons": "two moons", "eight_gaussians": "8 Gaussians", "swiss_roll": "swiss roll"}
+
+
+def _cpu():
+    """Figures and summaries are host data: the CPU array module."""
+    return backend.module_for_device("cpu")
+
+
+def toys_section(out_dir, seed, quick, log):
+    """Every toy density of ``tinydgm.data``: samples, and the exact density where it exists.
+
+    For the toys with a closed-form density the section also checks it: the density's
+    Riemann sum over the drawn square (its mass, ~1) and the mean log-density of the samples
+    (a Monte Carlo estimate of -H(p); the entropy H(p) is the lowest NLL a model can reach).
+    """
+    n, resolution = (1000, 120) if quick else (2000, 300)
+    rng = backend.rng(seed)
+    panels, toys = [], {}
+    for name, toy in data.TOYS.items():
+        x = toy.sample(n, rng, dtype="float64")
+        extent = TOY_EXTENTS[name]
+        entry = {"samples": n, "exact_density": toy.log_density is not None}
+        grid = None
+        if toy.log_density is not None:
+            xs, ys, log_p = plot.density_grid(lambda points, f=toy.log_density: f(points.numpy()), extent,
+                                              resolution, dtype="float64")
+            cell = (xs[1] - xs[0]) * (ys[1] - ys[0])
+            entry["mass_on_grid"] = float(_cpu().exp(log_p).sum() * cell)
+            entry["mean_log_density"] = float(toy.log_density(x).mean())
+            grid = log_p
+        panels.append((name, x, grid, extent))
+        toys[name] = entry
+    path = out_dir / "toy_densities.png"
+    _plot_toys(panels, path)
+    exact = [name for name, e in toys.items() if e["exact_density"]]
+    log("toys: " + ", ".join(f"{name} mass {toys[name]['mass_on_grid']:.3f}" for name in exact)
+        + f" (exact densities on the grid); {len(toys)} toys, {n} samples each")
+    return {"toys": toys, "files": [path.name]}
+
+
+def _plot_toys(panels, path):
+    """One panel per toy: the density exp(log p) as a heatmap (where it exists) with the
+    samples on top; toys without a closed form show the samples alone."""
+    cols = 3
+    rows = math.ceil(len(panels) / cols)
+    fig = _figure(4.0 * cols, 4.0 * rows + 0.4)
+    for k, (name, x, log_p, extent) in enumerate(panels):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        label = TOY_TITLES.get(name, name)
+        if log_p is not None:
+            # p / max p on a colour scale up to 1.5: the densest regions stay mid-tone, so the
+            # white samples remain visible on top of them (e.g. the flat checkerboard)
+            ax.imshow(_cpu().exp(log_p - log_p.max()), origin="lower", extent=extent, cmap="viridis",
+                      vmin=0.0, vmax=1.5, interpolation="nearest", aspect="equal")
+            ax.scatter(x[:, 0], x[:, 1], s=1.5, c="white", alpha=0.6, linewidths=0)
+            ax.set_title(f"{label}: exact p(x) and samples", fontsize=10)
+        else:
+            ax.set_facecolor("0.96")
+            ax.scatter(x[:, 0], x[:, 1], s=1.5, c="tab:blue", alpha=0.5, linewidths=0)
+            ax.set_title(f"{label}: samples (no closed-form p)", fontsize=10)
+        ax.set_xlim(extent[0], extent[1])
+        ax.set_ylim(extent[2], extent[3])
+        ax.set_aspect("equal")
+        ax.tick_params(labelsize=7)
+    fig.suptitle(f"tinydgm.data toy densities ({len(panels[0][1])} seeded samples each)")
+    fig.savefig(path)
+
+
+# ----------------------------------------------------------------------------- section: images
+
+def images_section(out_dir, seed, quick, log, n_images=64):
+    """The image set shipped inside the package (an MNIST subset): ``n_images`` drawn by
+    ``seed``, as gray levels and dynamically binarized, b ~ Bernoulli(x / 255), side by side.
+
+    Also checks the binarization on the whole set: E[b] = x / 255, so the fraction of pixels
+    that are on must match the mean gray level (up to the Monte Carlo error of ~1e-3).
+    """
+    rng = backend.rng(seed)
+    x = data.load_embedded("train")["x"]                                   # (1000, 28, 28) uint8
+    shown = x[_cpu().sort(rng.choice(len(x), size=n_images, replace=False))]
+    binary = data.dynamic_binarize(shown, rng)
+    whole = data.dynamic_binarize(x, rng)
+    side = int(math.ceil(math.sqrt(n_images)))
+    gray_grid = plot.tile_images(shown, nrow=side)
+    binary_grid = plot.tile_images(binary.astype("float64"), nrow=side)
+    gap = _cpu().ones((gray_grid.shape[0], 8))
+    pair = _cpu().concatenate([gray_grid, gap, binary_grid], axis=1)
+    path = out_dir / "embedded_images.png"
+    plot.image_grid(pair[None], path, padding=0, scale=2,
+                    title=f"embedded MNIST subset: {n_images} images (left), dynamically binarized (right)")
+    mean_gray = float(x.mean() / 255.0)
+    fraction_on = float(whole.mean())
+    log(f"images: {n_images} of {len(x)} embedded images; dynamic binarization of the whole set: "
+        f"{fraction_on:.4f} of the pixels on, mean gray level {mean_gray:.4f}")
+    return {"embedded_images": int(len(x)), "shown": n_images, "image_shape": list(x.shape[1:]),
+            "mean_gray_level": mean_gray, "binarized_fraction_on": fraction_on, "files": [path.name]}
+
+
 # ----------------------------------------------------------------------------- the demo
 
 SECTIONS = [
     Section("gradcheck", "Gradient check of every op", gradcheck_section),
     Section("gmm", "Gaussian mixture by maximum likelihood", gmm_section),
+    Section("toys", "Toy 2-D densities", toys_section),
+    Section("images", "The embedded image set", images_section),
 ]
 
 
