@@ -342,3 +342,30 @@ def markdown_table(header, rows):
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(out)
+
+
+def fmt_ms(stats):
+    """``median [q1–q3]`` in milliseconds, without the unit (for tables headed "ms")."""
+    q1, q3 = stats.iqr
+    return f"{stats.median * 1e3:.3g} [{q1 * 1e3:.3g}–{q3 * 1e3:.3g}]"
+
+
+def fmt_ratio(a, b):
+    """``0.93x (0.88–1.02)``: the median and min–max of the paired ratios a/b."""
+    ratio, (lo, hi) = paired_ratio(a, b)
+    return f"{ratio:.2f}x ({lo:.2f}–{hi:.2f})"
+
+
+def load_note(load, stats_list=()):
+    """One sentence for the report: the CPU other processes used during a part (a
+    ``ForeignLoad``) and the samples kept although our threads waited for a CPU
+    (``stats_list``: dicts {name: Stats})."""
+    note = f"Other processes used {load.describe()} of the machine's CPU time during this part"
+    kept = {name: (s.contended, len(s.times)) for stats in stats_list for name, s in stats.items()
+            if s.contended}
+    if kept:
+        note += ("; samples kept although our threads waited for a CPU (after retries): "
+                 + ", ".join(f"{name} {c}/{n}" for name, (c, n) in kept.items()))
+    else:
+        note += "; no sample was taken under CPU contention (contended samples are retaken)"
+    return note + "."
