@@ -31,8 +31,10 @@ from tinydgm.autodiff import catalog
 from tinydgm.autodiff.core import no_grad, tensor
 from tinydgm.autodiff.functional import exp, expand_dims, log_softmax, logsumexp
 from tinydgm.autodiff.gradcheck import gradcheck
+from tinydgm.data.toy import eight_gaussians, eight_gaussians_log_density
+from tinydgm.optim import Adam
 
-__all__ = ["Section", "SECTIONS", "run_demo", "eight_gaussians", "gmm_log_prob", "fit_gmm", "TOY_EXTENTS"]
+__all__ = ["Section", "SECTIONS", "run_demo", "gmm_log_prob", "fit_gmm", "TOY_EXTENTS"]
 
 DEFAULT_OUT = "tinydgm_out"
 LOG_2PI = math.log(2 * math.pi)
@@ -120,16 +122,6 @@ def _plot_errors(results, path):
 
 # ----------------------------------------------------------------------------- section: gmm
 
-def eight_gaussians(n, rng, radius=2.0, std=0.2):
-    """n samples of the toy density "8 Gaussians": equal-weight N(c_k, std^2 I) with the
-    centres c_k on a circle of ``radius``. Returns (x, centres) as CPU backend arrays."""
-    xp = backend.module_for_device("cpu")
-    angles = 2 * math.pi * xp.arange(8) / 8
-    centres = radius * xp.stack([xp.cos(angles), xp.sin(angles)], axis=1)
-    k = rng.integers(0, 8, n)
-    return centres[k] + std * rng.standard_normal((n, 2)), centres
-
-
 def gmm_log_prob(x, logits, mu, log_sigma):
     """Log-density of a Gaussian mixture with diagonal covariances, for x of shape (N, D):
 
@@ -139,28 +131,6 @@ def gmm_log_prob(x, logits, mu, log_sigma):
     z = (expand_dims(x, 1) - mu) / exp(log_sigma)                              # (N, K, D)
     log_normal = (-0.5 * z * z - log_sigma - 0.5 * LOG_2PI).sum(axis=-1)       # (N, K)
     return logsumexp(log_softmax(logits, axis=-1) + log_normal, axis=-1)       # (N,)
-
-
-def _adam(params, lr, betas=(0.9, 0.999), eps=1e-8):
-    """A minimal Adam on raw arrays (Kingma & Ba 2015, Algorithm 1); returns step()."""
-    m = [backend.xp_of(p.data).zeros_like(p.data) for p in params]
-    v = [backend.xp_of(p.data).zeros_like(p.data) for p in params]
-    t = [0]
-
-    def step():
-        t[0] += 1
-        b1, b2 = betas
-        for p, m_i, v_i in zip(params, m, v):
-            xp = backend.xp_of(p.data)
-            g = p.grad.data
-            m_i *= b1
-            m_i += (1 - b1) * g
-            v_i *= b2
-            v_i += (1 - b2) * g * g
-            m_hat = m_i / (1 - b1 ** t[0])        # bias corrections
-            v_hat = v_i / (1 - b2 ** t[0])
-            p.data = p.data - lr * m_hat / (xp.sqrt(v_hat) + eps)
-    return step
 
 
 def fit_gmm(x, k, steps, rng, lr=0.05, progress=True):
@@ -175,7 +145,7 @@ def fit_gmm(x, k, steps, rng, lr=0.05, progress=True):
     mu = tensor(rng.standard_normal((k, d)), dtype=x.dtype, requires_grad=True)  # means near 0
     log_sigma = tensor(xp.zeros((k, d)), dtype=x.dtype, requires_grad=True)    # sigma = 1
     params = (logits, mu, log_sigma)
-    step = _adam(params, lr)
+    optimizer = Adam(params, lr=lr)
     history = []
     bar = tqdm(range(steps), desc="gmm fit", unit="step", disable=not progress, leave=False)
     for _ in bar:
@@ -183,7 +153,7 @@ def fit_gmm(x, k, steps, rng, lr=0.05, progress=True):
             p.grad = None
         nll = -gmm_log_prob(x, *params).mean()
         nll.backward()
-        step()
+        optimizer.step()
         history.append(nll.item())
         bar.set_postfix(nll=f"{history[-1]:.3f}", refresh=False)
     with no_grad():
@@ -207,17 +177,14 @@ def gmm_section(out_dir, seed, quick, log, k=10):
     """
     n, steps, grid = (512, 200, 80) if quick else (2048, 500, 200)
     rng = backend.rng(seed)
-    data, centres = eight_gaussians(n, rng)
-    x = tensor(data, dtype=backend.get_default_dtype())
+    points = eight_gaussians(n, rng)
+    x = tensor(points, dtype=backend.get_default_dtype())
     params, history = fit_gmm(x, k, steps, rng)
-    with no_grad():       # the density that generated the data, as a reference
-        xp = backend.module_for_device("cpu")
-        true = [tensor(a, dtype=x.dtype) for a in (xp.zeros(8), centres, xp.full((8, 2), math.log(0.2)))]
-        true_nll = -gmm_log_prob(x, *true).mean().item()
+    true_nll = -float(eight_gaussians_log_density(points).mean())   # the density that made the data
     checked = _gradcheck_gmm_loss(x, params)
     density = out_dir / "gmm_density.png"
     curve = out_dir / "gmm_training.png"
-    _plot_density(params, data, density, grid)
+    _plot_density(params, points, density, grid)
     _plot_curve(history, true_nll, curve)
     log(f"gmm: NLL {history[0]:.3f} -> {history[-1]:.3f} nats/point in {steps} Adam steps "
         f"(the true density: {true_nll:.3f})")
