@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import scipy.special
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 from scipy import stats
 
