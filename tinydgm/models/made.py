@@ -295,7 +295,7 @@ PAPER_CONFIG = {
 
 def reproduce(epochs=None, data_path=None, run="1hl_1mask", hidden_sizes=None, n_masks=None, lr=None,
               batch_size=None, patience=None, seed=0, max_train=None, eval_n_masks=None, dtype="float32",
-              progress=False, log=None):
+              progress=False, log=None, max_time=None):
     """Train a MADE on statically binarized MNIST with PAPER_CONFIG[run] (overridable) and
     return its exact test NLL.
 
@@ -304,7 +304,8 @@ def reproduce(epochs=None, data_path=None, run="1hl_1mask", hidden_sizes=None, n
     masks when K > 1) with the configured patience; the best epoch's parameters are
     evaluated. data_path: the .npz / folder for ``load_binarized_mnist`` (None: its default
     search). max_train: use only the first max_train training images (quick checks).
-    log: optional callable(str) receiving one line per epoch.
+    log: optional callable(str) receiving one line per epoch. max_time: stop after the
+    first epoch that ends later than max_time seconds after the start (short runs).
 
     Returns a dict: test_nll (nats), test_bits_per_dim, best_epoch, valid_nll and
     train_loss per epoch (the learning curve), epoch_time (seconds per epoch),
@@ -334,6 +335,7 @@ def reproduce(epochs=None, data_path=None, run="1hl_1mask", hidden_sizes=None, n
                      n_masks=config["n_masks"], direct=config["direct"], rng=rng, dtype=dtype)
     optimizer = Adam(model.parameters(), lr=config["lr"])
 
+    started = time.perf_counter()
     best = {"nll": math.inf, "epoch": 0, "state": None}
     valid_curve = []
 
@@ -345,9 +347,9 @@ def reproduce(epochs=None, data_path=None, run="1hl_1mask", hidden_sizes=None, n
         if log is not None:
             log(f"epoch {epoch}: train {history['epoch_loss'][-1]:.3f} valid {nll:.3f} "
                 f"({history['time'][-1]:.1f} s)")
-        return epoch - best["epoch"] < config["patience"]
+        out_of_time = max_time is not None and time.perf_counter() - started > max_time
+        return epoch - best["epoch"] < config["patience"] and not out_of_time
 
-    started = time.perf_counter()
     history = fit(model, x_train, optimizer, epochs=config["max_epochs"], batch_size=config["batch_size"],
                   rng=rng, on_epoch_end=on_epoch_end, progress=progress, config=config)
     training_time = time.perf_counter() - started
