@@ -32,6 +32,10 @@ large batches in chunks (for evaluation under ``no_grad``, peak memory then scal
 the chunk). The incremental loop itself, without the (N, D, H) tensor, is the sampler in
 ``tinydgm.kernels.nade_sampler``.
 
+Speed (2 CPU cores, float32, batch 100, D = 784, H = 500): about 0.85 s per training step
+(forward + backward) on an otherwise idle machine; NumPy's cumsum along the middle axis
+takes about 0.18 s of it per call (forward, and again in the backward).
+
 Limitations: binary (Bernoulli) outputs only; one fixed ordering (the natural one; permute
 the columns of the data for another); no order-agnostic training (see MADE for that).
 """
