@@ -111,14 +111,12 @@ def _loop(logits_fn, u, n_levels, channel_groups, dtype, reach):
     with no_grad():
         for i in range(height):
             for j in range(width):
-                if reach is None:
-                    r0 = c0 = 0
-                    window = x
-                else:
-                    r0, c0, c1 = crop_window(i, j, height, width, reach)
-                    window = xp.ascontiguousarray(x[:, :, r0:i + 1, c0:c1])
-                for k, channels in enumerate(channel_groups):
-                    if k > 0 and reach is not None:         # later colours read the ones just drawn
+                for channels in channel_groups:         # colour groups in order: later ones read earlier
+                    if reach is None:                   # naive: the whole image
+                        r0 = c0 = 0
+                        window = x
+                    else:                               # fast: the receptive-field window of (i, j)
+                        r0, c0, c1 = crop_window(i, j, height, width, reach)
                         window = xp.ascontiguousarray(x[:, :, r0:i + 1, c0:c1])
                     logits = _pixel_logits(logits_fn(window), channels, i - r0, j - c0)
                     x[:, channels, i, j] = draw(logits, u[:, channels, i, j]).astype(dtype)
