@@ -378,3 +378,12 @@ def test_zero_dimensional_tensor_accepts_only_no_axis():
 def test_numpy_integer_axis_is_accepted():
     x = np.arange(6.0).reshape(2, 3)
     np.testing.assert_array_equal(td.sum(t(x), axis=np.int64(1)).numpy(), x.sum(axis=1))
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_cumsum_large_leading_axis_equals_numpy(axis):
+    """Big arrays summed along a leading axis take the slab-by-slab path; same values."""
+    x = np.random.default_rng(5).standard_normal((40, 300, 64)).astype(np.float32)
+    y = td.cumsum(td.tensor(x), axis=axis)
+    np.testing.assert_allclose(y.numpy(), np.cumsum(x, axis=axis), rtol=1e-5, atol=1e-4)
+    assert y.dtype == np.float32
