@@ -40,8 +40,9 @@ def quick_demo(tmp_path_factory):
     return code, out
 
 
+AR_FIGURES = ("ar_samples_nade.png", "ar_samples_made.png", "ar_samples_pixelcnn.png", "made_toy_density.png")
 DEMO_FIGURES = ("gradcheck_errors.png", "gmm_density.png", "gmm_training.png", "toy_densities.png",
-                "embedded_images.png")
+                "embedded_images.png") + AR_FIGURES
 
 
 def test_demo_writes_every_file(quick_demo):
@@ -51,12 +52,13 @@ def test_demo_writes_every_file(quick_demo):
         assert (out / name).stat().st_size > 0, name
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["sections"]) == [s.name for s in demo.SECTIONS]
-    assert list(summary["sections"]) == ["gradcheck", "gmm", "toys", "images"]
+    assert list(summary["sections"]) == ["gradcheck", "gmm", "toys", "images", "autoregressive"]
     written = [f for section in summary["sections"].values() for f in section["files"]]
     assert sorted(written + ["summary.json"]) == sorted(p.name for p in out.iterdir())
     assert set(DEMO_FIGURES) <= set(written)
     assert summary["sections"]["toys"]["files"] == ["toy_densities.png"]
     assert summary["sections"]["images"]["files"] == ["embedded_images.png"]
+    assert summary["sections"]["autoregressive"]["files"] == list(AR_FIGURES)
 
 
 @pytest.mark.parametrize("name", DEMO_FIGURES)
@@ -107,6 +109,42 @@ def test_demo_gmm_fit_lowers_the_nll(quick_demo, capsys):
     assert gmm["final_nll"] < gmm["initial_nll"] - 0.5
     assert gmm["final_nll"] > gmm["true_density_nll"] - 0.1   # cannot beat the data's own density by much
     assert gmm["loss_gradcheck"] is True
+
+
+def test_demo_autoregressive_models_learn_and_sample(quick_demo):
+    _, out = quick_demo
+    ar = json.loads((out / "summary.json").read_text())["sections"]["autoregressive"]
+    assert list(ar["models"]) == ["NADE", "MADE", "PixelCNN"]
+    uniform = 784 * math.log(2)                       # NLL of p = 1/2 for every pixel
+    for name, m in ar["models"].items():
+        assert m["epoch_loss"][-1] < m["epoch_loss"][0], name          # training lowered the NLL
+        assert 0 < m["test_nll"] < uniform, (name, m["test_nll"])      # exact NLL, better than a coin
+        assert m["samples"] == 16
+        assert 0.0 < m["sample_fraction_on"] < 1.0, name               # 0/1 samples, not all one value
+    assert 0.05 < ar["data_fraction_on"] < 0.3
+
+
+def test_demo_made_toy_is_normalised_and_fits_the_histogram(quick_demo):
+    _, out = quick_demo
+    toy = json.loads((out / "summary.json").read_text())["sections"]["autoregressive"]["made_toy"]
+    assert toy["bits"] == 8
+    assert toy["probability_sum"] == pytest.approx(1.0, abs=1e-4)        # exact p over all 2^8 codes
+    # the cross-entropy to the empirical distribution is at least its entropy (Gibbs), and
+    # the fit is far better than the uniform distribution over 256 cells
+    assert toy["histogram_entropy"] - 1e-6 <= toy["train_nll"] < math.log(256) - 1.0
+    assert toy["total_variation_to_true"] < 0.5
+
+
+def test_toy_cells_and_bits_round_trip():
+    xp = td.backend.module_for_device("cpu")
+    points = xp.array([[-3.2, -3.2], [0.0, 0.0], [3.19, -0.01], [9.0, -9.0]])
+    cells = demo.toy_cells(points)
+    assert cells.tolist() == [[0, 0], [8, 8], [15, 7], [15, 0]]
+    bits = demo.cells_to_bits(cells)
+    assert bits.shape == (4, 8)
+    assert bits[2].tolist() == [1, 1, 1, 1, 0, 1, 1, 1]               # 15 = 1111, 7 = 0111, MSB first
+    back = (bits.reshape(4, 2, 4) * xp.array([8, 4, 2, 1])).sum(-1)
+    assert back.tolist() == cells.tolist()
 
 
 def test_demo_prints_where_it_wrote(tmp_path, capsys, monkeypatch):

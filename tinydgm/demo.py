@@ -15,6 +15,11 @@ Sections now:
                 behind the samples where it exists: toy_densities.png
     images      the image set embedded in the package, gray levels beside a dynamic
                 binarization: embedded_images.png
+    autoregressive
+                NADE, MADE and PixelCNN trained briefly on the embedded binarized
+                images, a sample grid each (ar_samples_nade.png, ar_samples_made.png,
+                ar_samples_pixelcnn.png), and a MADE on 8 Gaussians discretised to a
+                16 x 16 grid of 8-bit codes: made_toy_density.png
 
 Figures are drawn with matplotlib's Agg canvas (no display needed); nothing is read from
 outside the package and nothing is downloaded.
@@ -34,7 +39,7 @@ from tinydgm.autodiff.gradcheck import gradcheck
 from tinydgm.data.toy import eight_gaussians, eight_gaussians_log_density
 from tinydgm.optim import Adam
 
-__all__ = ["Section", "SECTIONS", "run_demo", "gmm_log_prob", "fit_gmm", "TOY_EXTENTS"]
+__all__ = ["Section", "SECTIONS", "run_demo", "gmm_log_prob", "fit_gmm", "TOY_EXTENTS", "toy_cells", "cells_to_bits"]
 
 DEFAULT_OUT = "tinydgm_out"
 LOG_2PI = math.log(2 * math.pi)
@@ -333,6 +338,160 @@ def images_section(out_dir, seed, quick, log, n_images=64):
             "mean_gray_level": mean_gray, "binarized_fraction_on": fraction_on, "files": [path.name]}
 
 
+# ----------------------------------------------------------------------------- section: autoregressive
+
+def _fit_quietly(model, x, epochs, batch_size, lr, seed):
+    """train.fit without progress bars; returns the per-epoch mean training loss (nats/example)."""
+    from tinydgm.train import fit
+    history = fit(model, x, Adam(model.parameters(), lr=lr), epochs=epochs, batch_size=batch_size, seed=seed,
+                  progress=False)
+    return [float(v) for v in history["epoch_loss"]]
+
+
+def _mean_nll(model, x, batch_size=250):
+    """Mean -log p(x) in nats over the rows of x, in batches, without a graph."""
+    total = 0.0
+    with no_grad():
+        for start in range(0, len(x), batch_size):
+            chunk = tensor(x[start:start + batch_size], dtype=backend.get_default_dtype())
+            total += -float(model.log_prob(chunk).numpy().sum())
+    return total / len(x)
+
+
+def _image_model(name, quick, rng):
+    """The small demo model of each family (sized so the whole section takes a minute or two)."""
+    from tinydgm.models import made, nade, pixelcnn
+    if name == "NADE":
+        return nade.NADE(784, 50 if quick else 100, rng=rng)
+    if name == "MADE":
+        # random connectivity: fewer than D - 1 = 783 units cannot hold every degree evenly
+        return made.MADE(784, [256] if quick else [500], connectivity="random", rng=rng)
+    return pixelcnn.PixelCNN(channels=8 if quick else 32, n_residual=1 if quick else 3, rng=rng)
+
+
+AR_IMAGE_MODELS = ("NADE", "MADE", "PixelCNN")
+
+
+def autoregressive_section(out_dir, seed, quick, log):
+    """NADE, MADE and PixelCNN trained briefly on the embedded binarized images, a grid of
+    samples from each (drawn by the fast sampling kernels), and a MADE fitted to a
+    discretised 2-D density (8 Gaussians on a 16 x 16 grid, each cell written as 8 bits) whose
+    exact probabilities of all 256 cells are drawn next to the data histogram."""
+    rng = backend.rng(seed)
+    train = data.load_embedded_binarized("train", seed=seed)["x"]
+    test = data.load_embedded_binarized("test", seed=seed)["x"]
+    n_train = 300 if quick else len(train)
+    x_train = train[:n_train].reshape(n_train, 784).astype("float32")
+    x_test = test.reshape(len(test), 784).astype("float32")
+    epochs = {"NADE": 3 if quick else 20, "MADE": 5 if quick else 25, "PixelCNN": 2 if quick else 15}
+    lr = {"NADE": 1e-2, "MADE": 3e-3, "PixelCNN": 2e-3}
+    n_samples = 16 if quick else 36
+    models, files = {}, []
+    for name in AR_IMAGE_MODELS:
+        start = time.perf_counter()
+        model = _image_model(name, quick, rng)
+        x_fit = x_train.reshape(-1, 1, 28, 28) if name == "PixelCNN" else x_train
+        curve = _fit_quietly(model, x_fit, epochs[name], 32 if name == "PixelCNN" else 100, lr[name], seed)
+        train_seconds = time.perf_counter() - start
+        x_eval = x_test[:100] if quick else x_test
+        nll = _mean_nll(model, x_eval.reshape(-1, 1, 28, 28) if name == "PixelCNN" else x_eval)
+        start = time.perf_counter()
+        samples = backend.to_numpy(model.sample(n_samples, rng=rng, method="fast"))
+        sample_seconds = time.perf_counter() - start
+        path = out_dir / f"ar_samples_{name.lower()}.png"
+        plot.image_grid(samples.reshape(n_samples, 28, 28), path, scale=4,
+                        title=f"{name}: {n_samples} samples after {epochs[name]} epochs on "
+                              f"{n_train} images (test NLL {nll:.1f} nats)")
+        files.append(path.name)
+        models[name] = {"parameters": int(model.num_parameters()), "epochs": epochs[name],
+                        "epoch_loss": curve, "test_nll": nll, "test_images": int(len(x_eval)),
+                        "train_seconds": round(train_seconds, 3), "sample_seconds": round(sample_seconds, 3),
+                        "samples": n_samples, "sample_fraction_on": float(samples.mean())}
+        log(f"autoregressive: {name} {curve[0]:.1f} -> {curve[-1]:.1f} nats/image (train) in {epochs[name]} "
+            f"epochs, test NLL {nll:.1f}; {n_samples} samples in {sample_seconds:.2f} s")
+    toy = _made_toy(out_dir, seed, quick, log)
+    files.append(toy.pop("file"))
+    return {"train_images": n_train, "data_fraction_on": float(x_train.mean()), "models": models,
+            "made_toy": toy, "files": files}
+
+
+TOY_BITS = 4                      # bits per coordinate: a 16 x 16 grid
+TOY_EXTENT = 3.2                  # the grid covers [-3.2, 3.2]^2
+
+
+def toy_cells(points, bits=TOY_BITS, extent=TOY_EXTENT):
+    """The grid cell (i, j) of each 2-D point, i from x and j from y, on a 2^bits x 2^bits grid
+    over [-extent, extent]^2 (points outside go to the border cells)."""
+    xp = _cpu()
+    k = 2 ** bits
+    cells = xp.floor((points + extent) / (2 * extent) * k).astype(xp.int64)
+    return xp.clip(cells, 0, k - 1)
+
+
+def cells_to_bits(cells, bits=TOY_BITS):
+    """(N, 2) cell indices -> (N, 2 bits) binary codes: the bits of i then of j, most
+    significant first (x_1 is the coarsest half of the x axis)."""
+    xp = _cpu()
+    shifts = xp.arange(bits - 1, -1, -1)
+    return ((cells[:, :, None] >> shifts) & 1).reshape(len(cells), 2 * bits).astype(xp.float64)
+
+
+def _made_toy(out_dir, seed, quick, log):
+    """A MADE with D = 8 binary inputs on 8 Gaussians discretised to 16 x 16 cells; its exact
+    p(cell) for all 256 codes (a normalised distribution: the sum is checked) beside the
+    histogram of the training data and the true cell probabilities."""
+    from tinydgm.models import made
+    xp = _cpu()
+    rng = backend.rng(seed)
+    k = 2 ** TOY_BITS
+    n = 5000 if quick else 20000
+    cells = toy_cells(eight_gaussians(n, rng))
+    x = cells_to_bits(cells).astype("float32")
+    model = made.MADE(2 * TOY_BITS, [64, 64], rng=rng)
+    epochs = 15 if quick else 80
+    curve = _fit_quietly(model, x, epochs, 100, 3e-3, seed)
+    every = xp.stack(xp.meshgrid(xp.arange(k), xp.arange(k), indexing="ij"), axis=-1).reshape(-1, 2)
+    with no_grad():
+        log_p = model.log_prob(tensor(cells_to_bits(every), dtype=backend.get_default_dtype())).numpy()
+    p_model = xp.exp(log_p.astype(xp.float64)).reshape(k, k)
+    hist = xp.zeros((k, k))
+    xp.add.at(hist, (cells[:, 0], cells[:, 1]), 1.0)
+    hist /= n
+    # the true cell probabilities: the 8-Gaussians density integrated over each cell (midpoint rule, 8x8 per cell)
+    fine = 8 * k
+    axis = -TOY_EXTENT + (xp.arange(fine) + 0.5) * (2 * TOY_EXTENT / fine)
+    gx, gy = xp.meshgrid(axis, axis, indexing="ij")
+    dens = xp.exp(eight_gaussians_log_density(xp.stack([gx.ravel(), gy.ravel()], axis=1))).reshape(fine, fine)
+    p_true = dens.reshape(k, 8, k, 8).sum(axis=(1, 3))
+    p_true /= p_true.sum()
+    entropy_hist = -float((hist[hist > 0] * xp.log(hist[hist > 0])).sum())
+    nll_train = -float((hist * log_p.reshape(k, k)).sum())
+    path = out_dir / "made_toy_density.png"
+    _plot_toy_cells([(p_true, "true cell probabilities"), (hist, f"data histogram ({n} samples)"),
+                     (p_model, "MADE p(x) of all 256 codes")], path)
+    log(f"autoregressive: MADE on 8 Gaussians (16x16 cells, 8 bits): NLL {nll_train:.3f} nats vs the "
+        f"histogram's entropy {entropy_hist:.3f}; sum of p over all 256 codes {float(p_model.sum()):.6f}")
+    return {"bits": 2 * TOY_BITS, "samples": n, "epochs": epochs, "epoch_loss": curve,
+            "probability_sum": float(p_model.sum()), "train_nll": nll_train, "histogram_entropy": entropy_hist,
+            "total_variation_to_histogram": 0.5 * float(xp.abs(p_model - hist).sum()),
+            "total_variation_to_true": 0.5 * float(xp.abs(p_model - p_true).sum()), "file": path.name}
+
+
+def _plot_toy_cells(panels, path):
+    fig = _figure(4.0 * len(panels), 4.3)
+    vmax = max(float(p.max()) for p, _ in panels)
+    e = TOY_EXTENT
+    for idx, (p, title) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), idx + 1)
+        image = ax.imshow(p.T, origin="lower", extent=(-e, e, -e, e), cmap="viridis", vmin=0.0, vmax=vmax,
+                          interpolation="nearest")
+        ax.set_title(title, fontsize=10)
+        ax.tick_params(labelsize=7)
+    fig.colorbar(image, ax=fig.axes, shrink=0.8, label="probability of the cell")
+    fig.suptitle("8 Gaussians on a 16 x 16 grid, each cell as 8 bits (4 for x, 4 for y): MADE's exact probabilities")
+    fig.savefig(path)
+
+
 # ----------------------------------------------------------------------------- the demo
 
 SECTIONS = [
@@ -340,6 +499,8 @@ SECTIONS = [
     Section("gmm", "Gaussian mixture by maximum likelihood", gmm_section),
     Section("toys", "Toy 2-D densities", toys_section),
     Section("images", "The embedded image set", images_section),
+    Section("autoregressive", "NADE, MADE and PixelCNN on binarized images; MADE on a discretised 2-D density",
+            autoregressive_section),
 ]
 
 
