@@ -34,17 +34,9 @@ class _ConvBase(Module):
         self.dilation = _int_pair(dilation, "dilation", name)
         self.groups = groups
         shape = weight_shape + self.kernel_size
-        if zero_init:
-            self.weight = Parameter(init.zeros(shape, dtype, device))
-        else:
-            self.weight = Parameter(init.lecun_uniform(shape, "conv", rng, dtype, device))
-        if bias:
-            bound = 1.0 / max(init.fans(shape, "conv")[0], 1) ** 0.5
-            b = init.zeros((out_channels,), dtype, device) if zero_init else \
-                init.uniform((out_channels,), -bound, bound, rng, dtype, device)
-            self.bias = Parameter(b)
-        else:
-            self.bias = None
+        weight, b = init.default_weight_and_bias(shape, "conv", out_channels, bias, zero_init, rng, dtype, device)
+        self.weight = Parameter(weight)
+        self.bias = None if b is None else Parameter(b)
 
     def _check_input(self, x):
         if x.ndim != 4:

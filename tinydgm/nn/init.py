@@ -81,3 +81,19 @@ def kaiming_uniform(shape, layout="dense", rng=None, dtype=None, device=None):
 def kaiming_normal(shape, layout="dense", rng=None, dtype=None, device=None):
     """He et al. 2015: N(0, 2 / fan_in), for ReLU units."""
     return normal(shape, math.sqrt(2.0 / max(fans(shape, layout)[0], 1)), rng, dtype, device)
+
+
+def default_weight_and_bias(shape, layout, n_out, bias=True, zero_init=False, rng=None, dtype=None,
+                            device=None):
+    """The weight and bias arrays of a dense or conv layer, initialised as PyTorch does:
+    W, b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)); both zero with ``zero_init`` (the last layer
+    of a coupling network). The bias is None when ``bias`` is False."""
+    if zero_init:
+        weight = zeros(shape, dtype, device)
+    else:
+        weight = lecun_uniform(shape, layout, rng, dtype, device)
+    if not bias:
+        return weight, None
+    bound = 1.0 / math.sqrt(max(fans(shape, layout)[0], 1))
+    b = zeros((n_out,), dtype, device) if zero_init else uniform((n_out,), -bound, bound, rng, dtype, device)
+    return weight, b

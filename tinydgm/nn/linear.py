@@ -16,18 +16,10 @@ class Linear(Module):
                  device=None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        shape = (in_features, out_features)
-        if zero_init:
-            self.weight = Parameter(init.zeros(shape, dtype, device))
-        else:
-            self.weight = Parameter(init.lecun_uniform(shape, "dense", rng, dtype, device))
-        if bias:
-            bound = 1.0 / max(in_features, 1) ** 0.5
-            b = init.zeros((out_features,), dtype, device) if zero_init else \
-                init.uniform((out_features,), -bound, bound, rng, dtype, device)
-            self.bias = Parameter(b)
-        else:
-            self.bias = None
+        weight, b = init.default_weight_and_bias((in_features, out_features), "dense", out_features, bias,
+                                                 zero_init, rng, dtype, device)
+        self.weight = Parameter(weight)
+        self.bias = None if b is None else Parameter(b)
 
     def forward(self, x):
         if x.shape[-1] != self.in_features:

@@ -114,17 +114,9 @@ class MaskedConv2d(Module):
         self.mask_type, self.color_channels = mask_type, color_channels
         mask = pixelcnn_mask(in_channels, out_channels, self.kernel_size, mask_type, color_channels)
         shape = mask.shape
-        if zero_init:
-            self.weight = Parameter(init.zeros(shape, dtype, device))
-        else:
-            self.weight = Parameter(init.lecun_uniform(shape, "conv", rng, dtype, device))
-        if bias:
-            bound = 1.0 / max(init.fans(shape, "conv")[0], 1) ** 0.5
-            b = init.zeros((out_channels,), dtype, device) if zero_init else \
-                init.uniform((out_channels,), -bound, bound, rng, dtype, device)
-            self.bias = Parameter(b)
-        else:
-            self.bias = None
+        weight, b = init.default_weight_and_bias(shape, "conv", out_channels, bias, zero_init, rng, dtype, device)
+        self.weight = Parameter(weight)
+        self.bias = None if b is None else Parameter(b)
         self.register_buffer("mask", backend.to_device(mask, self.weight.device).astype(self.weight.dtype))
         self.padding = (self.kernel_size[0] // 2, self.kernel_size[1] // 2)
 
