@@ -534,18 +534,6 @@ def profile(cfg):
 
 # ----------------------------------------------------------------------------- main
 
-def _load_note(load, stats_list=()):
-    note = f"Other processes used {load.describe()} of the machine's CPU time during this part"
-    kept = {name: (s.contended, len(s.times)) for stats in stats_list for name, s in stats.items()
-            if s.contended}
-    if kept:
-        note += ("; samples kept although our threads waited for a CPU (after retries): "
-                 + ", ".join(f"{name} {c}/{n}" for name, (c, n) in kept.items()))
-    else:
-        note += "; no sample was taken under CPU contention (contended samples are retaken)"
-    return note + "."
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run, ~30 s)")
@@ -602,7 +590,7 @@ def main(argv=None):
         "### 1. Per-op overhead: 10x10 float32, forward + backward", "",
         "Raw NumPy = the forward expression plus a hand-written backward on arrays (the floor); "
         "ratios are medians of per-repeat paired ratios (min–max in parentheses).", "",
-        tiny_table, "", _load_note(loads[0], [{f"{op} {side}": st for side, st in stats.items()}
+        tiny_table, "", common.load_note(loads[0], [{f"{op} {side}": st for side, st in stats.items()}
                                                 for op, stats in tiny_stats.items()]), "",
         "### 2. MLP 784-500-784 training step, batch 100", "",
         f"Data: {source}. Sigmoid hidden layer, Bernoulli output (BCE with logits summed over "
@@ -612,7 +600,7 @@ def main(argv=None):
         "and gradients on the same weights and data, and the same losses along 5 Adam steps. "
         "\"GEMMs only\" times the five matrix products of one step (2 forward, 3 backward) alone.", "",
         mlp_table, "",
-        phase_table, "", _load_note(loads[1], [mlp_stats]), "",
+        phase_table, "", common.load_note(loads[1], [mlp_stats]), "",
         f"**Target: tinydgm step at most 1.0x PyTorch's: "
         f"{common.verdict(mlp_ratio, mlp_iqr, 1.0)}.** The NumPy GEMMs alone take {gemm_frac:.0%} of "
         "the tinydgm step (medians).", "",
@@ -622,7 +610,7 @@ def main(argv=None):
         parts += ["tinydgm.conv2d did not exist at the time of this run: not measured.", ""]
     else:
         parts += ["Both sides were checked to give the same output and the same gradients "
-                  "(x, weight, bias).", "", conv_table, "", _load_note(loads[2], [conv[1]]), "",
+                  "(x, weight, bias).", "", conv_table, "", common.load_note(loads[2], [conv[1]]), "",
                   f"**Target: at most 2x PyTorch: "
                   f"{common.verdict(conv[0], common.paired_ratio_iqr(conv[1]['tinydgm'], conv[1]['PyTorch']), 2.0)}"
                   ".**", ""]
