@@ -621,10 +621,7 @@ def main(argv=None):
     if MISSING:
         out += ["Not measured (missing): " + "; ".join(MISSING.values()) + ".", ""]
     section = "\n".join(out)
-    if cfg.out:
-        with open(cfg.out, "w") as f:
-            f.write(section)
-        print(f"wrote {cfg.out}")
+    common.write_section(cfg.out, section)
 
 
 if __name__ == "__main__":

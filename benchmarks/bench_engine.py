@@ -618,10 +618,7 @@ def main(argv=None):
         parts += [f"Ops missing at the time of this run, composed from exp/log/add/mul instead: "
                   f"{', '.join(MISSING)}.", ""]
     section = "\n".join(parts)
-    if cfg.out:
-        with open(cfg.out, "w") as f:
-            f.write(section)
-        print(f"wrote {cfg.out}")
+    common.write_section(cfg.out, section)
 
 
 if __name__ == "__main__":

@@ -506,10 +506,7 @@ def main(argv=None):
         *layer_notes(dense, masked, dense_split, conv_split), "",
     ]
     section = "\n".join(parts)
-    if cfg.out:
-        with open(cfg.out, "w") as f:
-            f.write(section)
-        print(f"wrote {cfg.out}")
+    common.write_section(cfg.out, section)
 
 
 if __name__ == "__main__":

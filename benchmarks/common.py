@@ -369,3 +369,11 @@ def load_note(load, stats_list=()):
     else:
         note += "; no sample was taken under CPU contention (contended samples are retaken)"
     return note + "."
+
+
+def write_section(path, section):
+    """Write a BENCHMARKS.md section to ``path`` (nothing when path is None) and say so."""
+    if path:
+        with open(path, "w") as f:
+            f.write(section)
+        print(f"wrote {path}")

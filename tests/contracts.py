@@ -64,3 +64,15 @@ def chi_square_pvalue(samples, log_p_all):
         expected = np.append(expected[~small], expected[small].sum())
     expected *= observed.sum() / expected.sum()
     return stats.chisquare(observed, expected).pvalue
+
+
+def with_params(layer, x, **params):
+    """layer(x) with some parameters replaced by the given tensors (the checked inputs)."""
+    saved = {name: getattr(layer, name) for name in params}
+    for name, value in params.items():
+        setattr(layer, name, value)
+    try:
+        return layer(x)
+    finally:
+        for name, value in saved.items():
+            setattr(layer, name, value)

@@ -5,23 +5,12 @@ import numpy as np
 import pytest
 
 import tinydgm as td
+from contracts import with_params
 from tinydgm.nn.made import MADEMasks, MaskedLinear, made_degrees, made_masks
 
 
 def f64(a, requires_grad=True):
     return td.tensor(a, dtype="float64", requires_grad=requires_grad)
-
-
-def with_params(layer, x, **params):
-    """layer(x) with some parameters replaced by the given tensors (the checked inputs)."""
-    saved = {name: getattr(layer, name) for name in params}
-    for name, value in params.items():
-        setattr(layer, name, value)
-    try:
-        return layer(x)
-    finally:
-        for name, value in saved.items():
-            setattr(layer, name, value)
 
 
 def build_layers(masks, rng):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import tinydgm as td
+from contracts import with_params
 from tinydgm.nn.masked_conv import GatedBlock, GatedStack, MaskedConv2d, pixelcnn_mask
 
 
@@ -250,17 +251,6 @@ def test_gated_block_forward(device, mask_type, cond_features):
 
 
 # ----------------------------------------------------------------------------- derivatives
-
-def with_params(layer, x, **params):
-    """layer(x) with some parameters replaced by the given tensors (the checked inputs)."""
-    saved = {name: getattr(layer, name) for name in params}
-    for name, value in params.items():
-        setattr(layer, name, value)
-    try:
-        return layer(x)
-    finally:
-        for name, value in saved.items():
-            setattr(layer, name, value)
 
 
 def test_masked_conv_gradients():
