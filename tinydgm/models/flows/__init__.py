@@ -1,0 +1,5 @@
+"""Normalizing flows (intro lecture part II; isachenko-l07): transforms with exact
+log-determinants, composed into a ``Flow`` with log_prob by the change of variables."""
+from tinydgm.models.flows.base import Compose, Flow, Inverse, Transform, brute_force_log_det, sum_per_example
+
+__all__ = ["Transform", "Compose", "Inverse", "Flow", "brute_force_log_det", "sum_per_example"]
