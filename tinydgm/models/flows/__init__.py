@@ -3,3 +3,9 @@ log-determinants, composed into a ``Flow`` with log_prob by the change of variab
 from tinydgm.models.flows.base import Compose, Flow, Inverse, Transform, brute_force_log_det, sum_per_example
 
 __all__ = ["Transform", "Compose", "Inverse", "Flow", "brute_force_log_det", "sum_per_example"]
+
+from tinydgm.models.flows.dequantization import (DequantizedFlow, LogitTransform, UniformDequantization,  # noqa: E402
+                                                 VariationalDequantization, dequantized_bits_per_dim)
+
+__all__ += ["UniformDequantization", "VariationalDequantization", "LogitTransform", "DequantizedFlow",
+            "dequantized_bits_per_dim"]
