@@ -1,0 +1,425 @@
+"""Block Gibbs sampling and contrastive-divergence statistics for RBMs (tomczak-dgm,
+"Restricted Boltzmann Machines", "RBM: Contrastive Divergence", "RBM with Gaussian inputs";
+kuleshov-l12, "(Persistent) Contrastive Divergence").
+
+Layout (the toolkit's (in, out) layout, as ``Linear``): W (D, H), visible bias b (D,),
+hidden bias c (H,), the energy E(v, h) = -b^T v - c^T h - v^T W h. The hidden units of an
+RBM are independent given v and the visible units given h, so one Gibbs *sweep* samples a
+whole layer at once from the lecture's conditionals
+
+    p(h_j = 1 | v) = sigmoid(c_j + (v W)_j)            h = 1[u_h < p(h = 1 | v)]
+    p(v_i = 1 | h) = sigmoid(b_i + (W h)_i)            v = 1[u_v < p(v = 1 | h)]      (Bernoulli)
+    p(v_i | h) = N(b_i + sigma_i (W h)_i, sigma_i^2)   v = mean + sigma * eps         (Gaussian)
+
+(Gaussian visible units: E(v, h) = sum_i (v_i - b_i)^2 / (2 sigma_i^2) - c^T h - (v / sigma)^T W h,
+so p(h_j = 1 | v) = sigmoid(c_j + ((v / sigma) W)_j).)
+
+The random numbers are INPUTS: uniforms u (and standard normals eps for Gaussian visible
+units), one array per layer and per step, drawn by the caller's seeded generator. The same
+random numbers give the same chains from the Numba path and from its xp twin.
+
+The gradient of the log-likelihood (tomczak-dgm, "RBM: Training") is data moments minus
+model moments:
+
+    d log p / dW = <v p(h|v)^T>_data - <v p(h|v)^T>_model
+    d log p / db = <v>_data - <v>_model,        d log p / dc = <p(h|v)>_data - <p(h|v)>_model
+
+with the hidden units summed out analytically (p(h = 1 | v) instead of a sample of h, the
+usual Rao-Blackwellised form, as scikit-learn's BernoulliRBM). The model moments come from
+k sweeps of Gibbs sampling started at the data (CD-k, Hinton 2002) or at the persistent
+chains of the previous update (PCD-k, Tieleman 2008). ``cd_statistics`` returns the two
+phases separately; ``cd_gradient`` returns their difference with one matrix product.
+
+Where the time goes, and why the kernels look as they do (float32, 100 chains, 784 x 500,
+2 cores): a sweep is two GEMMs (about 0.6 ms each with OpenBLAS) and an elementwise part
+over n (D + H) numbers. A Numba loop computing the sigmoid with a scalar ``exp`` costs
+0.25 ms per 78k numbers (Numba has no vector exp without SVML); NumPy's SIMD ``exp``
+costs 0.03 ms. So the elementwise part is three passes: a Numba pass
+``e = -(a + bias)``, NumPy's ``exp`` in place, and a fused Numba pass
+``p = 1 / (1 + e); x = 1[u < p]`` (sigmoid completion + Bernoulli sampling, optionally
+scaling p by a per-row weight for the statistics); 0.06 ms together. The twin does the
+same float operations in the same order (``1 / (1 + exp(-(a + bias)))`` with the same
+NumPy exp), so on NumPy arrays kernel and twin agree bit for bit. The GEMMs are NumPy's
+(``numpy.dot`` into preallocated buffers): calling ``np.dot`` inside an njit function
+was not faster. Serial on purpose: ``prange`` over 100 chains fights OpenBLAS's spinning
+threads on 2 cores (see kernels/adam.py), so the thread count cannot change a chain.
+"""
+import collections
+
+import numba
+import numpy as np
+
+from tinydgm import backend
+
+__all__ = ["VISIBLE_TYPES", "CDStatistics", "bernoulli_layer", "bernoulli_layer_xp", "block_gibbs",
+           "block_gibbs_kernel", "block_gibbs_xp", "cd_statistics", "cd_gradient", "cd_gradient_kernel",
+           "cd_gradient_xp", "draw_noise", "sgd_update"]
+
+VISIBLE_TYPES = ("bernoulli", "gaussian")
+
+CDStatistics = collections.namedtuple("CDStatistics", ["vh_data", "v_data", "h_data", "vh_model", "v_model",
+                                                       "h_model", "v_chain", "h_chain"])
+CDStatistics.__doc__ = """The two phases of the CD gradient, averaged over their examples:
+vh (D, H) = <v p(h=1|v)^T>, v (D,) = <v>, h (H,) = <p(h=1|v)>, under the data (``*_data``)
+and under the chains after k sweeps (``*_model``); v_chain (m, D) and h_chain (m, H) are the
+chains' last visible and hidden samples (h_chain continues a persistent chain)."""
+
+
+# ----------------------------------------------------------------------------- Numba kernels
+
+@numba.njit(cache=True, error_model="numpy")
+def _negate_plus_bias(a, bias):
+    """a <- -(a + bias) (bias broadcast over rows), the argument of exp in sigmoid."""
+    n, m = a.shape
+    for r in range(n):
+        for j in range(m):
+            a[r, j] = -(a[r, j] + bias[j])
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _bernoulli_finish(e, u, x, row_scale, one):
+    """Given e = exp(-(a + bias)): p = 1 / (1 + e) (the sigmoid, in e's dtype: ``one`` is 1 in
+    that dtype), x = 1[u < p] (the Bernoulli draw) and e <- row_scale[r] * p, in one pass."""
+    n, m = e.shape
+    for r in range(n):
+        s = row_scale[r]
+        for j in range(m):
+            p = one / (one + e[r, j])
+            x[r, j] = one if u[r, j] < p else one - one
+            e[r, j] = s * p
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sigmoid_finish(e, row_scale, one):
+    """Given e = exp(-(a + bias)): e <- row_scale[r] / (1 + e), the probabilities alone."""
+    n, m = e.shape
+    for r in range(n):
+        s = row_scale[r]
+        for j in range(m):
+            e[r, j] = s * (one / (one + e[r, j]))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _gaussian_finish(a, bias, sigma, eps, x):
+    """x = bias + sigma * a + sigma * eps (a = (W h) per row): v ~ N(b + sigma W h, sigma^2)."""
+    n, m = a.shape
+    for r in range(n):
+        for j in range(m):
+            x[r, j] = bias[j] + sigma[j] * a[r, j] + sigma[j] * eps[r, j]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sgd_kernel(theta, grad, velocity, lr, momentum, weight_decay):
+    """velocity <- momentum velocity + lr (grad - weight_decay theta);  theta <- theta + velocity
+    (gradient ASCENT on the log-likelihood), one pass over flat arrays."""
+    for i in range(theta.shape[0]):
+        velocity[i] = momentum * velocity[i] + lr * (grad[i] - weight_decay * theta[i])
+        theta[i] += velocity[i]
+
+
+def _one(dtype):
+    return np.ones(1, dtype=dtype)[0]
+
+
+def _bernoulli_layer_kernel(a, bias, u, x, row_scale=None):
+    """In place: a (n, m) holds the product (v W or h W^T) on entry and row_scale * p on exit;
+    x receives the sample (u None: no sample, a receives row_scale * p only). Float arrays of
+    one dtype, C-contiguous."""
+    if row_scale is None:
+        row_scale = np.ones(a.shape[0], dtype=a.dtype)
+    _negate_plus_bias(a, bias)
+    with np.errstate(over="ignore"):        # exp(-a) = inf gives p = 1 / inf = 0 exactly
+        np.exp(a, out=a)
+    if u is None:
+        _sigmoid_finish(a, row_scale, _one(a.dtype))
+    else:
+        _bernoulli_finish(a, u, x, row_scale, _one(a.dtype))
+
+
+# ----------------------------------------------------------------------------- one layer
+
+def bernoulli_layer(product, bias, u):
+    """(p, x) for a Bernoulli layer from the product (v W or h W^T) of shape (n, m):
+    p = sigmoid(product + bias), x = 1[u < p]. The Numba path on NumPy arrays (``product`` is
+    overwritten with p), the twin on CuPy arrays."""
+    if backend.device_of(product) != "cpu":
+        return bernoulli_layer_xp(product, bias, u)
+    x = np.empty_like(product)
+    _bernoulli_layer_kernel(product, bias, u, x)
+    return product, x
+
+
+def bernoulli_layer_xp(product, bias, u):
+    """The twin: p = 1 / (1 + exp(-(product + bias))), x = 1[u < p] (same operations, same order)."""
+    xp = backend.get_array_module(product)
+    p = 1 / (1 + xp.exp(-(product + bias)))
+    return p, (u < p).astype(product.dtype)
+
+
+def _gaussian_layer_xp(product, bias, sigma, eps):
+    return bias + sigma * product + sigma * eps
+
+
+# ----------------------------------------------------------------------------- noise
+
+def draw_noise(rng, k, n_chains, n_visible, n_hidden, visible="bernoulli", dtype="float32", start_hidden=False,
+               device="cpu"):
+    """The random numbers of k sweeps of n_chains chains: u_h (k + start_hidden, n, H) uniforms
+    and r_v (k, n, D), uniforms (Bernoulli) or standard normals (Gaussian visible units), in
+    ``dtype``, drawn by the NumPy Generator ``rng`` (then moved to ``device``). start_hidden:
+    one more slice of u_h to sample the chains' first h from the data (CD-k)."""
+    _check_visible(visible, "draw_noise")
+    u_h = rng.random((k + bool(start_hidden), n_chains, n_hidden), dtype=dtype)
+    if visible == "bernoulli":
+        r_v = rng.random((k, n_chains, n_visible), dtype=dtype)
+    else:
+        r_v = rng.standard_normal((k, n_chains, n_visible), dtype=dtype)
+    if device != "cpu":
+        return backend.to_device(u_h, device), backend.to_device(r_v, device)
+    return u_h, r_v
+
+
+def _check_visible(visible, who):
+    if visible not in VISIBLE_TYPES:
+        raise ValueError(f"{who}: visible must be one of {VISIBLE_TYPES}, got {visible!r}")
+
+
+def _check(W, b, c, v, u_h, r_v, who, k_extra=0, sigma=None):
+    D, H = W.shape
+    if tuple(b.shape) != (D,) or tuple(c.shape) != (H,):
+        raise ValueError(f"{who}: b must have shape (D,) = ({D},) and c (H,) = ({H},) for W of shape {W.shape}, "
+                         f"got {tuple(b.shape)} and {tuple(c.shape)}")
+    if sigma is not None and tuple(sigma.shape) != (D,):
+        raise ValueError(f"{who}: sigma must have shape (D,) = ({D},), got {tuple(sigma.shape)}")
+    if v is not None and (v.ndim != 2 or v.shape[1] != D):
+        raise ValueError(f"{who}: v must have shape (n, D) = (n, {D}), got {tuple(v.shape)}")
+    if r_v.ndim != 3 or r_v.shape[2] != D:
+        raise ValueError(f"{who}: r_v must have shape (k, n, D) = (k, n, {D}), got {tuple(r_v.shape)}")
+    k, n = r_v.shape[:2]
+    if tuple(u_h.shape) != (k + k_extra, n, H):
+        raise ValueError(f"{who}: u_h must have shape (k + {k_extra}, n, H) = ({k + k_extra}, {n}, {H}), "
+                         f"got {tuple(u_h.shape)}")
+    return k, n
+
+
+# ----------------------------------------------------------------------------- block Gibbs
+
+def block_gibbs_kernel(W, b, c, v0, u_h, r_v, visible="bernoulli", sigma=None):
+    """k block Gibbs sweeps v_t -> h_t ~ p(h | v_t) -> v_{t+1} ~ p(v | h_t) of n chains, the
+    Numba path (NumPy arrays). u_h (k, n, H), r_v (k, n, D) (uniforms, or normals for
+    Gaussian visible units). Returns (v_k, h_{k-1}, p(v = 1 | h_{k-1}) or the Gaussian mean)."""
+    _check_visible(visible, "block_gibbs_kernel")
+    k, n = _check(W, b, c, v0, u_h, r_v, "block_gibbs_kernel", sigma=sigma)
+    D, H = W.shape
+    dtype = W.dtype
+    W, b, c = (np.ascontiguousarray(a, dtype=dtype) for a in (W, b, c))
+    gaussian = visible == "gaussian"
+    if gaussian:
+        sigma = np.ones(D, dtype) if sigma is None else np.ascontiguousarray(sigma, dtype=dtype)
+    v = np.array(v0, dtype=dtype, order="C")
+    h = np.zeros((n, H), dtype=dtype)
+    a_h = np.empty((n, H), dtype=dtype)
+    a_v = np.empty((n, D), dtype=dtype)
+    for t in range(k):
+        np.dot(v / sigma if gaussian else v, W, out=a_h)
+        _bernoulli_layer_kernel(a_h, c, u_h[t], h)
+        np.dot(h, W.T, out=a_v)
+        if gaussian:
+            _gaussian_finish(a_v, b, sigma, r_v[t], v)
+            a_v = b + sigma * a_v
+        else:
+            _bernoulli_layer_kernel(a_v, b, r_v[t], v)
+    return v, h, a_v
+
+
+def block_gibbs_xp(W, b, c, v0, u_h, r_v, visible="bernoulli", sigma=None):
+    """The vectorized twin of ``block_gibbs_kernel`` (NumPy or CuPy), same random numbers,
+    same chains."""
+    _check_visible(visible, "block_gibbs_xp")
+    k, n = _check(W, b, c, v0, u_h, r_v, "block_gibbs_xp", sigma=sigma)
+    xp = backend.get_array_module(W)
+    dtype = W.dtype
+    gaussian = visible == "gaussian"
+    if gaussian and sigma is None:
+        sigma = xp.ones(W.shape[0], dtype)
+    v = xp.asarray(v0, dtype=dtype)
+    h = xp.zeros((n, W.shape[1]), dtype=dtype)
+    mean_v = None
+    for t in range(k):
+        _, h = bernoulli_layer_xp((v / sigma if gaussian else v) @ W, c, u_h[t])
+        a_v = h @ W.T
+        if gaussian:
+            v = _gaussian_layer_xp(a_v, b, sigma, r_v[t])
+            mean_v = b + sigma * a_v
+        else:
+            mean_v, v = bernoulli_layer_xp(a_v, b, r_v[t])
+    return v, h, mean_v
+
+
+def block_gibbs(W, b, c, v0, u_h, r_v, visible="bernoulli", sigma=None):
+    """k block Gibbs sweeps: the Numba path for NumPy arrays, the twin for CuPy arrays."""
+    if backend.device_of(W) == "cpu":
+        return block_gibbs_kernel(W, b, c, backend.to_numpy(v0), backend.to_numpy(u_h), backend.to_numpy(r_v),
+                                  visible, None if sigma is None else backend.to_numpy(sigma))
+    return block_gibbs_xp(W, b, c, v0, u_h, r_v, visible, sigma)
+
+
+# ----------------------------------------------------------------------------- CD statistics
+
+class _Buffers:
+    """Preallocated work arrays of ``cd_gradient_kernel`` for one (n_data, n_chains, D, H, dtype):
+    V2 = [v_data; v_model] (n + m, D), P2 = [p_data / n; -p_model / m] (n + m, H), so that
+    dW = V2^T P2 is ONE matrix product, and the bias gradients are two matrix-vector products."""
+
+    def __init__(self, n, m, D, H, dtype):
+        self.key = (n, m, D, H, np.dtype(dtype))
+        self.V2 = np.empty((n + m, D), dtype)
+        self.P2 = np.empty((n + m, H), dtype)
+        self.h = np.empty((m, H), dtype)
+        self.h_next = np.empty((m, H), dtype)
+        self.a_v = np.empty((m, D), dtype)
+        self.scale_data = np.full(n, 1.0 / n, dtype)
+        self.scale_model = np.full(m, -1.0 / m, dtype)
+        self.ones_model = np.ones(m, dtype)
+        self.signs = np.concatenate([self.scale_data, self.scale_model])
+        self.ones2 = np.ones(n + m, dtype)
+        self.dW = np.empty((D, H), dtype)
+
+
+_BUFFERS = {}
+
+
+def _buffers(n, m, D, H, dtype):
+    key = (n, m, D, H, np.dtype(dtype))
+    if key not in _BUFFERS:
+        _BUFFERS.clear()                    # one shape at a time: a training run reuses it
+        _BUFFERS[key] = _Buffers(n, m, D, H, dtype)
+    return _BUFFERS[key]
+
+
+def cd_gradient_kernel(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoulli", sigma=None):
+    """The CD-k / PCD-k estimate of d log p / d(W, b, c) (data moments minus model moments,
+    means over the n data rows and the m chains), the Numba path.
+
+    h_chain None: CD-k, m = n chains start at h_0 ~ p(h | v_data) (u_h has k + 1 slices, the
+    first for h_0). h_chain (m, H): PCD-k, the chains continue from these hidden states (u_h
+    has k slices). Returns (dW, db, dc, v_chain, h_chain): the gradient arrays (dW is a
+    reused buffer: copy it to keep it) and the chains' last visible and hidden samples.
+    """
+    _check_visible(visible, "cd_gradient_kernel")
+    persistent = h_chain is not None
+    k, m = _check(W, b, c, v_data, u_h, r_v, "cd_gradient_kernel", k_extra=0 if persistent else 1, sigma=sigma)
+    n, (D, H) = v_data.shape[0], W.shape
+    if not persistent and m != n:
+        raise ValueError(f"cd_gradient_kernel: CD-k runs one chain per data row: r_v must have n = {n} chains, got {m}")
+    dtype = W.dtype
+    gaussian = visible == "gaussian"
+    if gaussian:
+        sigma = np.ones(D, dtype) if sigma is None else np.ascontiguousarray(sigma, dtype=dtype)
+    buf = _buffers(n, m, D, H, dtype)
+    V2, P2 = buf.V2, buf.P2
+    V2[:n] = v_data
+    # positive phase: p(h = 1 | v_data) / n into the first n rows of P2
+    np.dot(V2[:n] / sigma if gaussian else V2[:n], W, out=P2[:n])
+    h = buf.h
+    if persistent:
+        h[...] = h_chain
+        _bernoulli_layer_kernel(P2[:n], c, None, None, buf.scale_data)      # p only: nothing to sample
+        offset = 0
+    else:
+        _bernoulli_layer_kernel(P2[:n], c, u_h[0], h, buf.scale_data)      # h_0 ~ p(h | v_data)
+        offset = 1
+    v_model = V2[n:]
+    a_h = P2[n:]
+    for t in range(k):
+        np.dot(h, W.T, out=buf.a_v)                                      # v_{t+1} ~ p(v | h_t)
+        if gaussian:
+            _gaussian_finish(buf.a_v, b, sigma, r_v[t], v_model)
+        else:
+            _bernoulli_layer_kernel(buf.a_v, b, r_v[t], v_model)
+        np.dot(v_model / sigma if gaussian else v_model, W, out=a_h)     # h_{t+1} ~ p(h | v_{t+1})
+        last = t == k - 1
+        _bernoulli_layer_kernel(a_h, c, u_h[t + offset], buf.h_next, buf.scale_model if last else buf.ones_model)
+        h, buf.h_next = buf.h_next, h
+    buf.h = h
+    if gaussian:
+        V2 = V2 / sigma            # the statistics of Gaussian units are those of v / sigma
+    np.dot(V2.T, P2, out=buf.dW)                                         # <v p^T>_data - <v p^T>_model
+    db = buf.signs @ V2                                                  # <v>_data - <v>_model
+    if gaussian:
+        db = db / sigma            # d(-E)/db_i = (v_i - b_i) / sigma_i^2: the b terms cancel
+    dc = buf.ones2 @ P2                                                  # <p>_data - <p>_model
+    return buf.dW, db, dc, v_model.copy(), h.copy()
+
+
+def cd_gradient_xp(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoulli", sigma=None):
+    """The vectorized twin of ``cd_gradient_kernel`` (NumPy or CuPy): the same random numbers
+    give the same chains and the same gradient (up to the summation order of the products)."""
+    stats = cd_statistics(W, b, c, v_data, u_h, r_v, h_chain, visible, sigma)
+    return (stats.vh_data - stats.vh_model, stats.v_data - stats.v_model, stats.h_data - stats.h_model,
+            stats.v_chain, stats.h_chain)
+
+
+def cd_gradient(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoulli", sigma=None):
+    """CD-k / PCD-k gradient: the Numba path for NumPy arrays, the twin for CuPy arrays."""
+    if backend.device_of(W) == "cpu":
+        to = backend.to_numpy
+        return cd_gradient_kernel(W, b, c, to(v_data), to(u_h), to(r_v), None if h_chain is None else to(h_chain),
+                                  visible, None if sigma is None else to(sigma))
+    return cd_gradient_xp(W, b, c, v_data, u_h, r_v, h_chain, visible, sigma)
+
+
+def cd_statistics(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoulli", sigma=None):
+    """The positive and negative phase statistics of CD-k (h_chain None: chains start at
+    h_0 ~ p(h | v_data), u_h has k + 1 slices) or PCD-k (chains continue from h_chain, u_h has
+    k slices), as a ``CDStatistics`` (means over examples / chains). Vectorized xp code
+    (NumPy or CuPy); for Gaussian visible units the statistics are those of v / sigma."""
+    _check_visible(visible, "cd_statistics")
+    persistent = h_chain is not None
+    k, m = _check(W, b, c, v_data, u_h, r_v, "cd_statistics", k_extra=0 if persistent else 1, sigma=sigma)
+    n = v_data.shape[0]
+    if not persistent and m != n:
+        raise ValueError(f"cd_statistics: CD-k runs one chain per data row: r_v must have n = {n} chains, got {m}")
+    xp = backend.get_array_module(W)
+    gaussian = visible == "gaussian"
+    if gaussian and sigma is None:
+        sigma = xp.ones(W.shape[0], W.dtype)
+    x_data = v_data / sigma if gaussian else v_data
+    if persistent:
+        p_data, h = 1 / (1 + xp.exp(-(x_data @ W + c))), h_chain
+    else:
+        p_data, h = bernoulli_layer_xp(x_data @ W, c, u_h[0])            # h_0 ~ p(h | v_data)
+    offset = 0 if persistent else 1
+    v = p_model = None
+    for t in range(k):
+        a_v = h @ W.T
+        if gaussian:
+            v = _gaussian_layer_xp(a_v, b, sigma, r_v[t])
+        else:
+            _, v = bernoulli_layer_xp(a_v, b, r_v[t])
+        p_model, h = bernoulli_layer_xp((v / sigma if gaussian else v) @ W, c, u_h[t + offset])
+    x_model = v / sigma if gaussian else v
+    div = (lambda t: t / sigma) if gaussian else (lambda t: t)
+    return CDStatistics(vh_data=x_data.T @ p_data / n, v_data=div(x_data.mean(axis=0)), h_data=p_data.mean(axis=0),
+                        vh_model=x_model.T @ p_model / m, v_model=div(x_model.mean(axis=0)),
+                        h_model=p_model.mean(axis=0), v_chain=v, h_chain=h)
+
+
+# ----------------------------------------------------------------------------- the update
+
+def sgd_update(theta, grad, velocity, lr, momentum=0.0, weight_decay=0.0):
+    """In place, gradient ASCENT with momentum and L2 weight decay (Hinton's practical guide;
+    scikit-learn's BernoulliRBM is momentum = weight_decay = 0):
+
+        velocity <- momentum velocity + lr (grad - weight_decay theta),   theta <- theta + velocity
+
+    One fused Numba pass on NumPy arrays, xp operations on CuPy arrays."""
+    if backend.device_of(theta) == "cpu" and theta.flags.c_contiguous and velocity.flags.c_contiguous:
+        one = _one(theta.dtype)
+        _sgd_kernel(theta.reshape(-1), np.ascontiguousarray(grad, theta.dtype).reshape(-1), velocity.reshape(-1),
+                    one * lr, one * momentum, one * weight_decay)
+        return theta
+    velocity *= momentum
+    velocity += lr * (grad - weight_decay * theta)
+    theta += velocity
+    return theta
