@@ -9,3 +9,7 @@ from tinydgm.models.flows.dequantization import (DequantizedFlow, LogitTransform
 
 __all__ += ["UniformDequantization", "VariationalDequantization", "LogitTransform", "DequantizedFlow",
             "dequantized_bits_per_dim"]
+
+from tinydgm.models.flows.autoregressive import IAFLayer, MAFLayer, Permutation, Reverse, build_maf  # noqa: E402
+
+__all__ += ["MAFLayer", "IAFLayer", "Reverse", "Permutation", "build_maf"]
