@@ -59,3 +59,227 @@ def log_partition_by_enumeration(log_unnormalised, n_dims, chunk=65536, dtype="f
             peak = m
         total += float(xp.exp(g - peak).sum())
     return peak + math.log(total)
+
+
+# ----------------------------------------------------------------------------- RBMs: exact, AIS, PL
+#
+# An RBM with W (D, H), visible bias b (D,), hidden bias c (H,) and energy
+# E(v, h) = -b^T v - c^T h - v^T W h (tomczak-dgm, "Restricted Boltzmann Machines") has the
+# free energy (the hidden units summed out, "RBM: Training")
+#     F(v) = -b^T v - sum_j softplus(c_j + (v W)_j),      p(v) = exp(-F(v)) / Z,
+# and symmetrically, summing out v, F(h) = -c^T h - sum_i softplus(b_i + (W h)_i).
+
+__all__ += ["rbm_free_energy", "rbm_log_partition", "rbm_log_likelihood", "ais_betas", "base_rate_visible_bias",
+            "rbm_ais", "rbm_test_log_likelihood", "rbm_pseudo_likelihood"]
+
+
+def _xp_softplus(xp, x):
+    """log(1 + e^x) without overflow, on arrays."""
+    return xp.logaddexp(0, x)
+
+
+def _is_tensor(x):
+    from tinydgm.autodiff.core import Tensor
+    return isinstance(x, Tensor)
+
+
+def rbm_free_energy(W, b, c, v):
+    """F(v) = -b^T v - sum_j softplus(c_j + (v W)_j), shape (N,); Tensors in, Tensor out
+    (differentiable), arrays in, array out."""
+    if _is_tensor(W):
+        from tinydgm.autodiff.core import as_tensor
+        from tinydgm.autodiff.elementwise import softplus
+        v = as_tensor(v, like=W)
+        return -(v @ b) - softplus(v @ W + c).sum(axis=1)
+    xp = backend.get_array_module(W)
+    return -(v @ b) - _xp_softplus(xp, v @ W + c).sum(axis=1)
+
+
+def _smaller_layer(W, b, c):
+    """(n_dims, g) enumerating the smaller layer: g(states) = -F over the visible states
+    (D <= H, hidden units summed out) or over the hidden states (the visible summed out)."""
+    D, H = W.shape
+    if D <= H:
+        return D, lambda v: -rbm_free_energy(W, b, c, v)
+    W_t = W.T if not _is_tensor(W) else W.transpose()
+    return H, lambda h: -rbm_free_energy(W_t, c, b, h)
+
+
+def rbm_log_partition(W, b, c, chunk=65536):
+    """Exact log Z = log sum_v exp(-F(v)) of a small RBM, enumerating the SMALLER layer (2^min(D, H)
+    states; the other layer is summed out analytically). Arrays in: a float (through
+    ``log_partition_by_enumeration``). Tensors in: a 0-d Tensor, differentiable (chunked
+    log-sum-exp of log-sum-exps), e.g. for gradcheck of the exact log-likelihood."""
+    n_dims, g = _smaller_layer(W, b, c)
+    if n_dims > 30:
+        raise ValueError(f"rbm_log_partition: the smaller layer has {n_dims} units (2^{n_dims} states): "
+                         f"at most 30 can be enumerated (use rbm_ais)")
+    if not _is_tensor(W):
+        xp = backend.get_array_module(W)
+        return log_partition_by_enumeration(g, n_dims, chunk=chunk, dtype=W.dtype, xp=xp)
+    from tinydgm.autodiff.core import tensor
+    from tinydgm.autodiff.reduce import logsumexp
+    from tinydgm.autodiff.shape import stack
+    xp = backend.module_for_device(W.device)
+    parts = [logsumexp(g(tensor(binary_states(n_dims, start, min(start + chunk, 2 ** n_dims), W.dtype, xp),
+                                device=W.device)))
+             for start in range(0, 2 ** n_dims, chunk)]
+    return parts[0] if len(parts) == 1 else logsumexp(stack(parts))
+
+
+def rbm_log_likelihood(W, b, c, v):
+    """Exact log p(v) = -F(v) - log Z per example (N,), in nats, for a small RBM (the smaller
+    layer is enumerated). Tensors in: differentiable (gradcheck-able); arrays in: arrays out."""
+    return -rbm_free_energy(W, b, c, v) - rbm_log_partition(W, b, c)
+
+
+# --- annealed importance sampling (Salakhutdinov & Murray 2008, On the quantitative analysis
+#     of deep belief networks, ICML; Neal 2001)
+
+def ais_betas(schedule="salakhutdinov-murray", n_betas=None, dtype="float64", xp=None):
+    """Inverse temperatures 0 = beta_0 < beta_1 < ... < beta_K = 1.
+
+    "salakhutdinov-murray": the paper's schedule, 500 betas spaced uniformly in [0, 0.5], 4,000
+    in [0.5, 0.9] and 10,000 in [0.9, 1] (14,500 intermediate distributions).
+    "linear": n_betas + 1 equally spaced values."""
+    xp = xp or backend.module_for_device("cpu")
+    if schedule == "salakhutdinov-murray":
+        return xp.concatenate([xp.linspace(0, 0.5, 500, endpoint=False, dtype=dtype),
+                               xp.linspace(0.5, 0.9, 4000, endpoint=False, dtype=dtype),
+                               xp.linspace(0.9, 1.0, 10001, dtype=dtype)])
+    if schedule == "linear":
+        if isinstance(n_betas, bool) or not isinstance(n_betas, int) or n_betas < 1:
+            raise ValueError(f'ais_betas: "linear" needs n_betas, a positive int, got {n_betas!r}')
+        return xp.linspace(0, 1, n_betas + 1, dtype=dtype)
+    raise ValueError(f'ais_betas: schedule must be "salakhutdinov-murray" or "linear", got {schedule!r}')
+
+
+def base_rate_visible_bias(data, smoothing=0.05):
+    """The base-rate model's visible biases b_A = logit(mean pixel) (Salakhutdinov & Murray 2008,
+    the base RBM with zero weights that fits the data's marginals); the means are smoothed
+    toward 1/2, p = (sum + smoothing N) / (N (1 + 2 smoothing)), so that always-off pixels get a
+    finite bias."""
+    xp = backend.get_array_module(data)
+    data = xp.asarray(data, dtype=xp.float64)
+    p = (data.sum(axis=0) + smoothing * data.shape[0]) / (data.shape[0] * (1 + 2 * smoothing))
+    return xp.log(p) - xp.log1p(-p)
+
+
+def rbm_ais(W, b, c, n_runs=100, betas="salakhutdinov-murray", base_visible_bias=None, rng=None):
+    """log Z of a Bernoulli RBM by annealed importance sampling (Salakhutdinov & Murray 2008).
+
+    Base distribution p_A: an RBM with zero weights and visible biases b_A
+    (``base_visible_bias``, e.g. ``base_rate_visible_bias(train_data)``; zeros by default), so
+    log Z_A = sum_i softplus(b_A_i) + H log 2 (its H hidden units, with zero weights and biases,
+    are summed out: each contributes a factor 2). Geometric path p_k ∝ p_A^(1 - beta_k) p_B^beta_k, with the hidden units
+    summed out:
+
+        log p*_k(v) = (1 - beta_k) b_A^T v + beta_k b^T v + sum_j softplus(beta_k (c_j + (v W)_j))
+
+    Each of the M = n_runs runs draws v_1 ~ p_A, then for k = 1..K adds
+    log p*_k(v_k) - log p*_{k-1}(v_k) to its log-weight and moves v with one block Gibbs sweep
+    T_k that leaves p_k invariant (h ~ sigmoid(beta_k (c + v W)), v ~ sigmoid((1 - beta_k) b_A +
+    beta_k (b + W h))). Then Z_B / Z_A is estimated by the mean of the weights w.
+
+    Error: the standard error of log Z_hat by the delta method, se = std(w) / (sqrt(M) mean(w))
+    (the sample standard deviation of the weights, ddof = 1, computed with the weights scaled
+    by their maximum); also the paper's interval log(Z_hat -+ 3 std(w) Z_A / sqrt(M))
+    ("log_z_lower", "log_z_upper"; the lower end is -inf when 3 sigma exceeds Z_hat).
+
+    betas: a schedule name for ``ais_betas`` or an increasing array from 0 to 1. W, b, c: arrays
+    (NumPy or CuPy; the sweeps use the Numba layer kernel on NumPy). rng: a NumPy Generator.
+    Returns a dict: log_z, log_z_se, log_z_lower, log_z_upper, log_z_base, log_w (M,) (NumPy),
+    n_runs, n_betas.
+    """
+    from tinydgm.kernels.rbm_gibbs import bernoulli_layer
+    if _is_tensor(W):
+        W, b, c = W.data, b.data, c.data
+    xp = backend.get_array_module(W)
+    D, H = W.shape
+    if isinstance(n_runs, bool) or not isinstance(n_runs, int) or n_runs < 2:
+        raise ValueError(f"rbm_ais: n_runs must be an int >= 2 (for a standard error), got {n_runs!r}")
+    betas = ais_betas(betas) if isinstance(betas, str) else backend.to_numpy(betas)
+    if betas.ndim != 1 or len(betas) < 2 or betas[0] != 0 or betas[-1] != 1 or (betas[1:] <= betas[:-1]).any():
+        raise ValueError("rbm_ais: betas must increase from 0 to 1")
+    betas = [float(x) for x in betas]
+    rng = backend.default_generator() if rng is None else rng
+    b_A = xp.zeros(D, W.dtype) if base_visible_bias is None else xp.asarray(base_visible_bias, dtype=W.dtype)
+    device = backend.device_of(W)
+
+    def uniforms(shape):
+        return backend.to_device(rng.random(shape, dtype=W.dtype), device)
+
+    def sum_softplus(beta, a):                          # sum_j softplus(beta a_j) in float64
+        return _xp_softplus(xp, beta * a.astype(xp.float64)).sum(axis=1)
+
+    db = (b - b_A).astype(xp.float64)
+    v = (uniforms((n_runs, D)) < 1 / (1 + xp.exp(-b_A))).astype(W.dtype)    # v_1 ~ p_A
+    log_w = xp.zeros(n_runs, dtype=xp.float64)
+    for k in range(1, len(betas)):
+        beta, beta_prev = betas[k], betas[k - 1]
+        vW = v @ W
+        a = vW + c
+        log_w += (beta - beta_prev) * (v.astype(xp.float64) @ db) + sum_softplus(beta, a) - sum_softplus(beta_prev, a)
+        if k < len(betas) - 1:                          # T_k: one sweep at inverse temperature beta_k
+            _, h = bernoulli_layer(beta * vW, beta * c, uniforms((n_runs, H)))
+            _, v = bernoulli_layer(beta * (h @ W.T), (1 - beta) * b_A + beta * b, uniforms((n_runs, D)))
+    log_z_base = float(_xp_softplus(xp, b_A.astype(xp.float64)).sum()) + H * math.log(2.0)
+    log_w = backend.to_numpy(log_w)
+    m = float(log_w.max())
+    w = [math.exp(x - m) for x in log_w.tolist()]                   # weights scaled by exp(m)
+    mean = math.fsum(w) / n_runs
+    std = math.sqrt(math.fsum((x - mean) ** 2 for x in w) / (n_runs - 1))
+    log_z = log_z_base + m + math.log(mean)
+    spread = 3 * std / math.sqrt(n_runs)
+    return {
+        "log_z": log_z,
+        "log_z_se": std / (math.sqrt(n_runs) * mean),
+        "log_z_lower": log_z_base + m + math.log(mean - spread) if mean > spread else -math.inf,
+        "log_z_upper": log_z_base + m + math.log(mean + spread),
+        "log_z_base": log_z_base,
+        "log_w": log_w,
+        "n_runs": n_runs,
+        "n_betas": len(betas) - 1,
+    }
+
+
+def rbm_test_log_likelihood(W, b, c, v, log_z, batch_size=1000):
+    """The mean log p(v) = -F(v) - log Z over the rows of v, in nats (a float), given log Z
+    (exact, or ``rbm_ais(...)["log_z"]``: then an estimate; AIS's Z_hat is unbiased, so by
+    Jensen E[log Z_hat] <= log Z and the log-likelihood tends to be OVER-estimated)."""
+    if _is_tensor(W):
+        W, b, c = W.data, b.data, c.data
+    total = 0.0
+    for start in range(0, v.shape[0], batch_size):
+        chunk = v[start:start + batch_size]
+        total += float((-rbm_free_energy(W, b, c, backend.to_device(chunk, backend.device_of(W))
+                                         .astype(W.dtype))).astype("float64").sum())
+    return total / v.shape[0] - log_z
+
+
+def rbm_pseudo_likelihood(W, b, c, v, rng=None):
+    """Log pseudo-likelihood, a cheap monitor of training (Besag 1975), per example (N,):
+
+        PL(v) = sum_i log p(v_i | v_-i) = sum_i log sigmoid(F(v^(i)) - F(v))
+
+    with v^(i) = v with unit i flipped. rng None: the exact sum over all D units (D free
+    energies per example). rng given: scikit-learn's stochastic estimate D log sigmoid(F(v^(i))
+    - F(v)) with one random unit i per example (unbiased for the sum)."""
+    if _is_tensor(W):
+        W, b, c = W.data, b.data, c.data
+    xp = backend.get_array_module(W)
+    v = xp.asarray(v, dtype=W.dtype)
+    N, D = v.shape
+    f = rbm_free_energy(W, b, c, v)
+    if rng is not None:
+        i = backend.to_device(rng.integers(0, D, size=N), backend.device_of(W))
+        flipped = v.copy()
+        rows = xp.arange(N)
+        flipped[rows, i] = 1 - flipped[rows, i]
+        return -D * _xp_softplus(xp, f - rbm_free_energy(W, b, c, flipped))
+    total = xp.zeros(N, dtype=W.dtype)
+    for i in range(D):
+        flipped = v.copy()
+        flipped[:, i] = 1 - flipped[:, i]
+        total += -_xp_softplus(xp, f - rbm_free_energy(W, b, c, flipped))    # log sigmoid(F(v^(i)) - F(v))
+    return total
