@@ -13,3 +13,14 @@ __all__ += ["UniformDequantization", "VariationalDequantization", "LogitTransfor
 from tinydgm.models.flows.autoregressive import IAFLayer, MAFLayer, Permutation, Reverse, build_maf  # noqa: E402
 
 __all__ += ["MAFLayer", "IAFLayer", "Reverse", "Permutation", "build_maf"]
+
+from tinydgm.models.flows.planar import PlanarFlow, RadialFlow, planar_flow, radial_flow  # noqa: E402
+from tinydgm.models.flows.coupling import (AdditiveCoupling, AffineCoupling, Scaling, channel_mask,  # noqa: E402
+                                           checkerboard_mask, half_mask)
+from tinydgm.models.flows.image import (ActNormTransform, BatchNormTransform, InvertibleConv1x1,  # noqa: E402
+                                        MultiScale, Squeeze)
+from tinydgm.models.flows.realnvp import image_realnvp, toy_realnvp  # noqa: E402
+
+__all__ += ["PlanarFlow", "RadialFlow", "planar_flow", "radial_flow", "AdditiveCoupling", "AffineCoupling",
+            "Scaling", "checkerboard_mask", "channel_mask", "half_mask", "Squeeze", "MultiScale",
+            "BatchNormTransform", "ActNormTransform", "InvertibleConv1x1", "toy_realnvp", "image_realnvp"]
