@@ -20,6 +20,7 @@ in_channels > 1 the C subpixels of a pixel are conditionally independent given x
 """
 from tinydgm import backend
 from tinydgm.autodiff.elementwise import relu
+from tinydgm.kernels import pixelcnn_sampler
 from tinydgm.models.pixelcnn import AutoregressiveImageModel, train_and_evaluate
 from tinydgm.nn.conv import Conv2d
 from tinydgm.nn.masked_conv import GatedStack
@@ -63,6 +64,11 @@ class GatedPixelCNN(AutoregressiveImageModel):
         half = [self.first_kernel_size // 2] + [self.kernel_size // 2] * (self.n_layers - 1)
         up = sum(p + 1 for p in half)
         return up, up, sum(half)
+
+    def _activation_cache(self, n, cond, image_size):
+        """The vertical stack cached per row, the horizontal stack per pixel
+        (``pixelcnn_sampler.GatedPixelCNNCache``)."""
+        return pixelcnn_sampler.GatedPixelCNNCache(self, n, image_size, cond)
 
 
 PAPER_CONFIG = dict(

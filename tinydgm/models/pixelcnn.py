@@ -24,8 +24,10 @@ Limitations: the stack of masked 3x3 convolutions has the blind spot (above-righ
 beyond the first diagonal are never seen; ``GatedPixelCNN`` removes it); no class
 conditioning (use ``GatedPixelCNN``).
 
-Sampling: ``tinydgm.kernels.pixelcnn_sampler`` (naive: one full pass per pixel; fast: one
-pass over the receptive-field window of each pixel).
+Sampling: ``tinydgm.kernels.pixelcnn_sampler`` (naive: one full pass per pixel; window: one
+pass over the receptive-field window of each pixel; fast: every layer's activation map is
+cached and each activation computed once, at its own pixel's step: about one forward
+pass per image in all).
 """
 import time
 
@@ -174,13 +176,30 @@ class AutoregressiveImageModel(Module):
         columns j - left .. j + right)."""
         raise NotImplementedError
 
+    def activation_cache(self, n, labels=None, image_size=None):
+        """The per-layer activation cache that the "fast" sampler fills
+        (``tinydgm.kernels.pixelcnn_sampler``), for n images."""
+        size = self.image_size if image_size is None else tuple(image_size)
+        return self._activation_cache(n, self._cond(labels, n), size)
+
+    def _activation_cache(self, n, cond, image_size):
+        raise NotImplementedError
+
     def sample(self, n, rng=None, method="fast", labels=None, image_size=None):
         """n images (n, C, H, W) as a NumPy array: 0.0/1.0 (bernoulli) or int64 levels
         (categorical256). Uniforms u (n, C, H, W) are drawn once from ``rng`` (a NumPy
-        Generator; default ``td.seed``'s) and fed to the sampling loop, so "fast" and
-        "naive" give the same images for the same seed (``tinydgm.kernels.pixelcnn_sampler``)."""
+        Generator; default ``td.seed``'s) and fed to the sampling loop, so every method
+        gives the same images for the same seed (``tinydgm.kernels.pixelcnn_sampler``):
+
+            "fast"    per-layer activation caching, each activation computed once
+            "window"  one pass over each pixel's receptive-field window
+            "naive"   one full forward pass per pixel (the reference)
+        """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"{type(self).__name__}.sample: n must be a positive int, got {n!r}")
+        if method not in ("fast", "window", "naive"):
+            raise ValueError(f'{type(self).__name__}.sample: method must be "fast", "window" or "naive", '
+                             f"got {method!r}")
         rng = backend.default_generator() if rng is None else rng
         h, w = self.image_size if image_size is None else image_size
         u = backend.to_device(rng.random((n, self.in_channels, h, w)), self.device)
@@ -190,8 +209,9 @@ class AutoregressiveImageModel(Module):
 
         def logits_fn(x):
             return self._logits(Tensor(x), cond).data
+        network = self._activation_cache(n, cond, (h, w)) if method == "fast" else None
         x = pixelcnn_sampler.sample(logits_fn, u, self.n_levels, groups, self.dtype, method,
-                                    self.reach() if method == "fast" else None)
+                                    self.reach() if method == "window" else None, network)
         x = backend.to_numpy(x)
         return x if self.n_logits == 1 else x.astype("int64")
 
@@ -257,6 +277,9 @@ class PixelCNN(AutoregressiveImageModel):
     def reach(self):
         r = self.kernel_size // 2 + self.n_residual * (self.residual_kernel_size // 2)
         return r, r, r
+
+    def _activation_cache(self, n, cond, image_size):
+        return pixelcnn_sampler.PixelCNNCache(self, n, image_size)
 
 
 # ----------------------------------------------------------------------------- the paper's set-up
