@@ -1,0 +1,213 @@
+"""Deep Boltzmann machine with two hidden layers (Salakhutdinov & Hinton 2009, Deep Boltzmann
+machines, AISTATS; tomczak-dgm, "Deep Boltzmann Machines": all connections undirected,
+"calculating gradients is intractable, thus variational methods (mean-field) and sampling
+methods are utilized").
+
+    E(v, h1, h2) = -v^T W1 h1 - h1^T W2 h2 - b^T v - c1^T h1 - c2^T h2
+
+(the lecture's slide writes the energy without the biases and with the opposite sign
+convention). Each layer is conditionally independent given its neighbours:
+
+    p(h1 = 1 | v, h2) = sigmoid(c1 + v W1 + h2 W2^T)
+    p(v = 1 | h1) = sigmoid(b + h1 W1^T),      p(h2 = 1 | h1) = sigmoid(c2 + h1 W2)
+
+Learning (S&H 2009, Algorithm 1): the gradient of log p(v) is <.>_data - <.>_model for the
+statistics v h1^T, h1 h2^T, v, h1, h2;
+
+- positive phase: the posterior p(h1, h2 | v) is replaced by the fully factorised
+  mean-field q(h1, h2) = prod mu1^h1 (1 - mu1)^(1 - h1) ... maximising the bound
+  log p(v) >= -E_q[E(v, h1, h2)] + H(q) - log Z, by the fixed-point equations
+
+      mu1 = sigmoid(c1 + v W1 + mu2 W2^T),      mu2 = sigmoid(c2 + mu1 W2)
+
+  (updated in turn, each update can only raise the bound; we start from the bottom-up pass
+  mu1 = sigmoid(c1 + 2 v W1), mu2 = sigmoid(c2 + mu1 W2), S&H's doubled-weight
+  initialisation, and stop at ``mf_tol`` or ``mf_steps``);
+- negative phase: persistent chains (PCD) updated by k sweeps of Gibbs over alternating
+  layers: h1 | (v, h2), then (v, h2) | h1 together (the odd/even layers are independent
+  given the other).
+
+Not done here: the greedy layer-wise pretraining with doubled weights of S&H 2009 and the
+learning-rate and momentum schedules; AIS for DBMs. Exact log Z and log p(v) of small DBMs
+enumerate h1 (v and h2 are summed analytically given h1).
+"""
+from tinydgm import backend, evaluate
+from tinydgm.autodiff.core import Tensor, as_tensor, tensor
+from tinydgm.autodiff.elementwise import softplus
+from tinydgm.autodiff.reduce import logsumexp
+from tinydgm.kernels import rbm_gibbs
+from tinydgm.nn import init
+from tinydgm.nn.module import Module, Parameter
+
+__all__ = ["DBM"]
+
+
+def _sigmoid(xp, a):
+    return 1 / (1 + xp.exp(-a))
+
+
+class DBM(Module):
+    """A two-hidden-layer DBM over D binary visible units.
+
+        dbm = DBM(784, 500, 1000, rng=td.rng(0))
+        dbm.fit(x, epochs=10, batch_size=100, lr=0.01)
+        mu1, mu2 = dbm.mean_field(x)
+        dbm.sample(16, td.rng(0), k=1000)
+    """
+
+    def __init__(self, n_visible, n_hidden1, n_hidden2, rng=None, dtype=None, device=None, init_std=0.01):
+        super().__init__()
+        for name, value in (("n_visible", n_visible), ("n_hidden1", n_hidden1), ("n_hidden2", n_hidden2)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"DBM: {name} must be a positive int, got {value!r}")
+        self.sizes = (n_visible, n_hidden1, n_hidden2)
+        self.W1 = Parameter(init.normal((n_visible, n_hidden1), init_std, rng, dtype, device))
+        self.W2 = Parameter(init.normal((n_hidden1, n_hidden2), init_std, rng, dtype, device))
+        self.b = Parameter(init.zeros((n_visible,), dtype, device))
+        self.c1 = Parameter(init.zeros((n_hidden1,), dtype, device))
+        self.c2 = Parameter(init.zeros((n_hidden2,), dtype, device))
+        self.chains = None                  # the persistent (v, h1, h2)
+        self._velocity = None
+
+    def extra_repr(self):
+        return "n_visible={}, n_hidden1={}, n_hidden2={}".format(*self.sizes)
+
+    @property
+    def xp(self):
+        return backend.get_array_module(self.W1.data)
+
+    def _array(self, x, n_cols, who):
+        x = backend.to_device(x.data if isinstance(x, Tensor) else x, self.W1.device)
+        if x.ndim != 2 or x.shape[1] != n_cols:
+            raise ValueError(f"DBM.{who}: input must have shape (N, {n_cols}), got {tuple(x.shape)}")
+        return x.astype(self.W1.dtype, copy=False)
+
+    # --- energy and bounds (Tensors)
+    def energy(self, v, h1, h2):
+        """E(v, h1, h2) = -v^T W1 h1 - h1^T W2 h2 - b^T v - c1^T h1 - c2^T h2, (N,); with mean-field
+        means in place of h1, h2 this is E_q[E] (the energy is linear in each layer)."""
+        v, h1, h2 = (as_tensor(a, like=self.W1) for a in (v, h1, h2))
+        return -((v @ self.W1) * h1).sum(axis=1) - ((h1 @ self.W2) * h2).sum(axis=1) \
+            - v @ self.b - h1 @ self.c1 - h2 @ self.c2
+
+    def mean_field_bound(self, v, mu1, mu2):
+        """-E_q[E(v, h1, h2)] + H(q) (N,): log p(v) + log Z >= this for any mu1, mu2 in (0, 1)."""
+        def entropy(mu):
+            mu = as_tensor(mu, like=self.W1)
+            eps = 1e-12                     # 0 log 0 = 0
+            return -(mu * (mu + eps).log() + (1 - mu) * (1 - mu + eps).log()).sum(axis=1)
+        return -self.energy(v, mu1, mu2) + entropy(mu1) + entropy(mu2)
+
+    def log_partition(self):
+        """Exact log Z (0-d Tensor), enumerating h1 (<= ~20 units): given h1, v and h2 sum out,
+        sum_{v, h2} exp(-E) = exp(c1^T h1) prod_i (1 + e^{b_i + (W1 h1)_i}) prod_k (1 + e^{c2_k + (h1 W2)_k})."""
+        return logsumexp(self._log_unnormalised_h1(None))
+
+    def _log_unnormalised_h1(self, v):
+        xp = backend.module_for_device(self.W1.device)
+        h1 = tensor(evaluate.binary_states(self.sizes[1], dtype=self.W1.dtype, xp=xp), device=self.W1.device)
+        top = h1 @ self.c1 + softplus(h1 @ self.W2 + self.c2).sum(axis=1)                       # (S,)
+        if v is None:
+            return top + softplus(h1 @ self.W1.transpose() + self.b).sum(axis=1)
+        v = as_tensor(v, like=self.W1)
+        return (v @ self.b).reshape(-1, 1) + (v @ self.W1) @ h1.transpose() + top               # (N, S)
+
+    def log_prob(self, v):
+        """Exact log p(v) (N,) of a small DBM, enumerating h1."""
+        v = as_tensor(self._array(v, self.sizes[0], "log_prob"))
+        return logsumexp(self._log_unnormalised_h1(v), axis=1) - self.log_partition()
+
+    # --- mean-field inference (arrays)
+    def mean_field(self, v, mf_steps=30, mf_tol=1e-6, return_steps=False):
+        """The fixed point of mu1 = sigmoid(c1 + v W1 + mu2 W2^T), mu2 = sigmoid(c2 + mu1 W2), from
+        the doubled-weight bottom-up pass; stops when no mean moves by more than mf_tol or after
+        mf_steps updates of both layers. Returns (mu1, mu2) (and the number of steps)."""
+        xp = self.xp
+        v = self._array(v, self.sizes[0], "mean_field")
+        W1, W2, c1, c2 = self.W1.data, self.W2.data, self.c1.data, self.c2.data
+        vW1 = v @ W1
+        mu1 = _sigmoid(xp, c1 + 2 * vW1)                  # bottom-up: h2 stands in for v's copy
+        mu2 = _sigmoid(xp, c2 + mu1 @ W2)
+        steps = 0
+        for steps in range(1, mf_steps + 1):
+            new1 = _sigmoid(xp, c1 + vW1 + mu2 @ W2.T)
+            new2 = _sigmoid(xp, c2 + new1 @ W2)
+            change = max(float(xp.abs(new1 - mu1).max()), float(xp.abs(new2 - mu2).max()))
+            mu1, mu2 = new1, new2
+            if change < mf_tol:
+                break
+        return (mu1, mu2, steps) if return_steps else (mu1, mu2)
+
+    # --- Gibbs over alternating layers (arrays)
+    def _noise(self, rng, n):
+        dtype = self.W1.dtype
+        return [backend.to_device(rng.random((n, s), dtype=dtype), self.W1.device) for s in self.sizes]
+
+    def gibbs(self, v, h1, h2, k=1, rng=None):
+        """k sweeps: h1 ~ p(h1 | v, h2), then v ~ p(v | h1) and h2 ~ p(h2 | h1). Returns (v, h1, h2)
+        and p(v = 1 | h1) of the last sweep."""
+        rng = backend.default_generator() if rng is None else rng
+        W1, W2 = self.W1.data, self.W2.data
+        p_v = None
+        for _ in range(k):
+            u_v, u_1, u_2 = self._noise(rng, v.shape[0])
+            _, h1 = rbm_gibbs.bernoulli_layer(v @ W1 + h2 @ W2.T, self.c1.data, u_1)
+            p_v, v = rbm_gibbs.bernoulli_layer(h1 @ W1.T, self.b.data, u_v)
+            _, h2 = rbm_gibbs.bernoulli_layer(h1 @ W2, self.c2.data, u_2)
+        return v, h1, h2, p_v
+
+    def _initial_chains(self, n, rng):
+        xp, dtype = self.xp, self.W1.dtype
+        v = (backend.to_device(rng.random((n, self.sizes[0])), self.W1.device) < _sigmoid(xp, self.b.data)).astype(dtype)
+        return v, xp.zeros((n, self.sizes[1]), dtype), xp.zeros((n, self.sizes[2]), dtype)
+
+    def sample(self, n, rng=None, k=1000, mean=True):
+        """n samples (n, D) (NumPy) after k Gibbs sweeps from base-rate visible states;
+        mean: p(v = 1 | h1) of the last sweep instead of the binary v."""
+        rng = backend.default_generator() if rng is None else rng
+        v, h1, h2, p_v = self.gibbs(*self._initial_chains(n, rng), k=k, rng=rng)
+        return backend.to_numpy(p_v if mean else v)
+
+    # --- learning
+    def gradient(self, v, k=1, n_chains=None, rng=None, mf_steps=30, mf_tol=1e-6):
+        """Data-dependent (mean-field) minus model (PCD) moments, the ascent direction of the
+        bound: a dict of arrays {"W1", "W2", "b", "c1", "c2"}; the chains persist in ``self.chains``."""
+        rng = backend.default_generator() if rng is None else rng
+        v = self._array(v, self.sizes[0], "gradient")
+        n = v.shape[0]
+        m = n if n_chains is None else n_chains
+        if self.chains is None or self.chains[0].shape[0] != m:
+            self.chains = self._initial_chains(m, rng)
+        mu1, mu2 = self.mean_field(v, mf_steps, mf_tol)
+        v_m, h1_m, h2_m, _ = self.gibbs(*self.chains, k=k, rng=rng)
+        self.chains = (v_m, h1_m, h2_m)
+        return {"W1": v.T @ mu1 / n - v_m.T @ h1_m / m, "W2": mu1.T @ mu2 / n - h1_m.T @ h2_m / m,
+                "b": v.mean(axis=0) - v_m.mean(axis=0), "c1": mu1.mean(axis=0) - h1_m.mean(axis=0),
+                "c2": mu2.mean(axis=0) - h2_m.mean(axis=0)}
+
+    def fit(self, x, epochs=10, batch_size=100, lr=0.01, k=1, n_chains=None, momentum=0.5, weight_decay=0.0,
+            rng=None, mf_steps=30, mf_tol=1e-6, shuffle=True):
+        """Stochastic approximation (S&H 2009, Algorithm 1) on minibatches of x (N, D): mean-field
+        positive phase, PCD negative phase (n_chains persistent chains, default batch_size), SGD
+        ascent with momentum and weight decay (on W1, W2). Returns {"time": [...]} per epoch."""
+        import time
+        rng = backend.default_generator() if rng is None else rng
+        x = self._array(x, self.sizes[0], "fit")
+        n_batches = x.shape[0] // batch_size
+        if n_batches == 0:
+            raise ValueError(f"DBM.fit: need at least batch_size = {batch_size} examples, got {x.shape[0]}")
+        names = ("W1", "W2", "b", "c1", "c2")
+        if self._velocity is None:
+            self._velocity = {name: self.xp.zeros_like(getattr(self, name).data) for name in names}
+        history = {"time": []}
+        for _ in range(epochs):
+            started = time.perf_counter()
+            order = rng.permutation(n_batches).tolist() if shuffle else range(n_batches)
+            for i in order:
+                grad = self.gradient(x[i * batch_size:(i + 1) * batch_size], k, n_chains, rng, mf_steps, mf_tol)
+                for name in names:
+                    rbm_gibbs.sgd_update(getattr(self, name).data, grad[name], self._velocity[name], lr, momentum,
+                                         weight_decay if name.startswith("W") else 0.0)
+            history["time"].append(time.perf_counter() - started)
+        return history
+
