@@ -175,12 +175,14 @@ def test_conditional_samples_follow_the_exact_distribution():
 
 @pytest.mark.parametrize("make, labels", [
     (lambda: tiny_pixelcnn(image_size=(7, 7)), None),
+    (lambda: tiny_pixelcnn(kernel_size=5, n_residual=2, image_size=(7, 10)), None),
     (lambda: tiny_pixelcnn(output="categorical256", image_size=(6, 7)), None),
     (lambda: tiny_pixelcnn(in_channels=3, channels=6, output="categorical256", image_size=(6, 6)), None),
     (lambda: tiny_gated(n_classes=3, image_size=(8, 8)), [0, 1, 2, 1, 0, 2]),
+    (lambda: tiny_gated(first_kernel_size=5, n_layers=3, image_size=(10, 13)), None),
     (lambda: tiny_gated(output="categorical256", image_size=(7, 9)), None),
 ])
-def test_fast_sampler_equals_naive_sampler(make, labels):
+def test_fast_and_window_samplers_equal_naive_sampler(make, labels):
     model = make()
     h, w = model.image_size
     up, left, right = model.reach()
@@ -188,10 +190,87 @@ def test_fast_sampler_equals_naive_sampler(make, labels):
     n = 6
     naive = model.sample(n, np.random.default_rng(10), method="naive", labels=labels)
     fast = model.sample(n, np.random.default_rng(10), method="fast", labels=labels)
+    window = model.sample(n, np.random.default_rng(10), method="window", labels=labels)
     np.testing.assert_array_equal(fast, naive)
+    np.testing.assert_array_equal(window, naive)
     assert len(np.unique(naive)) > 1
     different = model.sample(n, np.random.default_rng(11), method="fast", labels=labels)
     assert (different != naive).any()
+
+
+def _sampled_cache(model, n, seed, labels=None):
+    """Run the fast loop on a cache we keep, to inspect its maps afterwards."""
+    h, w = model.image_size
+    network = model.activation_cache(n, labels)
+    u = np.random.default_rng(seed).random((n, model.in_channels, h, w))
+    groups = [slice(g, g + 1) for g in range(model.in_channels)] if model.colour_ordered else [slice(None)]
+    x = pixelcnn_sampler.sample_fast(network, u, model.n_levels, groups, model.dtype)
+    return network, x
+
+
+@pytest.mark.parametrize("make", [
+    lambda: tiny_pixelcnn(kernel_size=5, n_residual=2, image_size=(6, 7)),
+    lambda: tiny_pixelcnn(in_channels=3, channels=6, output="categorical256", image_size=(4, 5)),
+])
+def test_pixelcnn_cached_activations_equal_a_full_forward(make):
+    """After sampling, every cached map (x as the first conv reads it, and each block's
+    input b = relu(W_1 relu(a)) of its 3x3 conv) equals the full forward pass on the
+    samples at EVERY position, in float64: each entry was computed once, when final."""
+    model = make()
+    network, x = _sampled_cache(model, 5, seed=21)
+    x_in = x / 255 if model.n_levels > 2 else x
+    a = model.conv_in(td.tensor(x_in))
+    expected = [x_in]
+    for block in model.blocks:
+        expected.append(td.relu(block.reduce(td.relu(a))).numpy())
+        a = block(a)
+    maps = network.maps()
+    assert len(maps) == len(expected) == model.n_residual + 1
+    for cached, full in zip(maps, expected):
+        assert cached.shape == full.shape and np.abs(full).max() > 0.1
+        np.testing.assert_allclose(cached, full, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("make, labels", [
+    (lambda: tiny_gated(first_kernel_size=5, n_layers=3, image_size=(6, 7)), None),
+    (lambda: tiny_gated(n_classes=3, output="categorical256", image_size=(5, 5)), [2, 0, 1, 1]),
+])
+def test_gated_cached_activations_equal_a_full_forward(make, labels):
+    """The gated cache: the horizontal maps h_l equal the full forward everywhere, the
+    vertical maps v_l on rows 0 .. H-2 (row H - 1 of the vertical stack feeds no pixel
+    and is never computed: it stays zero)."""
+    model = make()
+    n = 4
+    network, x = _sampled_cache(model, n, seed=22, labels=labels)
+    x_in = x / 255 if model.n_levels > 2 else x
+    cond = model._cond(labels, n)
+    v = h = td.tensor(x_in)
+    expected_v, expected_h = [x_in], [x_in]
+    for block in model.stack.blocks:
+        v, h = block(v, h, cond)
+        expected_v.append(v.numpy())
+        expected_h.append(h.numpy())
+    vertical, horizontal = network.maps()
+    assert len(vertical) == len(horizontal) == model.n_layers
+    height = model.image_size[0]
+    for l in range(model.n_layers):
+        np.testing.assert_allclose(horizontal[l], expected_h[l], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(vertical[l][:, :, :height - 1], expected_v[l][:, :, :height - 1], rtol=0, atol=1e-12)
+        assert np.abs(expected_h[l]).max() > 0.1 and np.abs(expected_v[l][:, :, :height - 1]).max() > 0.1
+    assert all((vertical[l][:, :, height - 1] == 0).all() for l in range(1, model.n_layers))
+
+
+def test_fast_sampler_checks_its_cache():
+    model = tiny_pixelcnn(image_size=(4, 4))
+    network = model.activation_cache(3)
+    with pytest.raises(ValueError, match="cache was built for 3 images of 4 x 4"):
+        pixelcnn_sampler.sample_fast(network, np.zeros((2, 1, 4, 4)), 2, [slice(None)], "float64")
+    with pytest.raises(ValueError, match="method='fast' needs the network's activation cache"):
+        pixelcnn_sampler.sample(None, np.zeros((2, 1, 4, 4)), 2, [slice(None)], "float64", method="fast")
+    # the cache follows sample(image_size=...): a larger image than the model's default
+    assert model.sample(2, np.random.default_rng(0), image_size=(5, 6)).shape == (2, 1, 5, 6)
+    np.testing.assert_array_equal(model.sample(2, np.random.default_rng(0), image_size=(5, 6)),
+                                  model.sample(2, np.random.default_rng(0), "naive", image_size=(5, 6)))
 
 
 def test_window_logits_equal_full_logits():
@@ -223,8 +302,13 @@ def test_sample_on_device(device):
     model = tiny_pixelcnn(image_size=(5, 5), device=device)
     fast = model.sample(4, np.random.default_rng(13), method="fast")
     naive = model.sample(4, np.random.default_rng(13), method="naive")
+    window = model.sample(4, np.random.default_rng(13), method="window")
     assert isinstance(fast, np.ndarray) and fast.shape == (4, 1, 5, 5)
     np.testing.assert_array_equal(fast, naive)
+    np.testing.assert_array_equal(window, naive)
+    gated = tiny_gated(n_classes=2, image_size=(5, 5), device=device)
+    np.testing.assert_array_equal(gated.sample(4, np.random.default_rng(13), method="fast", labels=1),
+                                  gated.sample(4, np.random.default_rng(13), method="naive", labels=1))
 
 
 # ----------------------------------------------------------------------------- gradients
@@ -298,5 +382,5 @@ def test_paper_config_and_errors():
     assert model.reach() == (4, 4, 4)
     with pytest.raises(ValueError, match="output must be one of"):
         PixelCNN(output="gaussian")
-    with pytest.raises(ValueError, match='method must be "fast" or "naive"'):
+    with pytest.raises(ValueError, match='method must be "fast", "window" or "naive"'):
         tiny_pixelcnn().sample(2, np.random.default_rng(0), method="slow")
