@@ -2,20 +2,24 @@
 2015) and RealNVP's affine coupling (Dinh et al. 2017), with their masks.
 
 Intro lecture part II, "Non-volume preserving (NVP) transformation" (eq. 40-41) and
-"masks, squeeze"; isachenko-l07, "RealNVP: coupling law". A binary mask b splits x into the
-part that passes through, b * x (x1), and the part that is transformed, (1 - b) * x (x2):
+"masks, squeeze"; isachenko-l07, "RealNVP: affine coupling law":
+
+    z_1:d = x_1:d,   z_d:m = tau(x_d:m, c(x_1:d))   <=>   x_1:d = z_1:d,   x_d:m = tau^{-1}(z_d:m, c(z_1:d))
+
+A binary mask b splits x into the part that passes through, b * x (x_1:d), and the part
+that is transformed, (1 - b) * x (x_d:m):
 
     NICE, additive (Dinh et al. 2015, eq. 5 with g(a; m) = a + m):
-        y = b * x + (1 - b) * (x + t(b * x)),                     log|det dy/dx| = 0
+        z = b * x + (1 - b) * (x + t(b * x)),                     log|det dz/dx| = 0
     NICE, diagonal scaling layer (sec. 3.3):
-        y = exp(s) * x,                                           log|det dy/dx| = sum s
+        z = exp(s) * x,                                           log|det dz/dx| = sum s
     RealNVP, affine (Dinh et al. 2017, eq. 9):
-        y = b * x + (1 - b) * (x * exp(s(b * x)) + t(b * x)),     log|det dy/dx| = sum (1 - b) * s(b * x)
+        z = b * x + (1 - b) * (x * exp(s(b * x)) + t(b * x)),     log|det dz/dx| = sum (1 - b) * s(b * x)
 
 The Jacobian is triangular after the permutation that puts x1 first, so these are exact.
-The inverse is as cheap as the forward pass (b * y = b * x, so s and t are recomputed):
+The inverse is as cheap as the forward pass (b * z = b * x, so s and t are recomputed):
 
-        x = b * y + (1 - b) * (y - t(b * y)) * exp(-s(b * y))
+        x = b * z + (1 - b) * (z - t(b * z)) * exp(-s(b * z))
 
 The conditioners (s, t) are the networks of ``tinydgm.nn.coupling`` (``MLPConditioner`` for
 vectors, ``CNNConditioner`` for images), which return ``(shift, log_scale)`` = (t, s) with
@@ -120,8 +124,8 @@ class _Coupling(Transform):
 class AdditiveCoupling(_Coupling):
     """NICE additive coupling (Dinh et al. 2015, eq. 5-6; intro lecture, "NICE"):
 
-        y = b * x + (1 - b) * (x + t(b * x)),    log|det dy/dx| = 0 (volume preserving)
-        x = b * y + (1 - b) * (y - t(b * y))
+        z = b * x + (1 - b) * (x + t(b * x)),    log|det dz/dx| = 0 (volume preserving)
+        x = b * z + (1 - b) * (z - t(b * z))
 
     ``conditioner`` maps b * x to (t, _) (an ``MLPConditioner``/``CNNConditioner``; its
     log-scale output is ignored) or to t alone. Put a ``Scaling`` layer at the end of a
@@ -136,15 +140,15 @@ class AdditiveCoupling(_Coupling):
         b, b_c = self._masks(x)
         x_b = x * b
         t = self._shift(x_b)
-        y = x_b + b_c * (x + t)
-        return y, _zeros(x)
+        z = x_b + b_c * (x + t)
+        return z, _zeros(x)
 
-    def inverse(self, y):
-        b, b_c = self._masks(y)
-        y_b = y * b
-        t = self._shift(y_b)
-        x = y_b + b_c * (y - t)
-        return x, _zeros(y)
+    def inverse(self, z):
+        b, b_c = self._masks(z)
+        z_b = z * b
+        t = self._shift(z_b)
+        x = z_b + b_c * (z - t)
+        return x, _zeros(z)
 
 
 class AffineCoupling(_Coupling):
@@ -152,8 +156,8 @@ class AffineCoupling(_Coupling):
     isachenko-l07, "coupling law"):
 
         (t, s) = conditioner(b * x)
-        y = b * x + (1 - b) * (x * exp(s) + t),          log|det dy/dx| = sum (1 - b) * s
-        x = b * y + (1 - b) * (y - t) * exp(-s),         (t, s) = conditioner(b * y)
+        z = b * x + (1 - b) * (x * exp(s) + t),          log|det dz/dx| = sum (1 - b) * s
+        x = b * z + (1 - b) * (z - t) * exp(-s),         (t, s) = conditioner(b * z)
 
     ``conditioner`` returns (shift t, log-scale s) shaped like x (``MLPConditioner(D, D)``
     or ``CNNConditioner(C, C)``; zero-initialised last layer: identity at the start).
@@ -164,15 +168,15 @@ class AffineCoupling(_Coupling):
         x_b = x * b
         t, s = self.conditioner(x_b)
         s = s * b_c                                     # only x2 is scaled
-        y = x_b + b_c * (x * exp(s) + t)
-        return y, sum_per_example(s)
+        z = x_b + b_c * (x * exp(s) + t)
+        return z, sum_per_example(s)
 
-    def inverse(self, y):
-        b, b_c = self._masks(y)
-        y_b = y * b
-        t, s = self.conditioner(y_b)
+    def inverse(self, z):
+        b, b_c = self._masks(z)
+        z_b = z * b
+        t, s = self.conditioner(z_b)
         s = s * b_c
-        x = y_b + b_c * (y - t) * exp(-s)
+        x = z_b + b_c * (z - t) * exp(-s)
         return x, -sum_per_example(s)
 
 
@@ -183,7 +187,7 @@ def _zeros(x):
 class Scaling(Transform):
     """NICE's diagonal scaling layer (Dinh et al. 2015, sec. 3.3), the last layer of NICE:
 
-        y = exp(s) * x,   log|det dy/dx| = sum_i s_i        (s of shape ``event_shape``, init 0)
+        z = exp(s) * x,   log|det dz/dx| = sum_i s_i        (s of shape ``event_shape``, init 0)
 
     It lets the otherwise volume-preserving NICE weigh its latent dimensions (a large s_i
     marks an unimportant direction, in the paper's words)."""
@@ -203,10 +207,10 @@ class Scaling(Transform):
         s = self.log_scale
         return x * exp(s), _broadcast_sum(s, x)
 
-    def inverse(self, y):
-        self._check(y)
+    def inverse(self, z):
+        self._check(z)
         s = self.log_scale
-        return y * exp(-s), -_broadcast_sum(s, y)
+        return z * exp(-s), -_broadcast_sum(s, z)
 
     def extra_repr(self):
         return f"event_shape={self.event_shape}"
