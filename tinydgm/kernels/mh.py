@@ -105,24 +105,30 @@ _record_index_nb = numba.njit(**_NJIT)(_record_index)
 # ----------------------------------------------------------------------------- built-in targets
 
 @numba.njit(**_NJIT)
+def _component_term(x, log_w, means, stds, k, d):
+    """log w_k - |x - mu_k|^2 / (2 s_k^2) - d log s_k."""
+    sq = 0.0
+    for j in range(d):
+        z = x[j] - means[k, j]
+        sq += z * z
+    return log_w[k] - 0.5 * sq / (stds[k] * stds[k]) - d * math.log(stds[k])
+
+
+@numba.njit(**_NJIT)
 def gaussian_mixture_log_p(x, params):
     """log P(x) = logsumexp_k [log w_k - |x - mu_k|^2 / (2 s_k^2) - d log s_k] (up to -d/2 log 2 pi)."""
     log_w, means, stds = params
     n_comp, d = means.shape
-    top = -np.inf
-    terms = np.empty(n_comp)
-    for k in range(n_comp):
-        sq = 0.0
-        for j in range(d):
-            z = x[j] - means[k, j]
-            sq += z * z
-        terms[k] = log_w[k] - 0.5 * sq / (stds[k] * stds[k]) - d * math.log(stds[k])
-        top = max(top, terms[k])
+    top, total = -np.inf, 0.0
+    for k in range(n_comp):                 # one pass, running log-sum-exp: no temporary array per call
+        term = _component_term(x, log_w, means, stds, k, d)
+        if term > top:
+            total = total * math.exp(top - term) + 1.0 if top > -np.inf else 1.0
+            top = term
+        elif term > -np.inf:
+            total += math.exp(term - top)
     if top == -np.inf:
         return top
-    total = 0.0
-    for k in range(n_comp):
-        total += math.exp(terms[k] - top)
     return top + math.log(total)
 
 
