@@ -278,3 +278,29 @@ def test_errors_are_clear():
         mh.metropolis_hastings(mh.gaussian_mixture_log_p, params, np.zeros((2, 2)), 1, np.random.default_rng(0), thin=0)
     with pytest.raises(ValueError, match="2 dimensions"):
         mh.metropolis_hastings(mh.gaussian_mixture_log_p, params, np.zeros(2), 1, np.random.default_rng(0))
+
+
+def test_twins_on_device_equal_kernels(device):
+    """The xp twins run on the device's array module (CuPy on CUDA) with the same random numbers."""
+    xp = td.backend.module_for_device(device)
+    params = mixture()
+    rng = np.random.default_rng(20)
+    x0 = rng.normal(0, 1, (6, 2))
+    eps, log_u = rng.standard_normal((25, 6, 2)), np.log(rng.random((25, 6)))
+    x1 = x0.copy()
+    s1, a1 = mh.mh_kernel(mh.gaussian_mixture_log_p, params, x1, eps, log_u, burn_in=5)
+    x2 = xp.asarray(x0)
+    s2, a2 = mh.mh_xp(mh.gaussian_mixture_log_p_xp, tuple(xp.asarray(p) for p in params), x2, xp.asarray(eps),
+                      xp.asarray(log_u), burn_in=5)
+    np.testing.assert_allclose(td.backend.to_numpy(s2), s1, atol=1e-12)
+    np.testing.assert_array_equal(td.backend.to_numpy(a2), a1)
+    W, b, _ = boltzmann(4)
+    sites, v = rng.integers(0, 4, (25, 6)), rng.random((25, 6))
+    y0 = (rng.random((6, 4)) < 0.5).astype(float)
+    y1 = y0.copy()
+    q = np.array([0.3, 0.5, 0.6, 0.7])
+    s1, a1 = mh.mh_binary_kernel(mh.boltzmann_flip_delta, (W, b), y1, sites, log_u, v, q)
+    y2 = xp.asarray(y0)
+    s2, a2 = mh.mh_binary_xp(mh.boltzmann_flip_delta_xp, (xp.asarray(W), xp.asarray(b)), y2, xp.asarray(sites),
+                             xp.asarray(log_u), xp.asarray(v), xp.asarray(q))
+    np.testing.assert_array_equal(td.backend.to_numpy(s2), s1)
