@@ -80,7 +80,7 @@ from tinydgm.autodiff.core import Tensor, no_grad
 from tinydgm.autodiff.elementwise import _sigmoid_array
 
 __all__ = ["draw_bernoulli", "draw_categorical", "crop_window", "sample_naive", "sample_window", "sample_fast",
-           "sample", "TapConv", "PixelCNNCache", "GatedPixelCNNCache"]
+           "sample", "TapConv", "Pointwise", "PixelCNNCache", "GatedPixelCNNCache"]
 
 
 def draw_bernoulli(logits, u):
@@ -198,6 +198,7 @@ def _full_pass_loop(logits_fn, u, n_levels, channel_groups, dtype, reach):
 # ----------------------------------------------------------------------------- layers at one position
 
 def _relu(a):
+    """max(a, 0) in a fresh array (the engine's relu forward)."""
     xp = backend.xp_of(a)
     return xp.maximum(a, xp.zeros_like(a))
 
@@ -257,11 +258,10 @@ class TapConv:
         self.map = xp.zeros((n, height + pad_top, width + pad_left + pad_right, c_in), dtype=weight.dtype)
         self.flat = self.map.reshape(n, -1)                     # a view: writes to map show here
         self.row_stride = self.map.shape[2] * c_in
-        ki = [t[0] for t in taps]
-        kj = [t[1] for t in taps]
         tap_offsets = xp.asarray([a * self.row_stride + b * c_in for a, b in taps], dtype="int64")
         self.offsets = (tap_offsets[:, None] + xp.arange(c_in, dtype="int64")[None, :]).reshape(-1)
-        w_taps = weight[:, :, xp.asarray(ki), xp.asarray(kj)]   # (C_out, C_in, T)
+        ki, kj = (xp.asarray([tap[axis] for tap in taps]) for axis in (0, 1))
+        w_taps = weight[:, :, ki, kj]                           # (C_out, C_in, T)
         self.matrix = xp.ascontiguousarray(w_taps.transpose(2, 1, 0).reshape(len(taps) * c_in, c_out))
         self.bias = bias
 
