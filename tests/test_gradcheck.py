@@ -397,3 +397,15 @@ def test_nan_gradients_are_failures():
         with pytest.raises(td.GradcheckError, match="nan"):
             td.gradcheck(lambda x: td.log(x), [x])
         assert td.gradcheck(lambda x: td.log(x), [x], raise_exception=False) is False
+
+
+def test_zero_dim_input_stays_an_array_during_finite_differences():
+    # the perturbed value must stay an ndarray: a function may wrap x.data in a new Tensor
+    seen = []
+
+    def fn(b):
+        seen.append(type(b.data))
+        return td.tensor(b.data) * 0 + b * 2
+
+    assert td.gradcheck(fn, [td.tensor(np.array(0.3), dtype="float64", requires_grad=True)])
+    assert set(seen) == {np.ndarray}

@@ -102,10 +102,12 @@ def _analytic_grads(fn, xs, checked, vs):
 def _central_difference(fn, xs, i, direction, vs, eps):
     x = xs[i]
     original = x.data
+    xp = backend.xp_of(original)
     try:
-        x.data = original + eps * direction
+        # xp.asarray: NumPy turns 0-d arithmetic into scalars, and a Tensor's data is an array
+        x.data = xp.asarray(original + eps * direction)
         plus = _projected_value(fn, xs, vs)
-        x.data = original - eps * direction
+        x.data = xp.asarray(original - eps * direction)
         minus = _projected_value(fn, xs, vs)
     finally:
         x.data = original
