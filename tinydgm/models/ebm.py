@@ -25,7 +25,7 @@ sampled (the kernels) and how it is trained (moment matching, CD/PCD):
   exact log Z and log-likelihood by enumeration for small D; Gibbs sampling; CD-k/PCD.
 - ``NeuralEBM``: f_theta an MLP on R^d, trained by PCD with Langevin or MH chains and a
   replay buffer, with the loss of Du & Mordatch 2019 (Implicit Generation and Generalization
-  in Energy-Based Models, NeurIPS, Sec. 2.1/3.3: contrastive term plus an L2 penalty on the
+  in Energy-Based Models, NeurIPS: contrastive term plus an L2 penalty on the
   energies' magnitudes, alpha (E(x+)^2 + E(x-)^2)):
 
       L = mean f(x_model) - mean f(x_data) + alpha (mean f(x_data)^2 + mean f(x_model)^2)
@@ -335,7 +335,7 @@ class NeuralEBM(Module):
         model.sample(500, td.rng(0))
 
     Training (persistent contrastive divergence with a replay buffer, Du & Mordatch 2019,
-    Sec. 3.1): each step draws the chains' starting points from a buffer of past samples, a
+    their replay buffer): each step draws the chains' starting points from a buffer of past samples, a
     fraction ``reinit`` of them restarted uniformly in ``box``, runs ``n_steps`` of the sampler
     ("langevin": unadjusted Langevin, x' = x + tau grad f + noise_scale eps, noise_scale None
     meaning sqrt(2 tau); "mala"; "mh": random-walk Metropolis–Hastings with ``mh_step``),
