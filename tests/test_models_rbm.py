@@ -171,3 +171,18 @@ def test_gaussian_rbm_training_moves_toward_the_data():
 def test_paper_config_names_the_paper():
     assert PAPER_CONFIG["n_hidden"] == 500 and PAPER_CONFIG["cd_k"] == 25
     assert "Salakhutdinov & Murray 2008" in PAPER_CONFIG["paper"]
+
+
+def test_plot_helpers_for_filters_and_samples(tmp_path):
+    from tinydgm import plot
+    rbm = make_rbm(16, 6)
+    images = plot.filter_images(rbm.W.data, image_shape=(4, 4), n=5)
+    assert images.shape == (5, 4, 4) and images.min() == 0 and images.max() == 1
+    w0 = rbm.W.data[:, 0]
+    np.testing.assert_allclose(images[0].ravel(), (w0 - w0.min()) / (w0.max() - w0.min()))
+    assert (tmp_path / "f.png").exists() is False
+    plot.rbm_filters(rbm, tmp_path / "f.png", image_shape=(4, 4))
+    plot.rbm_samples(rbm, tmp_path / "s.png", n=4, rng=td.rng(0), k=5, image_shape=(4, 4))
+    assert (tmp_path / "f.png").stat().st_size > 0 and (tmp_path / "s.png").stat().st_size > 0
+    with pytest.raises(ValueError, match=r"W must have shape \(D, H\) with D = prod\(image_shape\) = 784"):
+        plot.filter_images(rbm.W.data)

@@ -285,3 +285,38 @@ def training_curves(history, path, keys=("loss", "valid_loss"), title=None, size
         ax.set_title(title)
     figure.tight_layout()
     return _save(figure, path)
+
+
+# ----------------------------------------------------------------------------- RBM filters and samples
+
+__all__ += ["filter_images", "rbm_filters", "rbm_samples"]
+
+
+def filter_images(W, image_shape=(28, 28), n=100):
+    """The first ``n`` hidden units' weight vectors (columns of W (D, H), D = prod(image_shape))
+    as images (n, *image_shape) in [0, 1], each rescaled by its own min and max (a constant
+    filter becomes 0.5): what an RBM's hidden units respond to."""
+    w = _host(W)
+    if w.ndim != 2 or w.shape[0] != math.prod(image_shape):
+        raise ValueError(f"filter_images: W must have shape (D, H) with D = prod(image_shape) = "
+                         f"{math.prod(image_shape)}, got shape {tuple(w.shape)}")
+    w = w[:, :n].T.astype(_cpu().float64)
+    low, high = w.min(axis=1, keepdims=True), w.max(axis=1, keepdims=True)
+    span = high - low
+    safe = _cpu().where(span > 0, span, 1.0)
+    x = _cpu().where(span > 0, (w - low) / safe, 0.5)
+    return x.reshape((-1,) + tuple(image_shape))
+
+
+def rbm_filters(model_or_W, path, image_shape=(28, 28), n=100, title="RBM filters"):
+    """A PNG grid of the first ``n`` filters (columns of W) of an RBM (a model with ``W``, e.g.
+    ``BernoulliRBM``, or the array W (D, H)). Returns ``path``."""
+    W = getattr(model_or_W, "W", model_or_W)
+    return image_grid(filter_images(W, image_shape, n), path, title=title)
+
+
+def rbm_samples(model, path, n=64, rng=None, k=1000, image_shape=(28, 28), title="RBM samples"):
+    """A PNG grid of ``n`` samples of ``model.sample(n, rng, k=k, mean=True)`` (the last
+    p(v = 1 | h) of each Gibbs chain: BernoulliRBM, DBN, DBM), shown as images. Returns ``path``."""
+    x = _host(model.sample(n, rng, k=k, mean=True))
+    return image_grid(x.reshape((-1,) + tuple(image_shape)), path, title=title)
