@@ -40,8 +40,8 @@ costs 0.03 ms. So the elementwise part is three passes: a Numba pass
 scaling p by a per-row weight for the statistics); 0.06 ms together. The twin does the
 same float operations in the same order (``1 / (1 + exp(-(a + bias)))`` with the same
 NumPy exp), so on NumPy arrays kernel and twin agree bit for bit. The GEMMs are NumPy's
-(``numpy.dot`` into preallocated buffers): calling ``np.dot`` inside an njit function
-was not faster. Serial on purpose: ``prange`` over 100 chains fights OpenBLAS's spinning
+(``numpy.dot`` into preallocated buffers; Numba's ``np.dot`` calls the same BLAS, so
+moving them inside an njit function would not change their cost -- not measured). Serial on purpose: ``prange`` over 100 chains fights OpenBLAS's spinning
 threads on 2 cores (see kernels/adam.py), so the thread count cannot change a chain.
 """
 import collections

@@ -175,9 +175,10 @@ class BernoulliRBM(Module):
         return self.visible_probs(p_h)
 
     # --- training
-    def cd_gradient(self, v, k=1, rng=None, persistent=False):
+    def cd_gradient(self, v, k=1, rng=None, persistent=False, copy=True):
         """The CD-k (or PCD-k, updating ``self.h_chain``) estimate of d mean log p / d(W, b, c):
-        a dict of backend arrays {"W", "b", "c"} (ascent directions)."""
+        a dict of backend arrays {"W", "b", "c"} (ascent directions). copy=False: "W" may be the
+        kernel's reused buffer, overwritten by the next call (what ``step`` uses)."""
         rng = backend.default_generator() if rng is None else rng
         v = self._array(v, self.n_visible, "cd_gradient")
         if persistent and (self.h_chain is None or self.h_chain.shape[0] != v.shape[0]):
@@ -189,12 +190,12 @@ class BernoulliRBM(Module):
                                                  self.visible, self._sigma())
         if persistent:
             self.h_chain = h
-        return {"W": dW, "b": db, "c": dc}
+        return {"W": dW.copy() if copy else dW, "b": db, "c": dc}
 
     def step(self, v, lr=0.1, k=1, persistent=True, momentum=0.0, weight_decay=0.0, rng=None):
         """One CD-k/PCD-k update on the batch v: theta <- theta + velocity, velocity <- momentum
         velocity + lr (grad - weight_decay theta) (weight decay on W only)."""
-        grad = self.cd_gradient(v, k, rng, persistent)
+        grad = self.cd_gradient(v, k, rng, persistent, copy=False)
         if self._velocity is None:
             self._velocity = {name: self.xp.zeros_like(getattr(self, name).data) for name in ("W", "b", "c")}
         for name in ("W", "b", "c"):
