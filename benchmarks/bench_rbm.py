@@ -151,6 +151,7 @@ def main(argv=None):
     cfg.sweeps = 20 if cfg.quick else 100
     cfg.min_sample_s = 0.05 if cfg.quick else 0.2
     cfg.settle_s = 0.1
+    n_train_given = cfg.n_train is not None
     if cfg.quick and cfg.n_train is None:
         cfg.n_train = 6000
     parts = set(cfg.parts.split(","))
@@ -186,7 +187,7 @@ def main(argv=None):
     command = "python benchmarks/bench_rbm.py" + (" --quick" if cfg.quick else "") + f" --threads {cfg.threads}" + \
         (f" --parts {cfg.parts}" if parts != {"pcd", "gibbs"} else "") + \
         (f" --dtypes {cfg.dtypes}" if cfg.dtypes != "float32" else "") + \
-        (f" --n-train {cfg.n_train}" if cfg.n_train and not cfg.quick else "") + (f" --out {cfg.out}" if cfg.out else "")
+        (f" --n-train {cfg.n_train}" if n_train_given else "") + (f" --out {cfg.out}" if cfg.out else "")
     out = ["## RBMs: PCD training and block Gibbs sampling (issue 4)", "",
            f"Command: `{command}` (one process, {elapsed:.0f} s; load average {load0[0]:.2f} at the start, "
            f"{load[0]:.2f} at the end).", "", common.machine_markdown(info, cfg.threads), ""]
