@@ -115,6 +115,8 @@ class DBN(Module):
         directed layers; the last step gives p(v = 1 | h_1) (``mean=True``) or a binary sample."""
         rng = backend.default_generator() if rng is None else rng
         top = self.top
+        if len(self.rbms) == 1:
+            return top.sample(n, rng, k=k, mean=mean)
         h_below, _ = top.gibbs(top._initial_visible(n, rng), k, rng)       # h_{L-1} after k sweeps
         for l in range(len(self.rbms) - 2, -1, -1):
             rbm = self.rbms[l]
