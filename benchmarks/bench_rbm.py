@@ -201,9 +201,9 @@ def main(argv=None):
         out += ["### 1. BernoulliRBM, one epoch of PCD-1 (500 hidden units, batch 100, learning rate 0.1)", "",
                 f"Data: {source}, gray levels / 255. Each side trains a fresh model for one epoch (one timed call "
                 f"= the whole epoch, {cfg.pcd_repeats} interleaved repeats). tinydgm: `BernoulliRBM(784, 500, "
-                "dtype=...).fit(x, epochs=1, batch_size=100, lr=0.1, k=1, persistent=True)` (per batch: three "
-                "GEMMs for p(h | v_data), p(v | h_chain) and p(h | v_model), and ONE GEMM [v_data; v_model]^T "
-                "[p_data / n; -p_model / n] for the weight gradient; sigmoid and Bernoulli sampling fused in Numba "
+                "dtype=...).fit(x, epochs=1, batch_size=100, lr=0.1, k=1, persistent=True)` (per batch: one "
+                "GEMM for p(v | h_chain), ONE GEMM [v_data; v_model] W for p(h | v_data) and p(h | v_model) "
+                "together, and ONE GEMM [v_data; v_model]^T [p_data / n; -p_model / n] for the weight gradient; sigmoid and Bernoulli sampling fused in Numba "
                 "around NumPy's exp; float32 uniforms; preallocated buffers; the update fused in one Numba pass). "
                 "scikit-learn: `BernoulliRBM(n_components=500, batch_size=100, learning_rate=0.1, n_iter=1, "
                 "random_state=0).fit(x)` (it keeps float32 input as float32).", "",

@@ -127,6 +127,8 @@ def test_shape_errors_name_the_expected_shape():
         g.block_gibbs(W, b, c, np.zeros((4, 6)), u_h, r_v)
     with pytest.raises(ValueError, match=r"u_h must have shape \(k \+ 1, n, H\) = \(3, 4, 3\), got \(2, 4, 3\)"):
         g.cd_gradient(W, b, c, np.zeros((4, 5)), u_h, r_v)
+    with pytest.raises(ValueError, match=r"need at least one sweep \(k >= 1\)"):
+        g.cd_gradient(W, b, c, np.zeros((4, 5)), u_h[:0], r_v[:0], h_chain=np.zeros((4, 3)))
     with pytest.raises(ValueError, match="visible must be one of"):
         g.block_gibbs(W, b, c, np.zeros((4, 5)), u_h, r_v, visible="poisson")
 

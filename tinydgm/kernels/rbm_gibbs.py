@@ -196,6 +196,8 @@ def _check(W, b, c, v, u_h, r_v, who, k_extra=0, sigma=None):
     if r_v.ndim != 3 or r_v.shape[2] != D:
         raise ValueError(f"{who}: r_v must have shape (k, n, D) = (k, n, {D}), got {tuple(r_v.shape)}")
     k, n = r_v.shape[:2]
+    if k < 1:
+        raise ValueError(f"{who}: need at least one sweep (k >= 1), got r_v of shape {tuple(r_v.shape)}")
     if tuple(u_h.shape) != (k + k_extra, n, H):
         raise ValueError(f"{who}: u_h must have shape (k + {k_extra}, n, H) = ({k + k_extra}, {n}, {H}), "
                          f"got {tuple(u_h.shape)}")
@@ -303,7 +305,8 @@ def cd_gradient_kernel(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoul
 
     h_chain None: CD-k, m = n chains start at h_0 ~ p(h | v_data) (u_h has k + 1 slices, the
     first for h_0). h_chain (m, H): PCD-k, the chains continue from these hidden states (u_h
-    has k slices). Returns (dW, db, dc, v_chain, h_chain): the gradient arrays (dW is a
+    has k slices; the last step computes p(h | v) of the data and of the chains with one
+    product [v_data; v_model] W). Returns (dW, db, dc, v_chain, h_chain): the gradient arrays (dW is a
     reused buffer: copy it to keep it) and the chains' last visible and hidden samples.
     """
     _check_visible(visible, "cd_gradient_kernel")
@@ -319,15 +322,16 @@ def cd_gradient_kernel(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoul
     buf = _buffers(n, m, D, H, dtype)
     V2, P2 = buf.V2, buf.P2
     V2[:n] = v_data
-    # positive phase: p(h = 1 | v_data) / n into the first n rows of P2
-    np.dot(V2[:n] / sigma if gaussian else V2[:n], W, out=P2[:n])
     h = buf.h
     if persistent:
+        # PCD: the positive phase waits for the chains' last step, where ONE product
+        # [v_data; v_model] W gives p(h | v_data) and p(h | v_model) together
         h[...] = h_chain
-        _bernoulli_layer_kernel(P2[:n], c, None, None, buf.scale_data)      # p only: nothing to sample
         offset = 0
     else:
-        _bernoulli_layer_kernel(P2[:n], c, u_h[0], h, buf.scale_data)      # h_0 ~ p(h | v_data)
+        # CD: p(h = 1 | v_data) / n into the first n rows of P2, and h_0 ~ p(h | v_data)
+        np.dot(V2[:n] / sigma if gaussian else V2[:n], W, out=P2[:n])
+        _bernoulli_layer_kernel(P2[:n], c, u_h[0], h, buf.scale_data)
         offset = 1
     v_model = V2[n:]
     a_h = P2[n:]
@@ -337,8 +341,12 @@ def cd_gradient_kernel(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoul
             _gaussian_finish(buf.a_v, b, sigma, r_v[t], v_model)
         else:
             _bernoulli_layer_kernel(buf.a_v, b, r_v[t], v_model)
-        np.dot(v_model / sigma if gaussian else v_model, W, out=a_h)     # h_{t+1} ~ p(h | v_{t+1})
         last = t == k - 1
+        if last and persistent:                                          # both phases in one product
+            np.dot(V2 / sigma if gaussian else V2, W, out=P2)
+            _bernoulli_layer_kernel(P2[:n], c, None, None, buf.scale_data)    # p only: nothing to sample
+        else:
+            np.dot(v_model / sigma if gaussian else v_model, W, out=a_h)  # h_{t+1} ~ p(h | v_{t+1})
         _bernoulli_layer_kernel(a_h, c, u_h[t + offset], buf.h_next, buf.scale_model if last else buf.ones_model)
         h, buf.h_next = buf.h_next, h
     buf.h = h
