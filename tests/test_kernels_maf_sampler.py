@@ -41,6 +41,7 @@ def test_kernel_equals_twin_equals_naive(case, direction):
     weights, biases, degrees, direct = _arrays(made)
     y = np.random.default_rng(1).normal(size=(9, made.n_inputs))
     v_kernel, a_kernel = autoregressive_affine_kernel(weights, biases, degrees, y, direction, direct)
+    assert np.isfinite(v_kernel).all()
     v_twin, a_twin = autoregressive_affine_xp(weights, biases, degrees, y, direction, direct)
     order = made_sampler.ordering_positions(made.ordering)
     v_naive, a_naive = autoregressive_affine_naive(_params_fn(made), y, order, direction)
@@ -49,6 +50,21 @@ def test_kernel_equals_twin_equals_naive(case, direction):
         np.testing.assert_allclose(a_kernel, a, rtol=1e-10, atol=1e-10)
     dispatched, _ = autoregressive_affine(weights, biases, degrees, y, direction, direct)
     np.testing.assert_array_equal(dispatched, v_kernel)
+
+
+@pytest.mark.parametrize("n", [64, 150])
+def test_several_blocks_of_examples(n):
+    # the kernel solves BLOCK = 64 examples together: full blocks and a remainder
+    made = _made(direct=True, seed=14)
+    for p in made.parameters():
+        p.data = 0.5 * p.data                             # keep 150 sequential solves finite
+    weights, biases, degrees, direct = _arrays(made)
+    y = np.random.default_rng(15).normal(size=(n, 5))
+    v_kernel, a_kernel = autoregressive_affine_kernel(weights, biases, degrees, y, "sample", direct)
+    assert np.isfinite(v_kernel).all()
+    v_twin, a_twin = autoregressive_affine_xp(weights, biases, degrees, y, "sample", direct)
+    np.testing.assert_allclose(v_kernel, v_twin, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(a_kernel, a_twin, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("direction", ["sample", "normalize"])
