@@ -128,8 +128,9 @@ class MAFLayer(_AffineAutoregressive):
     def forward(self, x):
         _check_vectors(x, self.n_dims, "MAFLayer.forward")
         mu, alpha = self.params(x)
-        u = (x - mu) * exp(-alpha)                              # eq. 3
-        return u, -alpha.sum(axis=1)                            # eq. 5
+        neg_alpha = -alpha
+        u = (x - mu) * exp(neg_alpha)                           # eq. 3
+        return u, neg_alpha.sum(axis=1)                         # eq. 5: log|det| = -sum_i alpha_i
 
     def inverse(self, u):
         _check_vectors(u, self.n_dims, "MAFLayer.inverse")
