@@ -203,8 +203,8 @@ class VariationalDequantization(Module):
         x = _as_float(x, dtype, "VariationalDequantization")
         _check_levels(x, self.n_levels, "VariationalDequantization")
         if tuple(x.shape[1:]) != self.event_shape:
-            raise ValueError(f"VariationalDequantization: x must have shape (N, {', '.join(map(str, self.event_shape))})"
-                             f", got {tuple(x.shape)}")
+            shape = ", ".join(map(str, self.event_shape))
+            raise ValueError(f"VariationalDequantization: x must have shape (N, {shape}), got {tuple(x.shape)}")
         eps = Tensor(backend.to_device(_generator(self, rng).standard_normal(x.shape), x.device).astype(dtype))
         u, log_det = self.transform(eps, x)
         log_q = sum_per_example(-0.5 * eps * eps - _HALF_LOG_2PI) - log_det   # log N(eps) - log|du/deps|
