@@ -41,8 +41,11 @@ def quick_demo(tmp_path_factory):
 
 
 AR_FIGURES = ("ar_samples_nade.png", "ar_samples_made.png", "ar_samples_pixelcnn.png", "made_toy_density.png")
+EBM_FIGURES = ("mh_chains.png", "ebm_density.png", "rbm_filters.png", "rbm_samples.png")
+FLOW_FIGURES = ("flow_planar_eight_gaussians.png", "flow_realnvp_eight_gaussians.png",
+                "flow_maf_eight_gaussians.png", "flow_image_samples.png")
 DEMO_FIGURES = ("gradcheck_errors.png", "gmm_density.png", "gmm_training.png", "toy_densities.png",
-                "embedded_images.png") + AR_FIGURES
+                "embedded_images.png") + AR_FIGURES + EBM_FIGURES + FLOW_FIGURES
 
 
 def test_demo_writes_every_file(quick_demo):
@@ -52,13 +55,15 @@ def test_demo_writes_every_file(quick_demo):
         assert (out / name).stat().st_size > 0, name
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["sections"]) == [s.name for s in demo.SECTIONS]
-    assert list(summary["sections"]) == ["gradcheck", "gmm", "toys", "images", "autoregressive"]
+    assert list(summary["sections"]) == ["gradcheck", "gmm", "toys", "images", "autoregressive", "ebm", "rbm",
+                                         "flows"]
     written = [f for section in summary["sections"].values() for f in section["files"]]
     assert sorted(written + ["summary.json"]) == sorted(p.name for p in out.iterdir())
     assert set(DEMO_FIGURES) <= set(written)
     assert summary["sections"]["toys"]["files"] == ["toy_densities.png"]
     assert summary["sections"]["images"]["files"] == ["embedded_images.png"]
     assert summary["sections"]["autoregressive"]["files"] == list(AR_FIGURES)
+    assert summary["sections"]["flows"]["files"] == list(FLOW_FIGURES)
 
 
 @pytest.mark.parametrize("name", DEMO_FIGURES)
@@ -133,6 +138,28 @@ def test_demo_made_toy_is_normalised_and_fits_the_histogram(quick_demo):
     # the fit is far better than the uniform distribution over 256 cells
     assert toy["histogram_entropy"] - 1e-6 <= toy["train_nll"] < math.log(256) - 1.0
     assert toy["total_variation_to_true"] < 0.5
+
+
+def test_demo_ebm_and_rbm_report_what_they_did(quick_demo):
+    _, out = quick_demo
+    sections = json.loads((out / "summary.json").read_text())["sections"]
+    ebm, rbm = sections["ebm"], sections["rbm"]
+    assert 0.05 < ebm["mh_acceptance"] < 0.95            # a random walk that moves, and rejects some steps
+    assert ebm["mmd_initial"] > 0 and ebm["mmd_trained"] > 0
+    # CD-1, even for two quick epochs, beats the initial model's pseudo-likelihood (a coin per pixel
+    # at the data's marginals)
+    assert rbm["pseudo_log_likelihood_after"] > rbm["pseudo_log_likelihood_before"]
+
+
+def test_demo_flows_fit_the_toys_below_their_true_density(quick_demo):
+    _, out = quick_demo
+    flows = json.loads((out / "summary.json").read_text())["sections"]["flows"]
+    assert [r["model"] for r in flows["toys"]] == ["planar", "realnvp", "maf"]
+    for r in flows["toys"]:
+        # a held-out log-likelihood cannot beat the true density's by more than Monte Carlo noise
+        assert r["test_log_likelihood"] < r["true_log_likelihood"] + 0.1, r
+        assert r["test_log_likelihood"] > -10, r
+    assert flows["image_flow"]["epochs"] >= 1 and len(flows["image_flow"]["bits_per_dim"]) >= 1
 
 
 def test_toy_cells_and_bits_round_trip():

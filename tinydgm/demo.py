@@ -20,6 +20,12 @@ Sections now:
                 images, a sample grid each (ar_samples_nade.png, ar_samples_made.png,
                 ar_samples_pixelcnn.png), and a MADE on 8 Gaussians discretised to a
                 16 x 16 grid of 8-bit codes: made_toy_density.png
+    ebm         random-walk Metropolis-Hastings chains on 8 Gaussians (mh_chains.png) and a
+                neural EBM trained by PCD with Langevin chains (ebm_density.png)
+    rbm         a Bernoulli RBM trained by CD-1 on the embedded binarized images: its
+                filters (rbm_filters.png) and Gibbs samples (rbm_samples.png)
+    flows       planar, RealNVP and MAF flows on 2-D toys (flow_<model>_<toy>.png) and a
+                small two-scale RealNVP on the embedded images (flow_image_samples.png)
 
 Figures are drawn with matplotlib's Agg canvas (no display needed); nothing is read from
 outside the package and nothing is downloaded.
@@ -492,6 +498,138 @@ def _plot_toy_cells(panels, path):
     fig.savefig(path)
 
 
+# ----------------------------------------------------------------------------- energy-based models
+
+def ebm_section(out_dir, seed, quick, log):
+    """Random-walk Metropolis-Hastings chains (the Numba kernel) on the 8-Gaussians density,
+    and a neural EBM p(x) ~ exp(f(x)) fitted to 8 Gaussians by persistent contrastive
+    divergence with Langevin chains: its density, normalised on a grid, with chain samples,
+    and the kernel MMD^2 of those samples to the data before and after training."""
+    from tinydgm.data.toy import sample_toy
+    from tinydgm.models import ebm
+
+    files = ["mh_chains.png", "ebm_density.png"]
+    _, accept = ebm.mh_chains_on_toy(out_dir / files[0], n_steps=100 if quick else 400, seed=seed)
+    rng = backend.rng(seed)
+    steps = 30 if quick else 1000
+    with _one_blas_thread():                 # tiny matrices: BLAS threads only add contention
+        model, history = ebm.fit_neural_ebm_on_toy("eight_gaussians", n_iters=steps, seed=seed)
+        data_points = sample_toy("eight_gaussians", 500, rng)
+        samples = backend.to_numpy(model.sample(500, rng))
+        mmd_after = float(ebm.mmd(samples, data_points))
+    initial = backend.to_numpy(ebm.NeuralEBM(2, rng=backend.rng(seed)).sample(500, backend.rng(seed)))
+    mmd_before = float(ebm.mmd(initial, data_points))
+    ebm.plot_density_and_samples(model, out_dir / files[1], samples=samples,
+                                 title=f"neural EBM, {steps} PCD steps, MMD^2 {mmd_after:.3f}")
+    log(f"ebm: MH acceptance {float(accept.mean()):.2f}; neural EBM {steps} steps in {history['time_s']:.1f} s, "
+        f"MMD^2 to the data {mmd_before:.3f} (initial chains) -> {mmd_after:.3f}")
+    return {"mh_acceptance": float(accept.mean()), "ebm_steps": steps, "ebm_train_seconds": history["time_s"],
+            "mmd_initial": mmd_before, "mmd_trained": mmd_after, "files": files}
+
+
+def _one_blas_thread():
+    """Limit BLAS to one thread where threadpoolctl is installed (a no-op otherwise)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:                     # optional: only the speed differs
+        import contextlib
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
+
+
+def rbm_section(out_dir, seed, quick, log):
+    """A Bernoulli RBM trained by CD-1 on the embedded binarized images: its filters (columns
+    of W), Gibbs samples, and the pseudo-likelihood before and after training."""
+    from tinydgm.models.rbm import BernoulliRBM
+
+    rng = backend.rng(seed)
+    x = data.load_embedded_binarized("train", seed=seed)["x"].reshape(-1, 784).astype("float32")
+    x_test = data.load_embedded_binarized("test", seed=seed)["x"].reshape(-1, 784).astype("float32")
+    model = BernoulliRBM(784, 64 if quick else 200, rng=rng, dtype="float32")
+    model.b.data[...] = _visible_logits(x)  # Hinton's guide: visible biases at the data's log-odds
+    before = float(model.pseudo_likelihood(x_test).mean())
+    epochs = 2 if quick else 30
+    start = time.perf_counter()
+    model.fit(x, epochs=epochs, batch_size=20, lr=0.05, k=1, persistent=False, momentum=0.5, rng=rng)
+    seconds = time.perf_counter() - start
+    after = float(model.pseudo_likelihood(x_test).mean())
+    files = ["rbm_filters.png", "rbm_samples.png"]
+    plot.rbm_filters(model, out_dir / files[0], n=64 if quick else 100)
+    plot.rbm_samples(model, out_dir / files[1], n=36, rng=rng, k=100 if quick else 1000)
+    log(f"rbm: {model.n_hidden} hidden units, CD-1 for {epochs} epochs in {seconds:.1f} s; test pseudo-log-likelihood "
+        f"{before:.1f} -> {after:.1f} nats/image")
+    return {"hidden": model.n_hidden, "epochs": epochs, "train_seconds": seconds,
+            "pseudo_log_likelihood_before": before, "pseudo_log_likelihood_after": after, "files": files}
+
+
+def _visible_logits(x, eps=1e-3):
+    p = _cpu().clip(x.mean(axis=0), eps, 1 - eps)
+    return _cpu().log(p / (1 - p)).astype(x.dtype)
+
+
+# ----------------------------------------------------------------------------- flows
+
+def flows_section(out_dir, seed, quick, log):
+    """Planar, RealNVP and MAF flows fitted to 2-D toys (density heatmaps with samples, test
+    log-likelihood next to the true density's), and the sample grid of a small multi-scale
+    RealNVP trained briefly on the embedded images (uniform dequantization, logit space)."""
+    from tinydgm.models.flows import realnvp
+    from tinydgm.models.flows.autoregressive import build_maf
+
+    toys = ("eight_gaussians",) if quick else ("eight_gaussians", "two_moons", "checkerboard")
+    steps = 30 if quick else 1500
+    with _one_blas_thread():
+        rows = realnvp.flow_toys_panel(out_dir, toys=toys, steps=steps, seed=seed, log=None)
+        for name in toys:
+            rng = backend.rng(seed)
+            flow = build_maf(2, n_layers=5, hidden_sizes=(64, 64), rng=rng, dtype="float32")
+            realnvp.fit_toy(flow, name, steps=steps, lr=1e-3, rng=rng)
+            ll = realnvp.toy_log_likelihood(flow, name)
+            samples = backend.to_numpy(flow.sample(2000, rng=rng).data)
+            _, _, log_p = plot.density_grid(flow.log_prob, dtype="float32")
+            # MAF's log-scales are unbounded (as in the paper): far from the data a stack of
+            # exp(-alpha) can overflow; those grid points are drawn as zero density and counted
+            overflow = ~_cpu().isfinite(log_p)
+            log_p[overflow] = -math.inf
+            path = out_dir / f"flow_maf_{name}.png"
+            plot.density_2d(log_p, path, samples=samples, title=f"MAF, {name}: log-lik {ll:.2f}")
+            true = next(r["true_log_likelihood"] for r in rows if r["toy"] == name)
+            rows.append({"model": "maf", "toy": name, "path": str(path), "test_log_likelihood": ll,
+                         "true_log_likelihood": true, "grid_overflow_fraction": float(overflow.mean())})
+    keys = ("model", "toy", "test_log_likelihood", "true_log_likelihood", "grid_overflow_fraction")
+    toy_rows = [{k: r[k] for k in keys if k in r} for r in rows]
+    for r in toy_rows:
+        true = "" if r["true_log_likelihood"] is None else f" (true density {r['true_log_likelihood']:.2f})"
+        log(f"flows: {r['model']} on {r['toy']}: test log-likelihood {r['test_log_likelihood']:.2f}{true}")
+    image = _image_flow(out_dir, seed, quick, log)
+    files = [Path(r["path"]).name for r in rows] + [image.pop("file")]
+    return {"toys": toy_rows, "image_flow": image, "files": files}
+
+
+def _image_flow(out_dir, seed, quick, log):
+    """A two-scale RealNVP on the embedded 8-bit images: a few epochs, then 36 samples."""
+    from tinydgm.models.flows import realnvp
+    from tinydgm.models.flows.dequantization import DequantizedFlow, LogitTransform, UniformDequantization
+
+    rng = backend.rng(seed)
+    images = data.load_embedded("train")["x"][:200 if quick else 1000].reshape(-1, 1, 28, 28)
+    flow = realnvp.image_realnvp((1, 28, 28), hidden_channels=8 if quick else 16, n_blocks=1, rng=rng,
+                                 dtype="float32")
+    model = DequantizedFlow(flow, UniformDequantization(rng=rng), LogitTransform())
+    epochs = 1 if quick else 4
+    start = time.perf_counter()
+    curve = _fit_quietly(model, images.astype("float32"), epochs, batch_size=50, lr=1e-3, seed=seed)
+    seconds = time.perf_counter() - start
+    x = backend.to_numpy(model.sample(36, rng=rng).data)
+    name = "flow_image_samples.png"
+    plot.image_grid(x.reshape(-1, 28, 28) / 255.0, out_dir / name,
+                    title=f"RealNVP, {epochs} epochs, {len(images)} images")
+    log(f"flows: image RealNVP {curve[0] / (784 * math.log(2)):.2f} -> {curve[-1] / (784 * math.log(2)):.2f} "
+        f"bits/dim (training bound) in {seconds:.1f} s")
+    return {"images": int(len(images)), "epochs": epochs, "train_seconds": seconds,
+            "bits_per_dim": [c / (784 * math.log(2)) for c in curve], "file": name}
+
+
 # ----------------------------------------------------------------------------- the demo
 
 SECTIONS = [
@@ -501,6 +639,9 @@ SECTIONS = [
     Section("images", "The embedded image set", images_section),
     Section("autoregressive", "NADE, MADE and PixelCNN on binarized images; MADE on a discretised 2-D density",
             autoregressive_section),
+    Section("ebm", "Metropolis-Hastings chains and a neural EBM on 8 Gaussians", ebm_section),
+    Section("rbm", "A Bernoulli RBM on the embedded binarized images", rbm_section),
+    Section("flows", "Planar, RealNVP and MAF flows on 2-D toys; a small image RealNVP", flows_section),
 ]
 
 
