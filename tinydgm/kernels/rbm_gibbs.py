@@ -57,6 +57,15 @@ __all__ = ["VISIBLE_TYPES", "CDStatistics", "bernoulli_layer", "bernoulli_layer_
 
 VISIBLE_TYPES = ("bernoulli", "gaussian")
 
+# The products of ``cd_gradient_kernel`` whose left factor has fewer than this fraction of
+# nonzero entries skip its zeros (``_sparse_times``) instead of calling BLAS. Measured
+# (float32, 784 x 500, 1 thread): at 19% nonzeros (MNIST gray levels) [v_data; v_model] W
+# takes 0.75 ms against BLAS's 1.5 ms; at 50% (h ~ p(h | v) of a fresh model) h W^T takes
+# 1.0 ms against 0.9 ms. Break-even near 40%.
+SPARSE_BELOW = 0.35
+# Split the rows of the zero-skipping products over Numba's threads (when it has more than one).
+SPARSE_PARALLEL = False
+
 CDStatistics = collections.namedtuple("CDStatistics", ["vh_data", "v_data", "h_data", "vh_model", "v_model",
                                                        "h_model", "v_chain", "h_chain"])
 CDStatistics.__doc__ = """The two phases of the CD gradient, averaged over their examples:
@@ -117,6 +126,55 @@ def _sgd_kernel(theta, grad, velocity, lr, momentum, weight_decay):
         theta[i] += velocity[i]
 
 
+@numba.njit(cache=True, error_model="numpy")
+def _sparse_row_times(x, Y, out, nz):
+    """out = x Y for one row x (K,) and Y (K, M), skipping the zeros of x:
+
+        out = sum_{i: x_i != 0} x_i Y[i, :]
+
+    Exact (up to the summation order) and ~1 / density times fewer multiply-adds than a dense
+    product. The rows of Y are contiguous and ``out`` (one row) stays in L1; four rows of Y
+    are added per pass over ``out`` (one load and store of ``out`` per four multiply-adds:
+    about 2x faster than one row per pass). nz: scratch (K,) for the nonzero column indices."""
+    count = 0
+    for i in range(x.shape[0]):
+        if x[i] != 0:
+            nz[count] = i
+            count += 1
+    for j in range(out.shape[0]):
+        out[j] = 0
+    q = 0
+    while q + 4 <= count:
+        i0, i1, i2, i3 = nz[q], nz[q + 1], nz[q + 2], nz[q + 3]
+        x0, x1, x2, x3 = x[i0], x[i1], x[i2], x[i3]
+        y0, y1, y2, y3 = Y[i0], Y[i1], Y[i2], Y[i3]
+        for j in range(out.shape[0]):
+            out[j] += (x0 * y0[j] + x1 * y1[j]) + (x2 * y2[j] + x3 * y3[j])
+        q += 4
+    while q < count:
+        x0, y0 = x[nz[q]], Y[nz[q]]
+        for j in range(out.shape[0]):
+            out[j] += x0 * y0[j]
+        q += 1
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sparse_times_serial(X, Y, out):
+    """out = X Y row by row with ``_sparse_row_times`` (X (n, K) mostly zeros, Y (K, M))."""
+    nz = np.empty(X.shape[1], np.int64)
+    for r in range(X.shape[0]):
+        _sparse_row_times(X[r], Y, out[r], nz)
+
+
+@numba.njit(cache=True, error_model="numpy", parallel=True)
+def _sparse_times_parallel(X, Y, out):
+    """``_sparse_times_serial`` with the rows split over Numba's threads: each row is computed
+    by one thread in the same order, so the result does not depend on the thread count."""
+    for r in numba.prange(X.shape[0]):
+        nz = np.empty(X.shape[1], np.int64)
+        _sparse_row_times(X[r], Y, out[r], nz)
+
+
 def _one(dtype):
     return np.ones(1, dtype=dtype)[0]
 
@@ -134,6 +192,36 @@ def _bernoulli_layer_kernel(a, bias, u, x, row_scale=None):
         _sigmoid_finish(a, row_scale, _one(a.dtype))
     else:
         _bernoulli_finish(a, u, x, row_scale, _one(a.dtype))
+
+
+def _is_sparse(X):
+    """True when the fraction of nonzero entries of X is below ``SPARSE_BELOW``."""
+    return np.count_nonzero(X) < SPARSE_BELOW * X.size
+
+
+def _sparse_times(X, Y, out):
+    parallel = SPARSE_PARALLEL and numba.get_num_threads() > 1
+    (_sparse_times_parallel if parallel else _sparse_times_serial)(X, Y, out)
+
+
+def _times(X, Y, out):
+    """out = X Y (X (n, K) and Y (K, M) C-contiguous): the zero-skipping kernel when X is
+    sparse (``_is_sparse``), else BLAS (``numpy.dot``)."""
+    if _is_sparse(X):
+        _sparse_times(X, Y, out)
+    else:
+        np.dot(X, Y, out=out)
+
+
+def _transpose_times(X, Y, out, XT):
+    """out = X^T Y (X (n, K), Y (n, M)): when X is sparse, X^T is copied into the buffer XT
+    (K, n) (cheap: n K numbers, against K n M multiply-adds) so that each row of ``out`` is a
+    zero-skipping sum of rows of Y, out[i, :] = sum_{r: X[r, i] != 0} X[r, i] Y[r, :]."""
+    if _is_sparse(X):
+        XT[...] = X.T
+        _sparse_times(XT, Y, out)
+    else:
+        np.dot(X.T, Y, out=out)
 
 
 # ----------------------------------------------------------------------------- one layer
@@ -286,6 +374,7 @@ class _Buffers:
         self.signs = np.concatenate([self.scale_data, self.scale_model])
         self.ones2 = np.ones(n + m, dtype)
         self.dW = np.empty((D, H), dtype)
+        self.V2T = np.empty((D, n + m), dtype)
 
 
 _BUFFERS = {}
@@ -330,7 +419,7 @@ def cd_gradient_kernel(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoul
         offset = 0
     else:
         # CD: p(h = 1 | v_data) / n into the first n rows of P2, and h_0 ~ p(h | v_data)
-        np.dot(V2[:n] / sigma if gaussian else V2[:n], W, out=P2[:n])
+        _times(V2[:n] / sigma if gaussian else V2[:n], W, P2[:n])
         _bernoulli_layer_kernel(P2[:n], c, u_h[0], h, buf.scale_data)
         offset = 1
     v_model = V2[n:]
@@ -343,16 +432,16 @@ def cd_gradient_kernel(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoul
             _bernoulli_layer_kernel(buf.a_v, b, r_v[t], v_model)
         last = t == k - 1
         if last and persistent:                                          # both phases in one product
-            np.dot(V2 / sigma if gaussian else V2, W, out=P2)
+            _times(V2 / sigma if gaussian else V2, W, P2)
             _bernoulli_layer_kernel(P2[:n], c, None, None, buf.scale_data)    # p only: nothing to sample
         else:
-            np.dot(v_model / sigma if gaussian else v_model, W, out=a_h)  # h_{t+1} ~ p(h | v_{t+1})
+            _times(v_model / sigma if gaussian else v_model, W, a_h)       # h_{t+1} ~ p(h | v_{t+1})
         _bernoulli_layer_kernel(a_h, c, u_h[t + offset], buf.h_next, buf.scale_model if last else buf.ones_model)
         h, buf.h_next = buf.h_next, h
     buf.h = h
     if gaussian:
         V2 = V2 / sigma            # the statistics of Gaussian units are those of v / sigma
-    np.dot(V2.T, P2, out=buf.dW)                                         # <v p^T>_data - <v p^T>_model
+    _transpose_times(V2, P2, buf.dW, buf.V2T)                           # <v p^T>_data - <v p^T>_model
     db = buf.signs @ V2                                                  # <v>_data - <v>_model
     if gaussian:
         db = db / sigma            # d(-E)/db_i = (v_i - b_i) / sigma_i^2: the b terms cancel
