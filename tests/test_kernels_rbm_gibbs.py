@@ -143,3 +143,106 @@ def test_twin_on_cuda_equals_kernel(device):
     twin = g.block_gibbs(to(W), to(b), to(c), to(v0), to(u_h), to(r_v))
     # CUDA's exp may differ by an ulp: allow the rare u within an ulp of p to flip
     assert (backend.to_numpy(twin[0]) == fast[0]).mean() > 0.999
+
+
+# ----------------------------------------------------------------------------- zero-skipping products
+
+def sparse_matrix(rng, shape, density, dtype, binary=False):
+    values = np.ones(shape) if binary else rng.normal(size=shape)
+    X = np.where(rng.random(shape) < density, values, 0.0).astype(dtype)
+    X[0] = 0                                    # an all-zero row
+    X[-1] = (rng.normal(size=shape[1]) if not binary else 1.0)     # a fully dense row
+    return X
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("binary", [False, True])
+@pytest.mark.parametrize("K", [1, 3, 4, 37])          # fewer than, exactly and not a multiple of 4 nonzeros
+def test_sparse_products_equal_dense_products(dtype, binary, K):
+    rng = np.random.default_rng(10)
+    X = sparse_matrix(rng, (9, K), 0.3, dtype, binary)
+    Y = rng.normal(size=(K, 13)).astype(dtype)
+    out = np.full((9, 13), np.nan, dtype)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
+    for kernel in (g._sparse_times_serial, g._sparse_times_parallel):
+        out[...] = np.nan
+        kernel(X, Y, out)
+        np.testing.assert_allclose(out, X @ Y, **tol)
+        assert not out[0].any()                    # all-zero row: exactly zero
+    # X^T Y through the transposed copy, as the weight gradient is computed
+    Z = rng.normal(size=(9, 13)).astype(dtype)
+    XT, out2 = np.empty((K, 9), dtype), np.empty((K, 13), dtype)
+    g._sparse_times_serial(np.ascontiguousarray(X.T), Z, out2)
+    np.testing.assert_allclose(out2, X.T @ Z, **tol)
+    g._transpose_times(X, Z, out2, XT)             # dispatcher: sparse or BLAS, same numbers
+    np.testing.assert_allclose(out2, X.T @ Z, **tol)
+
+
+def test_sparse_product_does_not_depend_on_the_thread_count():
+    numba = pytest.importorskip("numba")
+    rng = np.random.default_rng(11)
+    X = sparse_matrix(rng, (64, 200), 0.2, "float32")
+    Y = rng.normal(size=(200, 50)).astype("float32")
+    outs = []
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            out = np.empty((64, 50), "float32")
+            g._sparse_times_parallel(X, Y, out)
+            outs.append(out)
+    finally:
+        numba.set_num_threads(before)
+    serial = np.empty((64, 50), "float32")
+    g._sparse_times_serial(X, Y, serial)
+    np.testing.assert_array_equal(outs[0], outs[1])           # bit for bit: one thread per row
+    np.testing.assert_array_equal(outs[0], serial)
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_cd_gradient_sparse_path_equals_dense_path(monkeypatch, persistent, parallel):
+    """MNIST-like gray levels (about 20% nonzero): the zero-skipping products and BLAS give the same
+    chains (float64) and the same gradient to rounding."""
+    D, H, n, k = 50, 20, 40, 2
+    W, b, c = small_rbm(D, H, scale=0.3)
+    b -= 1.5                                         # sparse visible samples, as a trained MNIST RBM's
+    rng = np.random.default_rng(12)
+    v = sparse_matrix(rng, (n, D), 0.2, "float64")
+    v = np.abs(v) / np.abs(v).max()                  # gray levels in [0, 1]
+    h_chain = (rng.random((n, H)) < 0.5).astype(float) if persistent else None
+    u_h, r_v = g.draw_noise(rng, k, n, D, H, start_hidden=not persistent, dtype="float64")
+    monkeypatch.setattr(g, "SPARSE_PARALLEL", parallel)
+    results, calls, sparse_times = {}, [], g._sparse_times
+    monkeypatch.setattr(g, "_sparse_times", lambda X, Y, out: (calls.append(X.shape), sparse_times(X, Y, out)))
+    for name, below in (("dense", 0.0), ("sparse", 1.01)):
+        monkeypatch.setattr(g, "SPARSE_BELOW", below)
+        calls.clear()
+        results[name] = [a.copy() for a in g.cd_gradient_kernel(W, b, c, v, u_h, r_v, h_chain)]
+        assert bool(calls) == (name == "sparse")     # the path under test was taken
+    (dW, db, dc, v_chain, h_last), (sW, sb, sc, s_chain, s_last) = results["dense"], results["sparse"]
+    np.testing.assert_array_equal(s_chain, v_chain)
+    np.testing.assert_array_equal(s_last, h_last)
+    np.testing.assert_allclose(sW, dW, atol=1e-13)
+    np.testing.assert_allclose(sb, db, atol=1e-13)
+    np.testing.assert_allclose(sc, dc, atol=1e-13)
+    stats = g.cd_statistics(W, b, c, v, u_h, r_v, h_chain)          # and the xp twin
+    np.testing.assert_array_equal(s_chain, stats.v_chain)
+    np.testing.assert_allclose(sW, stats.vh_data - stats.vh_model, atol=1e-13)
+
+
+def test_cd_gradient_sparse_path_float32_matches_twin():
+    """float32: chains from the same uniforms may differ only where a uniform is within rounding of p."""
+    D, H, n = 784, 50, 30
+    rng = np.random.default_rng(13)
+    W = (0.05 * rng.normal(size=(D, H))).astype("float32")
+    b, c = np.full(D, -2, "float32"), np.zeros(H, "float32")
+    v = np.where(rng.random((n, D)) < 0.2, rng.random((n, D)), 0).astype("float32")
+    assert g._is_sparse(v)
+    h_chain = (rng.random((n, H)) < 0.3).astype("float32")
+    u_h, r_v = g.draw_noise(rng, 1, n, D, H)
+    dW, db, dc, v_chain, h_last = [a.copy() for a in g.cd_gradient_kernel(W, b, c, v, u_h, r_v, h_chain)]
+    stats = g.cd_statistics(W, b, c, v, u_h, r_v, h_chain)
+    assert (v_chain == stats.v_chain).mean() > 0.999
+    assert (h_last == stats.h_chain).mean() > 0.999
+    np.testing.assert_allclose(dW, stats.vh_data - stats.vh_model, atol=1e-5)
