@@ -41,8 +41,20 @@ scaling p by a per-row weight for the statistics); 0.06 ms together. The twin do
 same float operations in the same order (``1 / (1 + exp(-(a + bias)))`` with the same
 NumPy exp), so on NumPy arrays kernel and twin agree bit for bit. The GEMMs are NumPy's
 (``numpy.dot`` into preallocated buffers; Numba's ``np.dot`` calls the same BLAS, so
-moving them inside an njit function would not change their cost -- not measured). Serial on purpose: ``prange`` over 100 chains fights OpenBLAS's spinning
-threads on 2 cores (see kernels/adam.py), so the thread count cannot change a chain.
+moving them inside an njit function would not change their cost -- not measured). Serial on
+purpose: ``prange`` over 100 chains fights OpenBLAS's spinning threads on 2 cores (see
+kernels/adam.py), so the thread count cannot change a chain.
+
+Zero-skipping products (``cd_gradient_kernel``). The visible matrices of MNIST training are
+mostly zeros (gray levels: 19% nonzero; the chains' binary samples: 10-20% once the visible
+biases have learned the background), so [v_data; v_model] W and the weight gradient
+V2^T P2 (two of the step's three products, 1.5 ms each with BLAS at 1 thread) are computed as
+sums over the nonzero entries only (``_sparse_times``: 0.8 ms each), when the nonzero
+fraction is below ``SPARSE_BELOW``; BLAS otherwise (and always for h W^T: h ~ p(h | v) is
+20-50% ones, and the transposed copy of W the zero-skipping form needs costs what it saves).
+The sums run in another order than BLAS's, so kernel and twin agree to rounding: float32
+chains from the same uniforms differ only where a uniform lies within rounding of p.
+PCD-1 step (float32, 784 x 500, batch 100, 1 thread, loaded machine): 4.9 -> 3.7 ms.
 """
 import collections
 
@@ -58,12 +70,19 @@ __all__ = ["VISIBLE_TYPES", "CDStatistics", "bernoulli_layer", "bernoulli_layer_
 VISIBLE_TYPES = ("bernoulli", "gaussian")
 
 # The products of ``cd_gradient_kernel`` whose left factor has fewer than this fraction of
-# nonzero entries skip its zeros (``_sparse_times``) instead of calling BLAS. Measured
-# (float32, 784 x 500, 1 thread): at 19% nonzeros (MNIST gray levels) [v_data; v_model] W
-# takes 0.75 ms against BLAS's 1.5 ms; at 50% (h ~ p(h | v) of a fresh model) h W^T takes
-# 1.0 ms against 0.9 ms. Break-even near 40%.
-SPARSE_BELOW = 0.35
-# Split the rows of the zero-skipping products over Numba's threads (when it has more than one).
+# nonzero entries skip its zeros (``_sparse_times``) instead of calling BLAS. Measured for
+# [v_data; v_model] W (float32, 200 x 784 @ 784 x 500, 1 thread, BLAS 1.5 ms): MNIST gray
+# levels (19% nonzero, in clustered pixels) 0.78 ms; random binary patterns 0.88 ms at 15%,
+# 1.47 ms at 25%, 1.8 ms at 30%, 2.1 ms at 35%. So 25%: never much slower than BLAS, and
+# MNIST batches (about 15-20% over data and chains once the visible biases have learned the
+# background) take the zero-skipping path; the first batches of a fresh model (v_model half
+# ones) stay on BLAS.
+SPARSE_BELOW = 0.25
+# With more than one Numba thread, split the rows of the zero-skipping products over the
+# threads, and compute h W^T (through a transposed copy of W) and the bias gradients in Numba
+# too, so that a step on sparse data makes no BLAS call (OpenBLAS's spinning threads and
+# Numba's would fight for the cores; see kernels/adam.py). Off by default: not measured on
+# a quiet machine yet (``benchmarks/bench_rbm.py --sparse-parallel``).
 SPARSE_PARALLEL = False
 
 CDStatistics = collections.namedtuple("CDStatistics", ["vh_data", "v_data", "h_data", "vh_model", "v_model",
@@ -175,6 +194,28 @@ def _sparse_times_parallel(X, Y, out):
         _sparse_row_times(X[r], Y, out[r], nz)
 
 
+@numba.njit(cache=True, error_model="numpy", parallel=True)
+def _transpose_parallel(X, out):
+    """out = X^T (X (K, M), out (M, K)), blocks of 16 columns of X per thread: each row of X
+    is read 64 bytes at a time (float32) while 16 rows of ``out`` are written."""
+    K, M = X.shape
+    for jb in numba.prange((M + 15) // 16):
+        for i in range(K):
+            for j in range(jb * 16, min(jb * 16 + 16, M)):
+                out[j, i] = X[i, j]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _weighted_column_sums(w, X, out):
+    """out = w^T X (w (n,), X (n, M)): out[j] = sum_r w[r] X[r, j] (the bias gradients) in
+    Numba rather than a BLAS matrix-vector product, which would wake OpenBLAS's threads."""
+    for j in range(X.shape[1]):
+        out[j] = 0
+    for r in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            out[j] += w[r] * X[r, j]
+
+
 def _one(dtype):
     return np.ones(1, dtype=dtype)[0]
 
@@ -199,9 +240,12 @@ def _is_sparse(X):
     return np.count_nonzero(X) < SPARSE_BELOW * X.size
 
 
+def _parallel():
+    return SPARSE_PARALLEL and numba.get_num_threads() > 1
+
+
 def _sparse_times(X, Y, out):
-    parallel = SPARSE_PARALLEL and numba.get_num_threads() > 1
-    (_sparse_times_parallel if parallel else _sparse_times_serial)(X, Y, out)
+    (_sparse_times_parallel if _parallel() else _sparse_times_serial)(X, Y, out)
 
 
 def _times(X, Y, out):
@@ -375,6 +419,7 @@ class _Buffers:
         self.ones2 = np.ones(n + m, dtype)
         self.dW = np.empty((D, H), dtype)
         self.V2T = np.empty((D, n + m), dtype)
+        self.WT = np.empty((H, D), dtype)
 
 
 _BUFFERS = {}
@@ -397,6 +442,10 @@ def cd_gradient_kernel(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoul
     has k slices; the last step computes p(h | v) of the data and of the chains with one
     product [v_data; v_model] W). Returns (dW, db, dc, v_chain, h_chain): the gradient arrays (dW is a
     reused buffer: copy it to keep it) and the chains' last visible and hidden samples.
+
+    Products: v W and dW = V2^T P2 skip the zeros of v (``_times``, ``_transpose_times``) when
+    fewer than ``SPARSE_BELOW`` of its entries are nonzero, else BLAS; h W^T is BLAS (or, with
+    ``SPARSE_PARALLEL`` and several Numba threads, zero-skipping over a transposed copy of W).
     """
     _check_visible(visible, "cd_gradient_kernel")
     persistent = h_chain is not None
@@ -409,6 +458,7 @@ def cd_gradient_kernel(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoul
     if gaussian:
         sigma = np.ones(D, dtype) if sigma is None else np.ascontiguousarray(sigma, dtype=dtype)
     buf = _buffers(n, m, D, H, dtype)
+    parallel = _parallel()
     V2, P2 = buf.V2, buf.P2
     V2[:n] = v_data
     h = buf.h
@@ -425,7 +475,12 @@ def cd_gradient_kernel(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoul
     v_model = V2[n:]
     a_h = P2[n:]
     for t in range(k):
-        np.dot(h, W.T, out=buf.a_v)                                      # v_{t+1} ~ p(v | h_t)
+        if parallel:                                                     # v_{t+1} ~ p(v | h_t)
+            if t == 0:
+                _transpose_parallel(W, buf.WT)
+            _sparse_times_parallel(h, buf.WT, buf.a_v)
+        else:
+            np.dot(h, W.T, out=buf.a_v)
         if gaussian:
             _gaussian_finish(buf.a_v, b, sigma, r_v[t], v_model)
         else:
@@ -442,10 +497,12 @@ def cd_gradient_kernel(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoul
     if gaussian:
         V2 = V2 / sigma            # the statistics of Gaussian units are those of v / sigma
     _transpose_times(V2, P2, buf.dW, buf.V2T)                           # <v p^T>_data - <v p^T>_model
-    db = buf.signs @ V2                                                  # <v>_data - <v>_model
+    db = np.empty(D, dtype)
+    _weighted_column_sums(buf.signs, V2, db)                             # <v>_data - <v>_model
     if gaussian:
         db = db / sigma            # d(-E)/db_i = (v_i - b_i) / sigma_i^2: the b terms cancel
-    dc = buf.ones2 @ P2                                                  # <p>_data - <p>_model
+    dc = np.empty(H, dtype)
+    _weighted_column_sums(buf.ones2, P2, dc)                             # <p>_data - <p>_model
     return buf.dW, db, dc, v_model.copy(), h.copy()
 
 
