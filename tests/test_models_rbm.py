@@ -188,3 +188,33 @@ def test_plot_helpers_for_filters_and_samples(tmp_path):
     assert (tmp_path / "f.png").stat().st_size > 0 and (tmp_path / "s.png").stat().st_size > 0
     with pytest.raises(ValueError, match=r"W must have shape \(D, H\) with D = prod\(image_shape\) = 784"):
         plot.filter_images(rbm.W.data)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_fit_on_sparse_data_same_seed_same_model_on_either_product_path(monkeypatch, parallel):
+    """PCD on MNIST-like sparse gray levels: the zero-skipping products (rbm_gibbs.SPARSE_BELOW)
+    and BLAS train the same float64 model from the same seed (same chains, parameters to rounding);
+    with SPARSE_PARALLEL the result does not depend on the number of Numba threads."""
+    numba = pytest.importorskip("numba")
+    rng = np.random.default_rng(8)
+    x = np.where(rng.random((300, 40)) < 0.15, rng.random((300, 40)), 0.0)
+    monkeypatch.setattr(rbm_gibbs, "SPARSE_PARALLEL", parallel)
+    runs = {}
+    before = numba.get_num_threads()
+    try:
+        for name, below, threads in (("blas", 0.0, 1), ("sparse", 1.01, 1), ("sparse, 2 threads", 1.01, 2)):
+            monkeypatch.setattr(rbm_gibbs, "SPARSE_BELOW", below)
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            rbm = BernoulliRBM(40, 12, rng=td.rng(0), dtype="float64")
+            rbm.b.data[...] = -2.0                          # sparse chains from the first step on
+            rbm.fit(x, epochs=2, batch_size=50, lr=0.1, k=1, persistent=True, rng=np.random.default_rng(0))
+            runs[name] = (rbm.h_chain.copy(),) + tuple(a.copy() for a in params(rbm))
+    finally:
+        numba.set_num_threads(before)
+    for name in ("sparse", "sparse, 2 threads"):
+        np.testing.assert_array_equal(runs[name][0], runs["blas"][0])      # same chains
+        for got, want in zip(runs[name][1:], runs["blas"][1:]):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    for got, want in zip(runs["sparse, 2 threads"], runs["sparse"]):
+        np.testing.assert_array_equal(got, want)
+    assert not np.allclose(runs["blas"][1], BernoulliRBM(40, 12, rng=td.rng(0), dtype="float64").W.data)   # it trained
