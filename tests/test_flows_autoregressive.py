@@ -29,6 +29,25 @@ def test_affine_autoregressive_layers_follow_the_flow_contract(cls, ordering):
     assert_flow_transform(_layer(cls, ordering=ordering), _x(), rtol=1e-6)
 
 
+@pytest.mark.parametrize("cls", [MAFLayer, IAFLayer])
+@pytest.mark.parametrize("bound", [None, 0.5])
+def test_alpha_bound_keeps_the_flow_contract_and_bounds_alpha(cls, bound):
+    layer = cls(4, (12, 10), rng=np.random.default_rng(0), dtype="float64", alpha_bound=bound)
+    for p in layer.parameters():
+        p.data = 3 * p.data                               # large raw alphas
+    x = _x()
+    assert_flow_transform(layer, x, rtol=1e-6)
+    mu, alpha = layer.params(x)
+    raw = layer.made(x).numpy()[:, 4:]
+    expected = raw if bound is None else bound * np.tanh(raw / bound)
+    np.testing.assert_allclose(alpha.numpy(), expected, rtol=1e-12)
+
+
+def test_alpha_bound_must_be_positive():
+    with pytest.raises(ValueError, match="MAFLayer: alpha_bound must be positive or None, got 0"):
+        MAFLayer(2, (4,), alpha_bound=0)
+
+
 @pytest.mark.parametrize("transform", [Reverse(), Permutation(4, [2, 0, 3, 1])])
 def test_reverse_and_permutation_follow_the_flow_contract(transform):
     x = _x()

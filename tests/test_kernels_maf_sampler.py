@@ -6,7 +6,7 @@ import pytest
 import tinydgm as td
 from tinydgm.kernels import made_sampler
 from tinydgm.kernels.maf_sampler import (autoregressive_affine, autoregressive_affine_kernel,
-                                         autoregressive_affine_naive, autoregressive_affine_xp)
+                                         autoregressive_affine_naive, autoregressive_affine_xp, soft_bound)
 from tinydgm.models.made import MADE
 
 
@@ -50,6 +50,41 @@ def test_kernel_equals_twin_equals_naive(case, direction):
         np.testing.assert_allclose(a_kernel, a, rtol=1e-10, atol=1e-10)
     dispatched, _ = autoregressive_affine(weights, biases, degrees, y, direction, direct)
     np.testing.assert_array_equal(dispatched, v_kernel)
+
+
+@pytest.mark.parametrize("direction", ["sample", "normalize"])
+def test_soft_bound_is_applied_alike_by_kernel_twin_and_naive(direction):
+    made = _made(d=4, hidden=(10, 10))
+    for p in made.parameters():                          # raw alphas of several units: the bound bites
+        p.data = 4 * p.data
+    weights, biases, degrees, direct = _arrays(made)
+    y = np.random.default_rng(2).normal(size=(7, 4))
+    bound = 1.5
+    raw_params = _params_fn(made)
+
+    def bounded(v):
+        mu, raw = raw_params(v)
+        return mu, bound * np.tanh(raw / bound)
+
+    v_naive, a_naive = autoregressive_affine_naive(bounded, y, made_sampler.ordering_positions(made.ordering),
+                                                   direction)
+    for solve in (autoregressive_affine_kernel, autoregressive_affine_xp):
+        v, a = solve(weights, biases, degrees, y, direction, direct, alpha_bound=bound)
+        np.testing.assert_allclose(v, v_naive, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(a, a_naive, rtol=1e-10, atol=1e-10)
+    assert (np.abs(a_naive) < 4 * bound).all()           # a sum of 4 alphas, each inside (-B, B)
+    unbounded, _ = autoregressive_affine_kernel(weights, biases, degrees, y, direction, direct)
+    assert not np.allclose(unbounded, v_naive)           # the bound changed something: the test can fail
+
+
+def test_soft_bound_on_arrays_and_tensors():
+    raw = np.array([-100.0, -1e-3, 0.0, 2.0, 50.0])
+    out = soft_bound(raw, 8.0)
+    assert (np.abs(out) < 8).all() and out[1] == pytest.approx(-1e-3, rel=1e-6)
+    assert soft_bound(raw, None) is raw
+    t = td.tensor(raw, dtype="float64", requires_grad=True)
+    np.testing.assert_allclose(soft_bound(t, 8.0).numpy(), out)
+    assert td.gradcheck(lambda x: soft_bound(x, 8.0), (t,))
 
 
 @pytest.mark.parametrize("n", [64, 150])

@@ -39,9 +39,19 @@ from tinydgm import backend
 from tinydgm.kernels.made_sampler import ordering_positions
 
 __all__ = ["autoregressive_affine", "autoregressive_affine_kernel", "autoregressive_affine_xp",
-           "autoregressive_affine_naive", "DIRECTIONS"]
+           "autoregressive_affine_naive", "soft_bound", "DIRECTIONS"]
 
 DIRECTIONS = {"sample": 1, "normalize": -1}
+
+
+def soft_bound(raw, bound):
+    """alpha = bound tanh(raw / bound): |alpha| < bound, alpha ~ raw for |raw| << bound
+    (None or 0: alpha = raw). Works on arrays and on engine Tensors alike."""
+    if not bound:
+        return raw
+    if hasattr(raw, "requires_grad"):                  # an engine Tensor: differentiable
+        return bound * (raw / bound).tanh()
+    return bound * backend.xp_of(raw).tanh(raw / bound)
 
 
 def _sign(direction, who):
@@ -72,12 +82,13 @@ BLOCK = 64          # examples solved together: the inner loops run over them (S
 
 @numba.njit(cache=True, error_model="numpy")
 def _affine_kernel(w1, b1, degrees, sizes, w_up, b_up, w_out, b_out, direct, has_direct, order, y, sign,
-                   v, alpha_sum):
+                   v, alpha_sum, bound):
     """Serial loop over blocks of examples; inside a block the schedule of made_sampler's
     kernel (finalise the units of degree t before step t) with every array laid out
     (unit, example), so each update is an axpy over the block's examples. Masked-out
     weights (exact zeros) are skipped. sign = +1 solves v = y exp(alpha) + mu, sign = -1
-    solves v = (y - mu) exp(-alpha). ``w_up`` holds layers 2..L, (in, out) each, flattened."""
+    solves v = (y - mu) exp(-alpha). ``w_up`` holds layers 2..L, (in, out) each, flattened.
+    bound > 0: alpha = bound tanh(raw / bound) (see ``soft_bound``); bound <= 0: alpha = raw."""
     n, n_dims = y.shape
     n_layers = sizes.shape[0]
     total = 0
@@ -132,6 +143,8 @@ def _affine_kernel(w1, b1, degrees, sizes, w_up, b_up, w_out, b_out, direct, has
                         mu[i] += w_mu * h[h_last + k, i]
                         alpha[i] += w_alpha * h[h_last + k, i]
             for i in range(m):
+                if bound > 0.0:
+                    alpha[i] = bound * np.tanh(alpha[i] / bound)
                 if sign > 0:
                     value[i] = y[s0 + i, d] * np.exp(alpha[i]) + mu[i]
                 else:
@@ -151,7 +164,7 @@ def _affine_kernel(w1, b1, degrees, sizes, w_up, b_up, w_out, b_out, direct, has
                             c[j, i] += value[i] * w
 
 
-def autoregressive_affine_kernel(weights, biases, degrees, y, direction, direct=None):
+def autoregressive_affine_kernel(weights, biases, degrees, y, direction, direct=None, alpha_bound=None):
     """The Numba kernel on NumPy arrays (computes in float64)."""
     who = "autoregressive_affine_kernel"
     sign = _sign(direction, who)
@@ -169,13 +182,14 @@ def autoregressive_affine_kernel(weights, biases, degrees, y, direction, direct=
     _affine_kernel(hidden[0], np.asarray(biases[0], dtype=f64), hidden_degrees, sizes, w_up, b_up,
                    np.ascontiguousarray(weights[-1], dtype=f64), np.asarray(biases[-1], dtype=f64),
                    direct, has_direct, ordering_positions(np.asarray(degrees[0])).astype(np.int64),
-                   np.ascontiguousarray(y, dtype=f64), sign, v, alpha_sum)
+                   np.ascontiguousarray(y, dtype=f64), sign, v, alpha_sum,
+                   float(alpha_bound) if alpha_bound else 0.0)
     return v, alpha_sum
 
 
 # ----------------------------------------------------------------------------- xp twin
 
-def autoregressive_affine_xp(weights, biases, degrees, y, direction, direct=None):
+def autoregressive_affine_xp(weights, biases, degrees, y, direction, direct=None, alpha_bound=None):
     """The twin, batched over the n examples (one vectorised step per dimension), on the
     arrays' module (NumPy or CuPy): the same finalise-once schedule as the kernel."""
     who = "autoregressive_affine_xp"
@@ -206,7 +220,8 @@ def autoregressive_affine_xp(weights, biases, degrees, y, direction, direct=None
                 h[l][:, idx] = xp.maximum(h[l - 1] @ weights[l][:, idx] + biases[l][idx], 0.0)
         d = int(order[t])
         mu = h[-1] @ weights[-1][:, d] + biases[-1][d] + c[:, d]
-        alpha = h[-1] @ weights[-1][:, n_dims + d] + biases[-1][n_dims + d] + c[:, n_dims + d]
+        alpha = soft_bound(h[-1] @ weights[-1][:, n_dims + d] + biases[-1][n_dims + d] + c[:, n_dims + d],
+                           alpha_bound)
         v_d = y[:, d] * xp.exp(alpha) + mu if sign > 0 else (y[:, d] - mu) * xp.exp(-alpha)
         v[:, d] = v_d
         alpha_sum += alpha
@@ -216,12 +231,12 @@ def autoregressive_affine_xp(weights, biases, degrees, y, direction, direct=None
     return v, alpha_sum
 
 
-def autoregressive_affine(weights, biases, degrees, y, direction, direct=None):
+def autoregressive_affine(weights, biases, degrees, y, direction, direct=None, alpha_bound=None):
     """The Numba kernel for NumPy arrays, the batched twin for CuPy arrays."""
     arrays = list(weights) + list(biases) + [y] + ([direct] if direct is not None else [])
     if all(type(a) is np.ndarray for a in arrays):
-        return autoregressive_affine_kernel(weights, biases, degrees, y, direction, direct)
-    return autoregressive_affine_xp(weights, biases, degrees, y, direction, direct)
+        return autoregressive_affine_kernel(weights, biases, degrees, y, direction, direct, alpha_bound)
+    return autoregressive_affine_xp(weights, biases, degrees, y, direction, direct, alpha_bound)
 
 
 # ----------------------------------------------------------------------------- naive reference

@@ -38,8 +38,11 @@ log-det 0, so every variable gets to depend on every other; MAF's paper also pla
 normalisation between MADEs (tinydgm.models.flows.image.BatchNormTransform). ``build_maf``
 assembles a Flow.
 
-Limitations: alpha is not clamped (a very confident layer can overflow exp in float32);
-the MADE's hidden units are ReLU; IAF's conditioning on a context h (the VAE encoder's) is
+Stability: alpha is the MADE's raw output softly bounded, alpha = B tanh(raw / B) with
+B = ``alpha_bound`` (default 8: |alpha| < 8, so one layer scales by at most e^8 ~ 3000, and
+alpha ~ raw while |raw| << B). Unbounded (alpha_bound=None, the paper's form) a confident layer
+can overflow exp in float32 and training on sharp densities (the checkerboard) diverged.
+Limitations: the MADE's hidden units are ReLU; IAF's conditioning on a context h (the VAE encoder's) is
 left to the VAE issue.
 """
 import time
@@ -76,15 +79,18 @@ class _AffineAutoregressive(Transform):
     """The MADE and the two solves shared by MAF and IAF: ``params(v) -> (mu, alpha)`` in one
     pass, and ``solve(y, direction) -> (v, sum alpha)`` sequentially (see maf_sampler)."""
 
-    def __init__(self, n_dims, hidden_sizes=(64, 64), ordering="natural", rng=None, dtype=None):
+    def __init__(self, n_dims, hidden_sizes=(64, 64), ordering="natural", rng=None, dtype=None, alpha_bound=8.0):
         super().__init__()
-        self.n_dims = n_dims
+        if alpha_bound is not None and not alpha_bound > 0:
+            raise ValueError(f"{type(self).__name__}: alpha_bound must be positive or None, got {alpha_bound!r}")
+        self.n_dims, self.alpha_bound = n_dims, alpha_bound
         self.made = MADE(n_dims, list(hidden_sizes), output="gaussian", ordering=ordering, rng=rng, dtype=dtype)
 
     def params(self, v):
-        """mu, alpha = split(MADE(v)): each (N, D), entry i a function of v_<i."""
-        mu, alpha = split(self.made(v), 2, axis=-1)
-        return mu, alpha
+        """mu, alpha = split(MADE(v)), alpha softly bounded (see the module docstring): each
+        (N, D), entry i a function of v_<i."""
+        mu, raw = split(self.made(v), 2, axis=-1)
+        return mu, maf_sampler.soft_bound(raw, self.alpha_bound)
 
     def _needs_graph(self, y):
         return is_grad_enabled() and (y.requires_grad or any(p.requires_grad for p in self.parameters()))
@@ -94,7 +100,8 @@ class _AffineAutoregressive(Transform):
         v_i = (y_i - mu_i(v_<i)) exp(-alpha_i(v_<i)) ("normalize"), and sum_i alpha_i."""
         if not self._needs_graph(y):
             weights, biases, degrees = self.made._sampler_arrays()
-            v, alpha_sum = maf_sampler.autoregressive_affine(weights, biases, degrees, y.data, direction)
+            v, alpha_sum = maf_sampler.autoregressive_affine(weights, biases, degrees, y.data, direction,
+                                                             alpha_bound=self.alpha_bound)
             return Tensor(v.astype(y.dtype)), Tensor(alpha_sum.astype(y.dtype))
         return self._solve_through_engine(y, direction)
 
@@ -121,8 +128,9 @@ class MAFLayer(_AffineAutoregressive):
         forward   u = (x - mu(x)) * exp(-alpha(x)),   log |det du/dx| = -sum_i alpha_i    (one pass)
         inverse   x_i = u_i exp(alpha_i(x_<i)) + mu_i(x_<i),  log |det dx/du| = +sum_i alpha_i  (sequential)
 
-    MAFLayer(n_dims, hidden_sizes=(64, 64), ordering="natural", rng=None, dtype=None):
-    ordering is the MADE's m^0 ("natural", "random" or a permutation of 1..D).
+    MAFLayer(n_dims, hidden_sizes=(64, 64), ordering="natural", rng=None, dtype=None, alpha_bound=8.0):
+    ordering is the MADE's m^0 ("natural", "random" or a permutation of 1..D); alpha_bound:
+    the soft bound on alpha (None: unbounded, as in the paper).
     """
 
     def forward(self, x):
@@ -208,11 +216,11 @@ class Permutation(Transform):
 # ----------------------------------------------------------------------------- the flow
 
 def build_maf(n_dims, n_layers=5, hidden_sizes=(100, 100), batch_norm=False, permute="reverse", rng=None,
-              dtype=None):
+              dtype=None, alpha_bound=8.0):
     """A MAF (Papamakarios et al. 2017) for vectors of n_dims: ``n_layers`` MADE layers
     (MAFLayer, ``hidden_sizes`` ReLU units each), the ordering reversed ("reverse") or
     randomly permuted ("random") between consecutive layers, and with ``batch_norm`` a
-    BatchNormTransform after each MADE but the last. Returns a Flow with a N(0, I) base.
+    BatchNormTransform after each MADE but the last; ``alpha_bound`` goes to every layer. Returns a Flow with a N(0, I) base.
 
     Density direction x -> MAF_1 -> [BN] -> Reverse -> MAF_2 -> ... -> MAF_K -> u.
     """
@@ -225,7 +233,7 @@ def build_maf(n_dims, n_layers=5, hidden_sizes=(100, 100), batch_norm=False, per
             if batch_norm:
                 transforms.append(BatchNormTransform(n_dims, dtype=dtype))
             transforms.append(Reverse() if permute == "reverse" else Permutation(n_dims, rng=rng))
-        transforms.append(MAFLayer(n_dims, hidden_sizes, rng=rng, dtype=dtype))
+        transforms.append(MAFLayer(n_dims, hidden_sizes, rng=rng, dtype=dtype, alpha_bound=alpha_bound))
     return Flow(Compose(transforms), (n_dims,))
 
 
