@@ -259,3 +259,14 @@ def test_errors():
         LogitTransform(0.5)
     with pytest.raises(TypeError, match="DequantizedFlow: flow must be a Flow"):
         DequantizedFlow(Affine([0.0], [1.0]), UniformDequantization())
+
+
+def test_logit_inverse_log_det_is_finite_where_sigmoid_saturates():
+    # float32 sigmoid(20) rounds to 1: log(1 - s) would be -inf; log_sigmoid(-w) is not
+    t = LogitTransform(alpha=0.05)
+    w = td.tensor(np.array([[-30.0, 0.0, 20.0, 40.0]], dtype=np.float32))
+    _, log_det = t.inverse(w)
+    assert np.isfinite(log_det.numpy()).all()
+    w64 = td.tensor(np.array([[-30.0, 0.0, 20.0, 40.0]]), dtype="float64")
+    expected = -(4 * (np.log(0.9) - np.log(256)) - np.sum(-np.logaddexp(0, -w64.numpy()) - np.logaddexp(0, w64.numpy())))
+    np.testing.assert_allclose(t.inverse(w64)[1].numpy(), [expected], rtol=1e-12)

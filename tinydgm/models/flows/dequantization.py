@@ -222,7 +222,8 @@ class LogitTransform(Transform):
         log |det dw/dy| = sum_d log(1 - 2 alpha) - log K - log s_d - log(1 - s_d)
 
     (the 1/K scaling included: see the module docstring for the bits/dim it gives).
-    inverse: y = K (sigmoid(w) - alpha) / (1 - 2 alpha), log-det the negative.
+    inverse: y = K (sigmoid(w) - alpha) / (1 - 2 alpha), log-det the negative, with
+    log s = log_sigmoid(w) and log(1 - s) = log_sigmoid(-w) (stable where sigmoid(w) rounds to 1).
     """
 
     def __init__(self, alpha=0.05, n_levels=256):
@@ -231,18 +232,19 @@ class LogitTransform(Transform):
             raise ValueError(f"LogitTransform: alpha must be in [0, 0.5), got {alpha!r}")
         self.alpha, self.n_levels = float(alpha), int(n_levels)
 
-    def _log_det(self, s):
-        per_dim = math.log(1 - 2 * self.alpha) - math.log(self.n_levels) - log(s) - log(1 - s)
+    def _log_det(self, log_s, log_1ms):
+        per_dim = math.log(1 - 2 * self.alpha) - math.log(self.n_levels) - log_s - log_1ms
         return sum_per_example(per_dim)
 
     def forward(self, y):
         s = self.alpha + (1 - 2 * self.alpha) * (1.0 / self.n_levels) * y
-        return log(s) - log(1 - s), self._log_det(s)
+        log_s, log_1ms = log(s), log(1 - s)
+        return log_s - log_1ms, self._log_det(log_s, log_1ms)
 
     def inverse(self, w):
         s = sigmoid(w)
         y = (s - self.alpha) * (self.n_levels / (1 - 2 * self.alpha))
-        return y, -self._log_det(s)
+        return y, -self._log_det(log_sigmoid(w), log_sigmoid(-w))
 
     def extra_repr(self):
         return f"alpha={self.alpha}, n_levels={self.n_levels}"
