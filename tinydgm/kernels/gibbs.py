@@ -28,6 +28,7 @@ import numba
 import numpy as np
 
 from tinydgm import backend
+from tinydgm.kernels.mh import _record_index, _record_index_nb   # burn-in / thinning bookkeeping, shared
 
 __all__ = ["gibbs_fvbm_kernel", "gibbs_fvbm_xp", "gibbs_fvbm", "check_boltzmann_weights"]
 
@@ -42,14 +43,6 @@ def _sigmoid(z):
     return t / (1.0 + t)
 
 
-def _record_index(t, burn_in, thin):
-    done = t + 1 - burn_in
-    if done > 0 and done % thin == 0:
-        return done // thin - 1
-    return -1
-
-
-_record_index_nb = numba.njit(**_NJIT)(_record_index)
 
 
 def _gibbs_body(W, b, x, u, burn_in, thin, t0, samples):
