@@ -46,7 +46,7 @@ import numpy as np
 from tinydgm import backend
 
 __all__ = ["sample_bernoulli_made", "sample_bernoulli_made_kernel", "sample_bernoulli_made_xp",
-           "sample_bernoulli_naive", "sample_gaussian_naive", "ordering_positions"]
+           "sample_bernoulli_naive", "sample_gaussian_naive", "ordering_positions", "twin_schedule"]
 
 
 def ordering_positions(m0):
@@ -149,23 +149,33 @@ def sample_bernoulli_made_kernel(weights, biases, degrees, u, direct=None):
 
 # ----------------------------------------------------------------------------- xp twin
 
+def twin_schedule(weights, biases, degrees, n, xp):
+    """The set-up shared by the batched twins (this module's and maf_sampler's): the weights
+    and biases in float64 on xp's device, the sampling order, ``ready[l][t]`` = the units of
+    hidden layer l to finalise before step t (CPU index lists, moved to the device), the
+    incremental first-layer pre-activation a (n, H_1) at its bias, and zeroed hidden
+    activations h (one (n, H_l) per layer)."""
+    f64 = xp.float64
+    weights = [xp.asarray(w, dtype=f64) for w in weights]
+    biases = [xp.asarray(b, dtype=f64) for b in biases]
+    hidden_degrees = [backend.to_numpy(m) if backend.is_array(m) else m for m in degrees[1:]]
+    order = backend.to_numpy(ordering_positions(backend.to_numpy(degrees[0])))
+    ready = [[xp.asarray(np.flatnonzero(m == t)) for t in range(len(order))] for m in hidden_degrees]
+    a = xp.broadcast_to(biases[0], (n, weights[0].shape[1])).copy()
+    h = [xp.zeros((n, w.shape[1]), dtype=f64) for w in weights[:-1]]
+    return weights, biases, order, ready, a, h
+
+
 def sample_bernoulli_made_xp(weights, biases, degrees, u, direct=None):
     """The twin, batched over the n samples (one vectorised step per dimension), on the
     arrays' module (NumPy or CuPy): the same finalise-once schedule as the kernel."""
     n_dims = _check(weights, biases, degrees, direct, u, "sample_bernoulli_made_xp")
     xp = backend.xp_of(u)
     f64 = xp.float64
-    weights = [xp.asarray(w, dtype=f64) for w in weights]
-    biases = [xp.asarray(b, dtype=f64) for b in biases]
-    hidden_degrees = [backend.to_numpy(m) if backend.is_array(m) else m for m in degrees[1:]]
-    order = backend.to_numpy(ordering_positions(backend.to_numpy(degrees[0])))
-    # the units to finalise before each step t, per layer (CPU index lists, on the device)
-    ready = [[xp.asarray(np.flatnonzero(m == t)) for t in range(n_dims)] for m in hidden_degrees]
     n = u.shape[0]
+    weights, biases, order, ready, a, h = twin_schedule(weights, biases, degrees, n, xp)
     u = xp.asarray(u, dtype=f64)
-    a = xp.broadcast_to(biases[0], (n, weights[0].shape[1])).copy()      # incremental first layer
     c = xp.zeros((n, n_dims), dtype=f64)
-    h = [xp.zeros((n, w.shape[1]), dtype=f64) for w in weights[:-1]]
     x = xp.zeros((n, n_dims), dtype=f64)
     for t in range(n_dims):
         for l, layer_ready in enumerate(ready):

@@ -36,7 +36,7 @@ import numba
 import numpy as np
 
 from tinydgm import backend
-from tinydgm.kernels.made_sampler import ordering_positions
+from tinydgm.kernels.made_sampler import ordering_positions, twin_schedule
 
 __all__ = ["autoregressive_affine", "autoregressive_affine_kernel", "autoregressive_affine_xp",
            "autoregressive_affine_naive", "soft_bound", "DIRECTIONS"]
@@ -197,16 +197,10 @@ def autoregressive_affine_xp(weights, biases, degrees, y, direction, direct=None
     n_dims = _check(weights, biases, degrees, direct, y, who)
     xp = backend.xp_of(y)
     f64 = xp.float64
-    weights = [xp.asarray(w, dtype=f64) for w in weights]
-    biases = [xp.asarray(b, dtype=f64) for b in biases]
-    hidden_degrees = [backend.to_numpy(m) if backend.is_array(m) else m for m in degrees[1:]]
-    order = backend.to_numpy(ordering_positions(backend.to_numpy(degrees[0])))
-    ready = [[xp.asarray(np.flatnonzero(m == t)) for t in range(n_dims)] for m in hidden_degrees]
     n = y.shape[0]
+    weights, biases, order, ready, a, h = twin_schedule(weights, biases, degrees, n, xp)
     y = xp.asarray(y, dtype=f64)
-    a = xp.broadcast_to(biases[0], (n, weights[0].shape[1])).copy()      # incremental first layer
     c = xp.zeros((n, 2 * n_dims), dtype=f64)
-    h = [xp.zeros((n, w.shape[1]), dtype=f64) for w in weights[:-1]]
     v = xp.zeros((n, n_dims), dtype=f64)
     alpha_sum = xp.zeros(n, dtype=f64)
     for t in range(n_dims):
