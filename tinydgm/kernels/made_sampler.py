@@ -46,7 +46,8 @@ import numpy as np
 from tinydgm import backend
 
 __all__ = ["sample_bernoulli_made", "sample_bernoulli_made_kernel", "sample_bernoulli_made_xp",
-           "sample_bernoulli_naive", "sample_gaussian_naive", "ordering_positions", "twin_schedule"]
+           "sample_bernoulli_naive", "sample_gaussian_naive", "ordering_positions", "twin_schedule",
+           "finalise_hidden"]
 
 
 def ordering_positions(m0):
@@ -166,6 +167,20 @@ def twin_schedule(weights, biases, degrees, n, xp):
     return weights, biases, order, ready, a, h
 
 
+def finalise_hidden(h, a, weights, biases, ready, t, xp):
+    """Before step t of a batched twin: compute the hidden units whose degree is t, in every
+    layer (ReLU; layer 1 from its incremental pre-activation a, deeper layers from the layer
+    below), so that each unit is computed once, when all its inputs are final."""
+    for l, layer_ready in enumerate(ready):
+        idx = layer_ready[t]
+        if idx.size == 0:
+            continue
+        if l == 0:
+            h[0][:, idx] = xp.maximum(a[:, idx], 0.0)
+        else:
+            h[l][:, idx] = xp.maximum(h[l - 1] @ weights[l][:, idx] + biases[l][idx], 0.0)
+
+
 def sample_bernoulli_made_xp(weights, biases, degrees, u, direct=None):
     """The twin, batched over the n samples (one vectorised step per dimension), on the
     arrays' module (NumPy or CuPy): the same finalise-once schedule as the kernel."""
@@ -178,14 +193,7 @@ def sample_bernoulli_made_xp(weights, biases, degrees, u, direct=None):
     c = xp.zeros((n, n_dims), dtype=f64)
     x = xp.zeros((n, n_dims), dtype=f64)
     for t in range(n_dims):
-        for l, layer_ready in enumerate(ready):
-            idx = layer_ready[t]
-            if idx.size == 0:
-                continue
-            if l == 0:
-                h[0][:, idx] = xp.maximum(a[:, idx], 0.0)
-            else:
-                h[l][:, idx] = xp.maximum(h[l - 1] @ weights[l][:, idx] + biases[l][idx], 0.0)
+        finalise_hidden(h, a, weights, biases, ready, t, xp)
         d = int(order[t])
         logit = h[-1] @ weights[-1][:, d] + biases[-1][d] + c[:, d]
         x_d = (u[:, t] < 1.0 / (1.0 + xp.exp(-logit))).astype(f64)

@@ -36,7 +36,7 @@ import numba
 import numpy as np
 
 from tinydgm import backend
-from tinydgm.kernels.made_sampler import ordering_positions, twin_schedule
+from tinydgm.kernels.made_sampler import finalise_hidden, ordering_positions, twin_schedule
 
 __all__ = ["autoregressive_affine", "autoregressive_affine_kernel", "autoregressive_affine_xp",
            "autoregressive_affine_naive", "soft_bound", "DIRECTIONS"]
@@ -204,14 +204,7 @@ def autoregressive_affine_xp(weights, biases, degrees, y, direction, direct=None
     v = xp.zeros((n, n_dims), dtype=f64)
     alpha_sum = xp.zeros(n, dtype=f64)
     for t in range(n_dims):
-        for l, layer_ready in enumerate(ready):
-            idx = layer_ready[t]
-            if idx.size == 0:
-                continue
-            if l == 0:
-                h[0][:, idx] = xp.maximum(a[:, idx], 0.0)
-            else:
-                h[l][:, idx] = xp.maximum(h[l - 1] @ weights[l][:, idx] + biases[l][idx], 0.0)
+        finalise_hidden(h, a, weights, biases, ready, t, xp)
         d = int(order[t])
         mu = h[-1] @ weights[-1][:, d] + biases[-1][d] + c[:, d]
         alpha = soft_bound(h[-1] @ weights[-1][:, n_dims + d] + biases[-1][n_dims + d] + c[:, n_dims + d],
