@@ -178,6 +178,24 @@ def _sparse_row_times(x, Y, out, nz):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _sparse_gradient_step(XT, Y, W, velocity, lr, momentum, weight_decay):
+    """The weight gradient G = X^T Y and its momentum step on W in ONE pass over W's rows:
+
+        G_i = sum_{r: XT[i, r] != 0} XT[i, r] Y[r, :]           (``_sparse_row_times``, into a row in L1)
+        velocity_i <- momentum velocity_i + lr (G_i - weight_decay W_i),   W_i <- W_i + velocity_i
+
+    the arithmetic of ``_sgd_kernel`` row by row, so the result equals the two separate passes
+    exactly, without writing G (D x H) to memory and reading it back."""
+    nz = np.empty(XT.shape[1], np.int64)
+    g = np.empty(Y.shape[1], Y.dtype)
+    for i in range(XT.shape[0]):
+        _sparse_row_times(XT[i], Y, g, nz)
+        for j in range(g.shape[0]):
+            velocity[i, j] = momentum * velocity[i, j] + lr * (g[j] - weight_decay * W[i, j])
+            W[i, j] += velocity[i, j]
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _sparse_times_serial(X, Y, out):
     """out = X Y row by row with ``_sparse_row_times`` (X (n, K) mostly zeros, Y (K, M))."""
     nz = np.empty(X.shape[1], np.int64)
@@ -433,7 +451,8 @@ def _buffers(n, m, D, H, dtype):
     return _BUFFERS[key]
 
 
-def cd_gradient_kernel(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoulli", sigma=None):
+def cd_gradient_kernel(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoulli", sigma=None,
+                       weight_update=None):
     """The CD-k / PCD-k estimate of d log p / d(W, b, c) (data moments minus model moments,
     means over the n data rows and the m chains), the Numba path.
 
@@ -496,14 +515,26 @@ def cd_gradient_kernel(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoul
     buf.h = h
     if gaussian:
         V2 = V2 / sigma            # the statistics of Gaussian units are those of v / sigma
-    _transpose_times(V2, P2, buf.dW, buf.V2T)                           # <v p^T>_data - <v p^T>_model
+    dW = buf.dW
+    if weight_update is not None and not gaussian and not parallel and _is_sparse(V2):
+        # the gradient rows go straight into the update of W: dW is never written
+        velocity, lr, momentum, weight_decay = weight_update
+        one = _one(dtype)
+        buf.V2T[...] = V2.T
+        _sparse_gradient_step(buf.V2T, P2, W, velocity, one * lr, one * momentum, one * weight_decay)
+        dW = None
+    else:
+        _transpose_times(V2, P2, dW, buf.V2T)                            # <v p^T>_data - <v p^T>_model
+        if weight_update is not None:
+            velocity, lr, momentum, weight_decay = weight_update
+            sgd_update(W, dW, velocity, lr, momentum, weight_decay)
     db = np.empty(D, dtype)
     _weighted_column_sums(buf.signs, V2, db)                             # <v>_data - <v>_model
     if gaussian:
         db = db / sigma            # d(-E)/db_i = (v_i - b_i) / sigma_i^2: the b terms cancel
     dc = np.empty(H, dtype)
     _weighted_column_sums(buf.ones2, P2, dc)                             # <p>_data - <p>_model
-    return buf.dW, db, dc, v_model.copy(), h.copy()
+    return dW, db, dc, v_model.copy(), h.copy()
 
 
 def cd_gradient_xp(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoulli", sigma=None):
@@ -514,13 +545,21 @@ def cd_gradient_xp(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoulli",
             stats.v_chain, stats.h_chain)
 
 
-def cd_gradient(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoulli", sigma=None):
-    """CD-k / PCD-k gradient: the Numba path for NumPy arrays, the twin for CuPy arrays."""
+def cd_gradient(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoulli", sigma=None, weight_update=None):
+    """CD-k / PCD-k gradient: the Numba path for NumPy arrays, the twin for CuPy arrays.
+
+    weight_update = (velocity, lr, momentum, weight_decay): also apply ``sgd_update`` to W
+    (in place) with the weight gradient; on the Numba path with sparse visible matrices the
+    gradient is then never materialised (``_sparse_gradient_step``) and dW is returned as None."""
     if backend.device_of(W) == "cpu":
         to = backend.to_numpy
         return cd_gradient_kernel(W, b, c, to(v_data), to(u_h), to(r_v), None if h_chain is None else to(h_chain),
-                                  visible, None if sigma is None else to(sigma))
-    return cd_gradient_xp(W, b, c, v_data, u_h, r_v, h_chain, visible, sigma)
+                                  visible, None if sigma is None else to(sigma), weight_update)
+    dW, db, dc, v, h = cd_gradient_xp(W, b, c, v_data, u_h, r_v, h_chain, visible, sigma)
+    if weight_update is not None:
+        velocity, lr, momentum, weight_decay = weight_update
+        sgd_update(W, dW, velocity, lr, momentum, weight_decay)
+    return dW, db, dc, v, h
 
 
 def cd_statistics(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoulli", sigma=None):

@@ -175,7 +175,7 @@ class BernoulliRBM(Module):
         return self.visible_probs(p_h)
 
     # --- training
-    def cd_gradient(self, v, k=1, rng=None, persistent=False, copy=True):
+    def cd_gradient(self, v, k=1, rng=None, persistent=False, copy=True, weight_update=None):
         """The CD-k (or PCD-k, updating ``self.h_chain``) estimate of d mean log p / d(W, b, c):
         a dict of backend arrays {"W", "b", "c"} (ascent directions). copy=False: "W" may be the
         kernel's reused buffer, overwritten by the next call (what ``step`` uses)."""
@@ -187,20 +187,22 @@ class BernoulliRBM(Module):
         h_chain = self.h_chain if persistent else None
         u_h, r_v = self._noise(rng, k, v.shape[0], start_hidden=not persistent)
         dW, db, dc, _, h = rbm_gibbs.cd_gradient(self.W.data, self.b.data, self.c.data, v, u_h, r_v, h_chain,
-                                                 self.visible, self._sigma())
+                                                 self.visible, self._sigma(), weight_update)
         if persistent:
             self.h_chain = h
-        return {"W": dW.copy() if copy else dW, "b": db, "c": dc}
+        return {"W": dW.copy() if copy and dW is not None else dW, "b": db, "c": dc}
 
     def step(self, v, lr=0.1, k=1, persistent=True, momentum=0.0, weight_decay=0.0, rng=None):
         """One CD-k/PCD-k update on the batch v: theta <- theta + velocity, velocity <- momentum
-        velocity + lr (grad - weight_decay theta) (weight decay on W only)."""
-        grad = self.cd_gradient(v, k, rng, persistent, copy=False)
+        velocity + lr (grad - weight_decay theta) (weight decay on W only). Returns the gradient dict;
+        its "W" is None when W was updated in the same pass as its gradient (sparse batches)."""
         if self._velocity is None:
             self._velocity = {name: self.xp.zeros_like(getattr(self, name).data) for name in ("W", "b", "c")}
-        for name in ("W", "b", "c"):
-            rbm_gibbs.sgd_update(getattr(self, name).data, grad[name], self._velocity[name], lr, momentum,
-                                 weight_decay if name == "W" else 0.0)
+        # W's update rides along with its gradient (one pass over W when the batch is sparse)
+        grad = self.cd_gradient(v, k, rng, persistent, copy=False,
+                                weight_update=(self._velocity["W"], lr, momentum, weight_decay))
+        for name in ("b", "c"):
+            rbm_gibbs.sgd_update(getattr(self, name).data, grad[name], self._velocity[name], lr, momentum, 0.0)
         return grad
 
     def fit(self, x, epochs=1, batch_size=100, lr=0.1, k=1, persistent=True, momentum=0.0, weight_decay=0.0,
