@@ -216,7 +216,7 @@ def main(argv=None):
                 "15-20% of them on MNIST; BLAS above 25%)" + (", rows split over the threads, h W^T through a "
                 "transposed copy of W: no BLAS call" if cfg.sparse_parallel else "") + "; sigmoid and Bernoulli "
                 "sampling fused in Numba "
-                "around NumPy's exp; float32 uniforms; preallocated buffers; the update fused in one Numba pass). "
+                "around NumPy's exp; float32 uniforms; preallocated buffers; on sparse batches the weight update rides in the same Numba pass as the gradient rows, which are never stored). "
                 "scikit-learn: `BernoulliRBM(n_components=500, batch_size=100, learning_rate=0.1, n_iter=1, "
                 "random_state=0).fit(x)` (it keeps float32 input as float32).", "",
                 common.markdown_table(["dtype", "tinydgm epoch", "scikit-learn epoch", "ratio (min–max)",
