@@ -160,16 +160,13 @@ def _perturb_last_layers(flow, rng):
         last.weight.data = (0.05 * rng.standard_normal(last.weight.shape)).astype(DTYPE)
 
 
-@section("realnvp", "RealNVP training step (8 affine couplings, MLP 2-64-64-2, batch 512, 2-D toy)")
-def bench_realnvp(cfg):
-    from tinydgm.models.flows import toy_realnvp
-    rng = np.random.default_rng(0)
-    flow = toy_realnvp(2, 8, hidden=(64, 64), rng=rng, dtype="float32")
-    _perturb_last_layers(flow, rng)
-    twin = TorchRealNVP(flow)
+def compare_training_steps(name, flow, twin, cfg, describe):
+    """Time one Adam step of ``flow`` against its PyTorch ``twin`` (same weights, checked to give the
+    same losses over 5 steps) and return the markdown: ``describe`` (what one step is) + the
+    losses, the table and the verdict against the 1.0x target."""
     td_side, pt_side = TinydgmStep(flow), TorchStep(twin)
     batches = toy_batches(8, 512)
-    losses = check_agree("RealNVP", td_side.step, pt_side.step, [td.tensor(x) for x in batches],
+    losses = check_agree(name, td_side.step, pt_side.step, [td.tensor(x) for x in batches],
                          [torch.tensor(x) for x in batches])
     print("  same loss on both sides for 5 Adam steps (checked): "
           + ", ".join(f"{a:.4f}/{b:.4f}" for a, b in losses), flush=True)
@@ -181,30 +178,43 @@ def bench_realnvp(cfg):
         ["tinydgm", common.fmt_ms(stats["tinydgm"]), common.fmt_ratio(stats["tinydgm"], stats["PyTorch"])],
         ["PyTorch", common.fmt_ms(stats["PyTorch"]), "1"]])
     return "\n".join([
+        describe + " Same loss on both sides along 5 Adam steps (checked): "
+        + ", ".join(f"{a:.4f} / {b:.4f}" for a, b in losses) + f". {cfg.repeats} interleaved repeats.", "",
+        table, "",
+        f"Target at most 1.0x PyTorch: {common.verdict(ratio, iqr, 1.0)}. {common.load_note(load, [stats])}"])
+
+
+@section("realnvp", "RealNVP training step (8 affine couplings, MLP 2-64-64-2, batch 512, 2-D toy)")
+def bench_realnvp(cfg):
+    from tinydgm.models.flows import toy_realnvp
+    rng = np.random.default_rng(0)
+    flow = toy_realnvp(2, 8, hidden=(64, 64), rng=rng, dtype="float32")
+    _perturb_last_layers(flow, rng)
+    return compare_training_steps("RealNVP", flow, TorchRealNVP(flow), cfg,
         "One step = loss (mean NLL of 512 draws of 8 Gaussians under the flow), backward, Adam "
         f"(lr {LR}). tinydgm: `tinydgm.models.flows.toy_realnvp(2, 8, hidden=(64, 64))` (affine couplings "
         "y = b x + (1 - b)(x exp(s) + t), (t, s) from an MLP 2-64-64-4 on b x, s = scale tanh(raw)). PyTorch: "
-        "the same flow with `torch.nn.Linear`, weights copied. Same loss on both sides along 5 Adam steps "
-        "(checked): " + ", ".join(f"{a:.4f} / {b:.4f}" for a, b in losses) + f". {cfg.repeats} interleaved "
-        "repeats.", "", table, "",
-        f"Target at most 1.0x PyTorch: {common.verdict(ratio, iqr, 1.0)}. {common.load_note(load, [stats])}"])
+        "the same flow with `torch.nn.Linear`, weights copied.")
 
 
 # ----------------------------------------------------------------------------- MAF
 
 class TorchMAF(torch.nn.Module):
     """The twin of ``build_maf(2, 5, hidden_sizes)``: per MADE layer (masked linear =
-    weight * mask, ReLU), mu, alpha = y.chunk(2); u = (x - mu) exp(-alpha), log_det -= sum alpha;
-    the features reversed between layers."""
+    weight * mask, ReLU), mu, raw = y.chunk(2), alpha = B tanh(raw / B) (the layers' soft bound B,
+    none when B is None); u = (x - mu) exp(-alpha), log_det -= sum alpha; the features reversed
+    between layers."""
 
     def __init__(self, flow):
         super().__init__()
         from tinydgm.models.flows import MAFLayer
         self.weights, self.biases, self.masks = torch.nn.ParameterList(), torch.nn.ParameterList(), []
         self.layers = []                                        # (first index, count) per MADE
+        self.alpha_bound = None
         for t in flow.transform.transforms:
             if not isinstance(t, MAFLayer):
                 continue
+            self.alpha_bound = t.alpha_bound
             self.layers.append((len(self.weights), len(t.made.layers)))
             for lin in t.made.layers:                           # tinydgm layout (in, out): x @ (W * M) + b
                 self.weights.append(torch.nn.Parameter(torch.tensor(lin.weight.numpy())))
@@ -217,7 +227,10 @@ class TorchMAF(torch.nn.Module):
             h = h @ (self.weights[k] * self.masks[k]) + self.biases[k]
             if k < first + count - 1:
                 h = torch.relu(h)
-        return h.chunk(2, dim=1)
+        mu, raw = h.chunk(2, dim=1)
+        if self.alpha_bound is None:
+            return mu, raw
+        return mu, self.alpha_bound * torch.tanh(raw / self.alpha_bound)
 
     def log_prob(self, x):
         log_det = torch.zeros(x.shape[0], dtype=x.dtype)
@@ -249,29 +262,11 @@ MAF_HIDDEN = (64, 64)
 def bench_maf(cfg):
     from tinydgm.models.flows import build_maf
     flow = build_maf(2, n_layers=5, hidden_sizes=MAF_HIDDEN, rng=np.random.default_rng(0), dtype="float32")
-    twin = TorchMAF(flow)
-    td_side, pt_side = TinydgmStep(flow), TorchStep(twin)
-    batches = toy_batches(8, 512)
-    losses = check_agree("MAF", td_side.step, pt_side.step, [td.tensor(x) for x in batches],
-                         [torch.tensor(x) for x in batches])
-    print("  same loss on both sides for 5 Adam steps (checked): "
-          + ", ".join(f"{a:.4f}/{b:.4f}" for a, b in losses), flush=True)
-    with common.ForeignLoad() as load:
-        stats = time_steps(cfg, td_side.step, pt_side.step, batches)
-    ratio, _ = common.paired_ratio(stats["tinydgm"], stats["PyTorch"])
-    iqr = common.paired_ratio_iqr(stats["tinydgm"], stats["PyTorch"])
-    table = common.markdown_table(["", "median ms [IQR]", "/ PyTorch (paired: median, min–max)"], [
-        ["tinydgm", common.fmt_ms(stats["tinydgm"]), common.fmt_ratio(stats["tinydgm"], stats["PyTorch"])],
-        ["PyTorch", common.fmt_ms(stats["PyTorch"]), "1"]])
-    return "\n".join([
+    return compare_training_steps("MAF", flow, TorchMAF(flow), cfg,
         "One step = loss (mean NLL of 512 draws of 8 Gaussians), backward, Adam "
         f"(lr {LR}). tinydgm: `tinydgm.models.flows.build_maf(2, n_layers=5, hidden_sizes={MAF_HIDDEN})` "
-        "(5 Gaussian MADEs 2-64-64-4 with ReLU, u = (x - mu) exp(-alpha), the features reversed between "
-        "layers, no batch norm). PyTorch: the same flow, masked linear = x @ (W * M) + b, weights copied. "
-        "Same loss on both sides along 5 Adam steps (checked): "
-        + ", ".join(f"{a:.4f} / {b:.4f}" for a, b in losses) + f". {cfg.repeats} interleaved repeats.", "",
-        table, "",
-        f"Target at most 1.0x PyTorch: {common.verdict(ratio, iqr, 1.0)}. {common.load_note(load, [stats])}"])
+        "(5 Gaussian MADEs 2-64-64-4 with ReLU, alpha = 8 tanh(raw / 8), u = (x - mu) exp(-alpha), the features "
+        "reversed between layers, no batch norm). PyTorch: the same flow, masked linear = x @ (W * M) + b, weights copied.")
 
 
 def _maf_naive_sample(flow, z):
