@@ -246,3 +246,35 @@ def test_cd_gradient_sparse_path_float32_matches_twin():
     assert (v_chain == stats.v_chain).mean() > 0.999
     assert (h_last == stats.h_chain).mean() > 0.999
     np.testing.assert_allclose(dW, stats.vh_data - stats.vh_model, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
+def test_block_gibbs_stream_equals_kernel_on_draw_noise(dtype, visible):
+    """Drawing each sweep's numbers just before the sweep gives the chains of drawing all k
+    sweeps' numbers at once (draw_noise draws them sweep by sweep in the order they are used)."""
+    W, b, c = small_rbm(13, 7, dtype)
+    sigma = np.linspace(0.5, 1.5, 13).astype(dtype) if visible == "gaussian" else None
+    v0 = (np.random.default_rng(1).random((40, 13)) < 0.5).astype(dtype)
+    streamed = g.block_gibbs_stream(W, b, c, v0, 6, np.random.default_rng(9), visible, sigma)
+    u_h, r_v = g.draw_noise(np.random.default_rng(9), 6, 40, 13, 7, visible, dtype)
+    for a, t in zip(streamed, g.block_gibbs_kernel(W, b, c, v0, u_h, r_v, visible, sigma)):
+        np.testing.assert_array_equal(a, t)
+
+
+def test_draw_noise_order_and_out():
+    """u_h[t] then r_v[t] sweep by sweep, then u_h[k] (start_hidden); ``out`` is filled in place."""
+    rng = np.random.default_rng(4)
+    u_h, r_v = g.draw_noise(np.random.default_rng(4), 2, 3, 5, 4, start_hidden=True)
+    from tinydgm.kernels.uniforms import uniform
+    for expected in (u_h[0], r_v[0], u_h[1], r_v[1], u_h[2]):
+        np.testing.assert_array_equal(uniform(rng, expected.shape), expected)
+    out = (np.empty((3, 3, 4), np.float32), np.empty((2, 3, 5), np.float32))
+    got = g.draw_noise(np.random.default_rng(4), 2, 3, 5, 4, start_hidden=True, out=out)
+    assert got[0] is out[0] and got[1] is out[1]
+    np.testing.assert_array_equal(out[0], u_h)
+    np.testing.assert_array_equal(out[1], r_v)
+    with pytest.raises(ValueError, match=r"out's r_v must be a C-contiguous NumPy float32 array of shape \(2, 3, 5\)"):
+        g.draw_noise(rng, 2, 3, 5, 4, start_hidden=True, out=(out[0], np.empty((2, 3, 4), np.float32)))
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        g.block_gibbs_stream(*small_rbm(5, 4), np.zeros((2, 5)), 0, rng)

@@ -73,6 +73,7 @@ class BernoulliRBM(Module):
         self.c = Parameter(init.zeros((n_hidden,), dtype, device))
         self.h_chain = None                 # the persistent chains' hidden states (PCD)
         self._velocity = None
+        self._noise_buffers = None
 
     def extra_repr(self):
         return f"n_visible={self.n_visible}, n_hidden={self.n_hidden}"
@@ -138,17 +139,34 @@ class BernoulliRBM(Module):
 
     # --- sampling (arrays)
     def _noise(self, rng, k, n, start_hidden=False):
-        return rbm_gibbs.draw_noise(rng, k, n, self.n_visible, self.n_hidden, self.visible, self.W.dtype,
-                                    start_hidden, self.W.device)
+        if self.W.device != "cpu":
+            return rbm_gibbs.draw_noise(rng, k, n, self.n_visible, self.n_hidden, self.visible, self.W.dtype,
+                                        start_hidden, self.W.device)
+        # training draws the same shapes every step: refill the last step's arrays (no page faults)
+        cached = self._noise_buffers
+        shapes = ((k + bool(start_hidden), n, self.n_hidden), (k, n, self.n_visible))
+        out = cached if cached is not None and tuple(a.shape for a in cached) == shapes \
+            and cached[0].dtype == self.W.dtype else None
+        self._noise_buffers = rbm_gibbs.draw_noise(rng, k, n, self.n_visible, self.n_hidden, self.visible,
+                                                   self.W.dtype, start_hidden, out=out)
+        return self._noise_buffers
 
     def gibbs(self, v0, k=1, rng=None):
         """k block Gibbs sweeps from v0 (n, D): returns (v_k, h_{k-1}) as backend arrays."""
         rng = backend.default_generator() if rng is None else rng
-        v0 = self._array(v0, self.n_visible, "gibbs")
-        u_h, r_v = self._noise(rng, k, v0.shape[0])
-        v, h, _ = rbm_gibbs.block_gibbs(self.W.data, self.b.data, self.c.data, v0, u_h, r_v, self.visible,
-                                        self._sigma())
+        v, h, _ = self._sweeps(self._array(v0, self.n_visible, "gibbs"), k, rng)
         return v, h
+
+    def _sweeps(self, v0, k, rng):
+        """k block Gibbs sweeps from v0: (v_k, h_{k-1}, p(v = 1 | h_{k-1}) or the Gaussian mean).
+        On the CPU each sweep's random numbers are drawn just before it (``block_gibbs_stream``);
+        the same numbers as ``draw_noise`` draws at once for the device's twin."""
+        if self.W.device == "cpu":
+            return rbm_gibbs.block_gibbs_stream(self.W.data, self.b.data, self.c.data, v0, k, rng, self.visible,
+                                                self._sigma())
+        u_h, r_v = self._noise(rng, k, v0.shape[0])
+        return rbm_gibbs.block_gibbs(self.W.data, self.b.data, self.c.data, v0, u_h, r_v, self.visible,
+                                     self._sigma())
 
     def _initial_visible(self, n, rng):
         p = 1 / (1 + self.xp.exp(-self.b.data))                    # the visible biases' base rates
@@ -160,9 +178,7 @@ class BernoulliRBM(Module):
         p(v = 1 | h) (the usual way to show RBM samples) instead of the binary v."""
         rng = backend.default_generator() if rng is None else rng
         v0 = self._initial_visible(n, rng) if v0 is None else v0
-        u_h, r_v = self._noise(rng, k, n)
-        v, _, mean_v = rbm_gibbs.block_gibbs(self.W.data, self.b.data, self.c.data, self._array(v0, self.n_visible,
-                                             "sample"), u_h, r_v, self.visible, self._sigma())
+        v, _, mean_v = self._sweeps(self._array(v0, self.n_visible, "sample"), k, rng)
         return backend.to_numpy(mean_v if mean else v)
 
     def reconstruct(self, v, rng=None):
