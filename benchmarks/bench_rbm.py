@@ -2,7 +2,7 @@
 sweeps against a plain NumPy loop and the machine's GEMM-only time.
 
     python benchmarks/bench_rbm.py [--quick] [--threads N] [--out SECTION.md] [--parts pcd,gibbs]
-                                   [--dtypes float32,float64] [--n-train N] [--sparse-parallel]
+                                   [--dtypes float32,float64] [--n-train N] [--serial]
 
 All in one process, every side pinned to the same number of threads (NumPy's BLAS through
 threadpoolctl, Numba):
@@ -17,14 +17,19 @@ threadpoolctl, Numba):
    float32 (``components_`` float32); we compare at the same dtype, float32 by default
    (``--dtypes float32,float64`` for both). tinydgm computes [v_data; v_model] W and the weight
    gradient by skipping the zeros of the visible matrix when fewer than 25% of its entries are
-   nonzero (MNIST batches: about 15-20%), BLAS otherwise (``rbm_gibbs.SPARSE_BELOW``);
-   ``--sparse-parallel`` splits those products over the threads and keeps BLAS out of the step
-   (``rbm_gibbs.SPARSE_PARALLEL``). Target: tinydgm at least 2x faster. Quality check:
+   nonzero (MNIST batches: about 15-20%), BLAS otherwise (``rbm_gibbs.SPARSE_BELOW``); with
+   several threads and sparse data (the default, ``rbm_gibbs.SPARSE_PARALLEL``) every product
+   of the step is such a sum split over the threads, h W^T through a transposed copy of W, and
+   the step makes no BLAS call; ``--serial`` measures the serial kernels with BLAS for h W^T
+   instead. The cases are separated by 0.5 s pauses: OpenBLAS's threads spin-wait after a
+   call (and libgomp's after a parallel region), and a case started while the previous
+   case's threads still spin shares the cores with them. Target: tinydgm at least 2x faster. Quality check:
    the mean pseudo-likelihood of the first 1,000 images after the epoch, on both sides (the
    scikit-learn estimator: one random flipped unit per image, the same for both models).
 2. Block Gibbs sweeps (v -> h -> v), 100 chains, 784 x 500, float32: tinydgm's
-   ``block_gibbs_kernel`` (its random numbers drawn inside the timed call, float32 uniforms, as
-   ``BernoulliRBM.gibbs`` does) vs a plain NumPy loop (``rng.random(...) < 1 / (1 + exp(-(v @ W + c)))``)
+   ``block_gibbs_stream`` (each sweep's random numbers drawn inside the timed call just before
+   the sweep, two float32 uniforms per 64-bit draw, as ``BernoulliRBM.gibbs`` and ``sample``
+   do; and ``block_gibbs_kernel`` given all the numbers) vs a plain NumPy loop (``rng.random(...) < 1 / (1 + exp(-(v @ W + c)))``)
    vs the two matrix products alone (``np.dot(v, W, out=...)``, ``np.dot(h, W.T, out=...)``: the
    physical limit). Target: at most 1.5x the GEMM-only time.
 """
@@ -87,7 +92,7 @@ def bench_pcd(cfg, x, dtype):
         models["scikit-learn"] = (rbm.components_.T, rbm.intercept_visible_, rbm.intercept_hidden_)
 
     cases = {"tinydgm": ours, "scikit-learn": sklearn}
-    stats, _ = common.compare(cases, repeats=cfg.pcd_repeats, warmup=1, min_sample_s=0.0, settle_s=cfg.settle_s)
+    stats, _ = common.compare(cases, repeats=cfg.pcd_repeats, warmup=1, min_sample_s=0.0, settle_s=0.5)
     rng = np.random.default_rng(1)
     v = x[:1000].astype(np.float64)
     flip = rng.integers(0, D, len(v))
@@ -109,8 +114,7 @@ def bench_gibbs(cfg):
     noise_rng = np.random.default_rng(1)
 
     def tinydgm():
-        u_h, r_v = rbm_gibbs.draw_noise(noise_rng, k, n, D, H, dtype="float32")
-        return rbm_gibbs.block_gibbs_kernel(W, b, c, v0, u_h, r_v)
+        return rbm_gibbs.block_gibbs_stream(W, b, c, v0, k, noise_rng)
 
     u_h0, r_v0 = rbm_gibbs.draw_noise(np.random.default_rng(2), k, n, D, H, dtype="float32")
 
@@ -149,10 +153,10 @@ def main(argv=None):
     parser.add_argument("--parts", default="pcd,gibbs", help="comma-separated: pcd, gibbs (default both)")
     parser.add_argument("--dtypes", default="float32", help="dtypes of part 1 (default float32)")
     parser.add_argument("--n-train", type=int, default=None, help="images for part 1 (default all 60,000)")
-    parser.add_argument("--sparse-parallel", action="store_true",
-                        help="tinydgm: split the zero-skipping products over the threads (rbm_gibbs.SPARSE_PARALLEL)")
+    parser.add_argument("--serial", action="store_true",
+                        help="tinydgm: serial zero-skipping products and BLAS (rbm_gibbs.SPARSE_PARALLEL = False)")
     cfg = parser.parse_args(argv)
-    rbm_gibbs.SPARSE_PARALLEL = cfg.sparse_parallel
+    rbm_gibbs.SPARSE_PARALLEL = not cfg.serial
     cfg.pcd_repeats = 2 if cfg.quick else 5
     cfg.repeats = 5 if cfg.quick else 15
     cfg.sweeps = 20 if cfg.quick else 100
@@ -194,7 +198,7 @@ def main(argv=None):
     command = "python benchmarks/bench_rbm.py" + (" --quick" if cfg.quick else "") + f" --threads {cfg.threads}" + \
         (f" --parts {cfg.parts}" if parts != {"pcd", "gibbs"} else "") + \
         (f" --dtypes {cfg.dtypes}" if cfg.dtypes != "float32" else "") + \
-        (f" --n-train {cfg.n_train}" if n_train_given else "") + (" --sparse-parallel" if cfg.sparse_parallel else "") + \
+        (f" --n-train {cfg.n_train}" if n_train_given else "") + (" --serial" if cfg.serial else "") + \
         (f" --out {cfg.out}" if cfg.out else "")
     out = ["## RBMs: PCD training and block Gibbs sampling (issue 4)", "",
            f"Command: `{command}` (one process, {elapsed:.0f} s; load average {load0[0]:.2f} at the start, "
@@ -210,13 +214,14 @@ def main(argv=None):
                 f"Data: {source}, gray levels / 255. Each side trains a fresh model for one epoch (one timed call "
                 f"= the whole epoch, {cfg.pcd_repeats} interleaved repeats). tinydgm: `BernoulliRBM(784, 500, "
                 "dtype=...).fit(x, epochs=1, batch_size=100, lr=0.1, k=1, persistent=True)` (per batch: one "
-                "BLAS product h_chain W^T for p(v | h_chain), ONE product [v_data; v_model] W for p(h | v_data) and "
+                "product h_chain W^T for p(v | h_chain), ONE product [v_data; v_model] W for p(h | v_data) and "
                 "p(h | v_model) together, and ONE product [v_data; v_model]^T [p_data / n; -p_model / n] for the "
                 "weight gradient, these two as Numba sums over the nonzero entries of [v_data; v_model] (about "
-                "15-20% of them on MNIST; BLAS above 25%)" + (", rows split over the threads, h W^T through a "
-                "transposed copy of W: no BLAS call" if cfg.sparse_parallel else "") + "; sigmoid and Bernoulli "
+                "15-20% of them on MNIST; BLAS above 25%)" + ("; h_chain W^T by BLAS" if cfg.serial else
+                "; every product's rows split over the threads, h_chain W^T also a zero-skipping sum (through a "
+                "transposed copy of W): no BLAS call") + "; sigmoid and Bernoulli "
                 "sampling fused in Numba "
-                "around NumPy's exp; float32 uniforms; preallocated buffers; on sparse batches the weight update rides in the same Numba pass as the gradient rows, which are never stored). "
+                "around NumPy's exp; two float32 uniforms per 64-bit draw; preallocated buffers; on sparse batches the weight update rides in the same Numba pass as the gradient rows, which are never stored). "
                 "scikit-learn: `BernoulliRBM(n_components=500, batch_size=100, learning_rate=0.1, n_iter=1, "
                 "random_state=0).fit(x)` (it keeps float32 input as float32).", "",
                 common.markdown_table(["dtype", "tinydgm epoch", "scikit-learn epoch", "ratio (min–max)",

@@ -220,10 +220,13 @@ def test_fit_on_sparse_data_same_seed_same_model_on_either_product_path(monkeypa
     assert not np.allclose(runs["blas"][1], BernoulliRBM(40, 12, rng=td.rng(0), dtype="float64").W.data)   # it trained
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.5])          # 0: the old velocity is not read
+@pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("persistent", [False, True])
-def test_step_with_the_fused_weight_update_equals_gradient_then_update(persistent):
+def test_step_with_the_fused_weight_update_equals_gradient_then_update(monkeypatch, persistent, parallel, momentum):
     # sparse binary data (10% ones) takes the fused path: W's rows are updated as its gradient
     # rows are computed; the result must equal cd_gradient followed by sgd_update exactly
+    monkeypatch.setattr(rbm_gibbs, "SPARSE_PARALLEL", parallel)
     rng = np.random.default_rng(0)
     v = (rng.random((20, 30)) < 0.1).astype(np.float64)
     fused = BernoulliRBM(30, 12, rng=np.random.default_rng(1), dtype="float64", init_std=0.3)
@@ -232,12 +235,12 @@ def test_step_with_the_fused_weight_update_equals_gradient_then_update(persisten
         model.b.data[...] = -3.0                                  # sparse chains too: p(v = 1 | h) ~ 5%
     velocity = {name: np.zeros_like(getattr(plain, name).data) for name in ("W", "b", "c")}
     for step in range(3):
-        grad = fused.step(v, lr=0.05, k=2, persistent=persistent, momentum=0.5, weight_decay=0.01,
+        grad = fused.step(v, lr=0.05, k=2, persistent=persistent, momentum=momentum, weight_decay=0.01,
                           rng=np.random.default_rng(step))
         assert grad["W"] is None                                    # the fused path was taken
         ref = plain.cd_gradient(v, k=2, rng=np.random.default_rng(step), persistent=persistent)
         for name in ("W", "b", "c"):
-            rbm_gibbs.sgd_update(getattr(plain, name).data, ref[name], velocity[name], 0.05, 0.5,
+            rbm_gibbs.sgd_update(getattr(plain, name).data, ref[name], velocity[name], 0.05, momentum,
                                  0.01 if name == "W" else 0.0)
         for name in ("W", "b", "c"):
             np.testing.assert_array_equal(getattr(fused, name).data, getattr(plain, name).data)

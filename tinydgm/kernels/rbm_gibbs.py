@@ -41,20 +41,30 @@ scaling p by a per-row weight for the statistics); 0.06 ms together. The twin do
 same float operations in the same order (``1 / (1 + exp(-(a + bias)))`` with the same
 NumPy exp), so on NumPy arrays kernel and twin agree bit for bit. The GEMMs are NumPy's
 (``numpy.dot`` into preallocated buffers; Numba's ``np.dot`` calls the same BLAS, so
-moving them inside an njit function would not change their cost -- not measured). Serial on
-purpose: ``prange`` over 100 chains fights OpenBLAS's spinning threads on 2 cores (see
-kernels/adam.py), so the thread count cannot change a chain.
+moving them inside an njit function would not change their cost -- not measured). Block Gibbs
+(``block_gibbs_kernel``) is serial around the GEMMs: ``prange`` next to BLAS calls fights
+OpenBLAS's spinning threads on 2 cores (see kernels/adam.py).
 
 Zero-skipping products (``cd_gradient_kernel``). The visible matrices of MNIST training are
 mostly zeros (gray levels: 19% nonzero; the chains' binary samples: 10-20% once the visible
 biases have learned the background), so [v_data; v_model] W and the weight gradient
 V2^T P2 (two of the step's three products, 1.5 ms each with BLAS at 1 thread) are computed as
-sums over the nonzero entries only (``_sparse_times``: 0.8 ms each), when the nonzero
-fraction is below ``SPARSE_BELOW``; BLAS otherwise (and always for h W^T: h ~ p(h | v) is
-20-50% ones, and the transposed copy of W the zero-skipping form needs costs what it saves).
+sums over the nonzero entries only (``_sparse_row_times``, eight rows of W per pass), when
+the nonzero fraction is below ``SPARSE_BELOW``; the weight gradient's rows go straight into
+W's update (``_sparse_gradient_step``: one pass over W, the gradient never written).
 The sums run in another order than BLAS's, so kernel and twin agree to rounding: float32
 chains from the same uniforms differ only where a uniform lies within rounding of p.
-PCD-1 step (float32, 784 x 500, batch 100, 1 thread, loaded machine): 4.9 -> 3.7 ms.
+
+Threads (``SPARSE_PARALLEL``, on by default). With one Numba thread, h W^T stays BLAS (h is
+20-50% ones) and the zero-skipping products are serial. With several, and sparse data, the
+step makes NO BLAS call: OpenBLAS's threads spin-wait after each call and took the cores
+from Numba's (a step with one BLAS call before the parallel kernels ran 3x slower), so h W^T
+is a zero-skipping sum too, over a transposed copy of W (``_transpose_parallel``, 0.07 ms),
+and every product, layer and the fused gradient step split their ROWS over the threads in
+``_CHUNKS`` fixed tasks: a row is computed by one thread in one order, so the chains and the
+parameters do not depend on the thread count, and a layer's rows stay in the cache of the
+thread that computed them. PCD-1 step (float32, 784 x 500, batch 100, MNIST, 2 threads):
+3.0 ms serial + BLAS, 2.2 ms without BLAS.
 """
 import collections
 
@@ -79,12 +89,10 @@ VISIBLE_TYPES = ("bernoulli", "gaussian")
 # background) take the zero-skipping path; the first batches of a fresh model (v_model half
 # ones) stay on BLAS.
 SPARSE_BELOW = 0.25
-# With more than one Numba thread, split the rows of the zero-skipping products over the
-# threads, and compute h W^T (through a transposed copy of W) and the bias gradients in Numba
-# too, so that a step on sparse data makes no BLAS call (OpenBLAS's spinning threads and
-# Numba's would fight for the cores; see kernels/adam.py). Off by default: not measured on
-# a quiet machine yet (``benchmarks/bench_rbm.py --sparse-parallel``).
-SPARSE_PARALLEL = False
+# With more than one Numba thread and sparse data, split every product of the CD step over
+# the threads and make no BLAS call (module docstring, "Threads"); False: the serial kernels
+# with BLAS for h W^T (``benchmarks/bench_rbm.py --serial`` measures both).
+SPARSE_PARALLEL = True
 
 CDStatistics = collections.namedtuple("CDStatistics", ["vh_data", "v_data", "h_data", "vh_model", "v_model",
                                                        "h_model", "v_chain", "h_chain"])
@@ -182,6 +190,21 @@ def _sparse_row_times(x, Y, out, nz):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _momentum_row(W_i, velocity_i, g, lr, momentum, weight_decay):
+    """One row of ``_sgd_kernel``: velocity <- momentum velocity + lr (g - weight_decay W), W <- W + velocity.
+    With momentum 0 the old velocity is not read (0 * velocity adds exactly 0 to a finite sum)."""
+    if momentum == 0:
+        for j in range(g.shape[0]):
+            step = lr * (g[j] - weight_decay * W_i[j])
+            velocity_i[j] = step
+            W_i[j] += step
+    else:
+        for j in range(g.shape[0]):
+            velocity_i[j] = momentum * velocity_i[j] + lr * (g[j] - weight_decay * W_i[j])
+            W_i[j] += velocity_i[j]
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _sparse_gradient_step(XT, Y, W, velocity, lr, momentum, weight_decay):
     """The weight gradient G = X^T Y and its momentum step on W in ONE pass over W's rows:
 
@@ -194,9 +217,7 @@ def _sparse_gradient_step(XT, Y, W, velocity, lr, momentum, weight_decay):
     g = np.empty(Y.shape[1], Y.dtype)
     for i in range(XT.shape[0]):
         _sparse_row_times(XT[i], Y, g, nz)
-        for j in range(g.shape[0]):
-            velocity[i, j] = momentum * velocity[i, j] + lr * (g[j] - weight_decay * W[i, j])
-            W[i, j] += velocity[i, j]
+        _momentum_row(W[i], velocity[i], g, lr, momentum, weight_decay)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -225,6 +246,43 @@ def _sparse_times_parallel(X, Y, out):
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
+def _sparse_minus_logits_parallel(X, Y, bias, out):
+    """out = -(X Y + bias), the argument of exp in the sigmoid, rows split over the threads as
+    ``_sparse_times_parallel``; the bias is added while the row is still in L1 (and in the
+    thread that computed it: the next pass, ``_bernoulli_finish_parallel``, splits the rows
+    the same way, so a row crosses between cores only for NumPy's exp)."""
+    R = X.shape[0]
+    for chunk in numba.prange(_CHUNKS):
+        nz = np.empty(X.shape[1], np.int64)
+        for r in range(chunk * R // _CHUNKS, (chunk + 1) * R // _CHUNKS):
+            row = out[r]
+            _sparse_row_times(X[r], Y, row, nz)
+            for j in range(row.shape[0]):
+                row[j] = -(row[j] + bias[j])
+
+
+@numba.njit(cache=True, error_model="numpy", parallel=True)
+def _bernoulli_finish_parallel(e, u, x, row_scale, first_sampled, one):
+    """``_bernoulli_finish`` with the rows split over the threads: given e = exp(-(a + bias)),
+    p = 1 / (1 + e) and e <- row_scale[r] p for every row r; rows r >= first_sampled also
+    draw x[r - first_sampled] = 1[u[r - first_sampled] < p] (the data rows of PCD's last
+    product need p only)."""
+    R = e.shape[0]
+    for chunk in numba.prange(_CHUNKS):
+        for r in range(chunk * R // _CHUNKS, (chunk + 1) * R // _CHUNKS):
+            s = row_scale[r]
+            if r >= first_sampled:
+                u_r, x_r = u[r - first_sampled], x[r - first_sampled]
+                for j in range(e.shape[1]):
+                    p = one / (one + e[r, j])
+                    x_r[j] = one if u_r[j] < p else one - one
+                    e[r, j] = s * p
+            else:
+                for j in range(e.shape[1]):
+                    e[r, j] = s * (one / (one + e[r, j]))
+
+
+@numba.njit(cache=True, error_model="numpy", parallel=True)
 def _sparse_gradient_step_parallel(XT, Y, W, velocity, lr, momentum, weight_decay):
     """``_sparse_gradient_step`` with the rows of W split over Numba's threads: the same
     arithmetic row by row, so the same W for any thread count."""
@@ -234,9 +292,7 @@ def _sparse_gradient_step_parallel(XT, Y, W, velocity, lr, momentum, weight_deca
         g = np.empty(Y.shape[1], Y.dtype)
         for i in range(chunk * D // _CHUNKS, (chunk + 1) * D // _CHUNKS):
             _sparse_row_times(XT[i], Y, g, nz)
-            for j in range(g.shape[0]):
-                velocity[i, j] = momentum * velocity[i, j] + lr * (g[j] - weight_decay * W[i, j])
-                W[i, j] += velocity[i, j]
+            _momentum_row(W[i], velocity[i], g, lr, momentum, weight_decay)
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
@@ -311,7 +367,8 @@ def _parallel():
 
 
 def _sparse_times(X, Y, out):
-    (_sparse_times_parallel if _parallel() else _sparse_times_serial)(X, Y, out)
+    """The serial zero-skipping product (next to BLAS calls: no parallel kernel, module docstring)."""
+    _sparse_times_serial(X, Y, out)
 
 
 def _times(X, Y, out):
@@ -332,6 +389,16 @@ def _transpose_times(X, Y, out, XT):
         _sparse_times(XT, Y, out)
     else:
         np.dot(X.T, Y, out=out)
+
+
+def _layer_parallel(X, Y, bias, out, u, x, row_scale, first_sampled):
+    """out <- row_scale * sigmoid(X Y + bias) and, for rows r >= first_sampled, the Bernoulli
+    draw x[r - first_sampled] = 1[u < p]: ``_sparse_minus_logits_parallel``, NumPy's exp,
+    ``_bernoulli_finish_parallel``."""
+    _sparse_minus_logits_parallel(X, Y, bias, out)
+    with np.errstate(over="ignore"):        # exp(-a) = inf gives p = 1 / inf = 0 exactly
+        np.exp(out, out=out)
+    _bernoulli_finish_parallel(out, u, x, row_scale, first_sampled, _one(out.dtype))
 
 
 # ----------------------------------------------------------------------------- one layer
@@ -560,8 +627,10 @@ def cd_gradient_kernel(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoul
     reused buffer: copy it to keep it) and the chains' last visible and hidden samples.
 
     Products: v W and dW = V2^T P2 skip the zeros of v (``_times``, ``_transpose_times``) when
-    fewer than ``SPARSE_BELOW`` of its entries are nonzero, else BLAS; h W^T is BLAS (or, with
-    ``SPARSE_PARALLEL`` and several Numba threads, zero-skipping over a transposed copy of W).
+    fewer than ``SPARSE_BELOW`` of its entries are nonzero, else BLAS; h W^T is BLAS. With
+    ``SPARSE_PARALLEL``, several Numba threads, Bernoulli units and sparse v_data: every
+    product is zero-skipping and split over the threads, h W^T over a transposed copy of W,
+    no BLAS call (module docstring, "Threads").
     """
     _check_visible(visible, "cd_gradient_kernel")
     persistent = h_chain is not None
@@ -590,13 +659,25 @@ def cd_gradient_kernel(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoul
         offset = 1
     v_model = V2[n:]
     a_h = P2[n:]
-    for t in range(k):
-        if parallel:                                                     # v_{t+1} ~ p(v | h_t)
-            if t == 0:
-                _transpose_parallel(W, buf.WT)
-            _sparse_times_parallel(h, buf.WT, buf.a_v)
-        else:
-            np.dot(h, W.T, out=buf.a_v)
+    # sparse data and several threads: no BLAS call at all (OpenBLAS's threads spin-wait after a
+    # call and would take the cores from Numba's; a BLAS call before a parallel kernel made the
+    # step 3x slower): every product is a zero-skipping sum split over the threads, h W^T through
+    # a transposed copy of W, whatever the density of h (binary: the cost is proportional to it,
+    # the same as BLAS's at half ones), and each layer's rows stay with the thread that computed them
+    no_blas = parallel and not gaussian and _is_sparse(v_data)
+    if no_blas:
+        _transpose_parallel(W, buf.WT)
+        for t in range(k):
+            _layer_parallel(h, buf.WT, b, buf.a_v, r_v[t], v_model, buf.ones_model, 0)  # v_{t+1} ~ p(v | h_t)
+            last = t == k - 1
+            if last and persistent:          # both phases in one product; the data rows need p only
+                _layer_parallel(V2, W, c, P2, u_h[t], buf.h_next, buf.signs, n)
+            else:
+                _layer_parallel(v_model, W, c, a_h, u_h[t + offset], buf.h_next,
+                                buf.scale_model if last else buf.ones_model, 0)
+            h, buf.h_next = buf.h_next, h
+    for t in range(0 if no_blas else k):
+        np.dot(h, W.T, out=buf.a_v)                                      # v_{t+1} ~ p(v | h_t)
         if gaussian:
             _gaussian_finish(buf.a_v, b, sigma, r_v[t], v_model)
         else:
@@ -613,14 +694,17 @@ def cd_gradient_kernel(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoul
     if gaussian:
         V2 = V2 / sigma            # the statistics of Gaussian units are those of v / sigma
     dW = buf.dW
-    if weight_update is not None and not gaussian and _is_sparse(V2):
+    if weight_update is not None and not gaussian and (no_blas or _is_sparse(V2)):
         # the gradient rows go straight into the update of W: dW is never written
         velocity, lr, momentum, weight_decay = weight_update
         one = _one(dtype)
         buf.V2T[...] = V2.T
-        step = _sparse_gradient_step_parallel if parallel else _sparse_gradient_step
+        step = _sparse_gradient_step_parallel if no_blas else _sparse_gradient_step
         step(buf.V2T, P2, W, velocity, one * lr, one * momentum, one * weight_decay)
         dW = None
+    elif no_blas:
+        buf.V2T[...] = V2.T
+        _sparse_times_parallel(buf.V2T, P2, dW)                          # <v p^T>_data - <v p^T>_model
     else:
         _transpose_times(V2, P2, dW, buf.V2T)                            # <v p^T>_data - <v p^T>_model
         if weight_update is not None:
