@@ -29,7 +29,8 @@ threadpoolctl, Numba):
 2. Block Gibbs sweeps (v -> h -> v), 100 chains, 784 x 500, float32: tinydgm's
    ``block_gibbs_stream`` (each sweep's random numbers drawn inside the timed call just before
    the sweep, two float32 uniforms per 64-bit draw, as ``BernoulliRBM.gibbs`` and ``sample``
-   do; and ``block_gibbs_kernel`` given all the numbers) vs a plain NumPy loop (``rng.random(...) < 1 / (1 + exp(-(v @ W + c)))``)
+   do; and ``block_gibbs_kernel`` given all the numbers) vs a plain NumPy loop
+   (``rng.random(...) < 1 / (1 + exp(-(v @ W + c)))``)
    vs the two matrix products alone (``np.dot(v, W, out=...)``, ``np.dot(h, W.T, out=...)``: the
    physical limit). Target: at most 1.5x the GEMM-only time.
 """

@@ -75,8 +75,8 @@ from tinydgm import backend
 from tinydgm.kernels import uniforms
 
 __all__ = ["VISIBLE_TYPES", "CDStatistics", "bernoulli_layer", "bernoulli_layer_xp", "block_gibbs",
-           "block_gibbs_kernel", "block_gibbs_stream", "block_gibbs_xp", "cd_statistics", "cd_gradient", "cd_gradient_kernel",
-           "cd_gradient_xp", "draw_noise", "sgd_update"]
+           "block_gibbs_kernel", "block_gibbs_stream", "block_gibbs_xp", "cd_statistics", "cd_gradient",
+           "cd_gradient_kernel", "cd_gradient_xp", "draw_noise", "sgd_update"]
 
 VISIBLE_TYPES = ("bernoulli", "gaussian")
 
@@ -448,8 +448,9 @@ def draw_noise(rng, k, n_chains, n_visible, n_hidden, visible="bernoulli", dtype
         u_h, r_v = out
         for name, a, shape in (("u_h", u_h, shapes[0]), ("r_v", r_v, shapes[1])):
             if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype != dtype or not a.flags.c_contiguous:
+                got = f"{type(a).__name__} {getattr(a, 'dtype', None)} {getattr(a, 'shape', None)}"
                 raise ValueError(f"draw_noise: out's {name} must be a C-contiguous NumPy {dtype} array of shape "
-                                 f"{shape}, got {type(a).__name__} {getattr(a, 'dtype', None)} {getattr(a, 'shape', None)}")
+                                 f"{shape}, got {got}")
     for t in range(k):
         _draw_sweep(rng, u_h[t], r_v[t], visible)
     if start_hidden:
