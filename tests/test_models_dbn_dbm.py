@@ -8,6 +8,7 @@ from scipy.special import logsumexp
 
 from contracts import all_binary, assert_normalised
 import tinydgm as td
+from tinydgm import evaluate
 from tinydgm.models.dbm import DBM
 from tinydgm.models.dbn import DBN
 
@@ -115,3 +116,46 @@ def test_dbm_pcd_training_raises_the_likelihood():
     assert len(history["time"]) == 15 and dbm.chains[0].shape == (50, 12)
     s = dbm.sample(6, td.rng(0), k=20)
     assert s.shape == (6, 12) and ((s > 0) & (s < 1)).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dbm_ais_agrees_with_the_exact_log_partition_within_its_error(seed):
+    """AIS over h1 (v and h2 summed out) against the exact log Z enumerating h1's 2^8 states."""
+    dbm = randomise(DBM(12, 8, 6, rng=td.rng(0), dtype="float64"), seed=seed)
+    exact = dbm.log_partition().item()
+    result = dbm.ais(n_runs=100, betas=evaluate.ais_betas("linear", n_betas=500),
+                     base_visible_bias=dbm.b.data, rng=np.random.default_rng(seed))
+    assert 0 < result["log_z_se"] < 0.1
+    assert abs(result["log_z"] - exact) < 4 * result["log_z_se"], (result["log_z"], exact, result["log_z_se"])
+    assert result["log_z_lower"] < exact < result["log_z_upper"]
+    assert result["log_w"].shape == (100,) and result["n_betas"] == 500
+
+
+def test_dbm_ais_is_exact_without_weights_and_hidden_biases():
+    """W1 = W2 = 0, c1 = c2 = 0 and b_A = b: the target is the base, every weight is 1."""
+    dbm = DBM(6, 4, 3, rng=td.rng(0), dtype="float64")
+    for p in (dbm.W1, dbm.W2, dbm.c1, dbm.c2):
+        p.data[...] = 0
+    dbm.b.data[...] = np.random.default_rng(0).normal(size=6)
+    result = dbm.ais(n_runs=10, betas=evaluate.ais_betas("linear", n_betas=5), base_visible_bias=dbm.b.data,
+                     rng=np.random.default_rng(0))
+    assert result["log_z"] == pytest.approx(dbm.log_partition().item(), abs=1e-12)
+    assert result["log_z_se"] == pytest.approx(0, abs=1e-12)
+
+
+def test_dbm_log_prob_bound_is_below_the_exact_log_prob():
+    dbm = small_dbm(seed=2)
+    v = (np.random.default_rng(4).random((50, 5)) < 0.5).astype(float)
+    bound = dbm.log_prob_bound(v, dbm.log_partition().item())
+    exact = dbm.log_prob(v).numpy()
+    assert (bound <= exact + 1e-10).all() and (exact - bound).mean() < 1.0
+
+
+def test_dbm_ais_checks_its_arguments():
+    dbm = small_dbm()
+    with pytest.raises(ValueError, match="n_runs must be an int >= 2"):
+        dbm.ais(n_runs=1)
+    with pytest.raises(ValueError, match="betas must increase from 0 to 1"):
+        dbm.ais(betas=np.array([0.0, 0.5, 0.4, 1.0]))
+    with pytest.raises(ValueError, match=r"dbm_ais: need W1 \(D, H1\)"):
+        evaluate.dbm_ais(dbm.W1.data, dbm.W2.data.T, dbm.b.data, dbm.c1.data, dbm.c2.data)

@@ -70,7 +70,7 @@ def log_partition_by_enumeration(log_unnormalised, n_dims, chunk=65536, dtype="f
 # and symmetrically, summing out v, F(h) = -c^T h - sum_i softplus(b_i + (W h)_i).
 
 __all__ += ["rbm_free_energy", "rbm_log_partition", "rbm_log_likelihood", "ais_betas", "base_rate_visible_bias",
-            "rbm_ais", "rbm_test_log_likelihood", "rbm_pseudo_likelihood"]
+            "rbm_ais", "rbm_test_log_likelihood", "rbm_pseudo_likelihood", "dbm_ais"]
 
 
 def _xp_softplus(xp, x):
@@ -196,12 +196,7 @@ def rbm_ais(W, b, c, n_runs=100, betas="salakhutdinov-murray", base_visible_bias
         W, b, c = W.data, b.data, c.data
     xp = backend.get_array_module(W)
     D, H = W.shape
-    if isinstance(n_runs, bool) or not isinstance(n_runs, int) or n_runs < 2:
-        raise ValueError(f"rbm_ais: n_runs must be an int >= 2 (for a standard error), got {n_runs!r}")
-    betas = ais_betas(betas) if isinstance(betas, str) else backend.to_numpy(betas)
-    if betas.ndim != 1 or len(betas) < 2 or betas[0] != 0 or betas[-1] != 1 or (betas[1:] <= betas[:-1]).any():
-        raise ValueError("rbm_ais: betas must increase from 0 to 1")
-    betas = [float(x) for x in betas]
+    betas = _check_ais(n_runs, betas, "rbm_ais")
     rng = backend.default_generator() if rng is None else rng
     b_A = xp.zeros(D, W.dtype) if base_visible_bias is None else xp.asarray(base_visible_bias, dtype=W.dtype)
     device = backend.device_of(W)
@@ -224,23 +219,94 @@ def rbm_ais(W, b, c, n_runs=100, betas="salakhutdinov-murray", base_visible_bias
             _, h = bernoulli_layer(beta * vW, beta * c, uniforms((n_runs, H)))
             _, v = bernoulli_layer(beta * (h @ W.T), (1 - beta) * b_A + beta * b, uniforms((n_runs, D)))
     log_z_base = float(_xp_softplus(xp, b_A.astype(xp.float64)).sum()) + H * math.log(2.0)
-    log_w = backend.to_numpy(log_w)
+    return _ais_result(backend.to_numpy(log_w), log_z_base, len(betas) - 1)
+
+
+def _check_ais(n_runs, betas, who):
+    """The betas as a list of floats, after checking n_runs and the schedule."""
+    if isinstance(n_runs, bool) or not isinstance(n_runs, int) or n_runs < 2:
+        raise ValueError(f"{who}: n_runs must be an int >= 2 (for a standard error), got {n_runs!r}")
+    betas = ais_betas(betas) if isinstance(betas, str) else backend.to_numpy(betas)
+    if betas.ndim != 1 or len(betas) < 2 or betas[0] != 0 or betas[-1] != 1 or (betas[1:] <= betas[:-1]).any():
+        raise ValueError(f"{who}: betas must increase from 0 to 1")
+    return [float(x) for x in betas]
+
+
+def _ais_result(log_w, log_z_base, n_betas):
+    """log Z = log Z_A + log mean(w) from the runs' log-weights (NumPy, float64), with the
+    delta-method standard error and the paper's 3-sigma interval (see ``rbm_ais``)."""
+    n_runs = len(log_w)
     m = float(log_w.max())
     w = [math.exp(x - m) for x in log_w.tolist()]                   # weights scaled by exp(m)
     mean = math.fsum(w) / n_runs
     std = math.sqrt(math.fsum((x - mean) ** 2 for x in w) / (n_runs - 1))
-    log_z = log_z_base + m + math.log(mean)
     spread = 3 * std / math.sqrt(n_runs)
     return {
-        "log_z": log_z,
+        "log_z": log_z_base + m + math.log(mean),
         "log_z_se": std / (math.sqrt(n_runs) * mean),
         "log_z_lower": log_z_base + m + math.log(mean - spread) if mean > spread else -math.inf,
         "log_z_upper": log_z_base + m + math.log(mean + spread),
         "log_z_base": log_z_base,
         "log_w": log_w,
         "n_runs": n_runs,
-        "n_betas": len(betas) - 1,
+        "n_betas": n_betas,
     }
+
+
+def dbm_ais(W1, W2, b, c1, c2, n_runs=100, betas="salakhutdinov-murray", base_visible_bias=None, rng=None):
+    """log Z of a two-hidden-layer DBM, E = -v^T W1 h1 - h1^T W2 h2 - b^T v - c1^T h1 - c2^T h2,
+    by annealed importance sampling over h1 with v and h2 summed out (Salakhutdinov & Hinton
+    2009, "Deep Boltzmann machines", Sec. 4: v and h2 are independent given h1, so AIS needs
+    to run on h1 only, as ``rbm_ais`` runs on v).
+
+    Path: p_k ∝ exp(-((1 - beta_k) E_A + beta_k E)), E_A = -b_A^T v (the base: no weights, no
+    hidden biases, visible biases ``base_visible_bias``): each p_k is a DBM with weights
+    beta_k W1, beta_k W2 and biases (1 - beta_k) b_A + beta_k b, beta_k c1, beta_k c2, whose
+    h1-marginal is
+
+        log p*_k(h1) = beta_k c1^T h1 + sum_i softplus((1 - beta_k) b_A_i + beta_k (b + W1 h1)_i)
+                       + sum_j softplus(beta_k (c2 + W2^T h1)_j)
+
+    The runs draw h1 ~ p_A (fair coins), add log p*_k(h1) - log p*_{k-1}(h1) to their
+    log-weights and move with one Gibbs sweep of p_k, v ~ p_k(v | h1), h2 ~ p_k(h2 | h1),
+    h1 ~ p_k(h1 | v, h2), which leaves p_k and so its h1-marginal invariant. log Z_A =
+    sum_i softplus(b_A_i) + (H1 + H2) log 2. Arguments and result as ``rbm_ais``.
+    """
+    from tinydgm.kernels.rbm_gibbs import bernoulli_layer
+    from tinydgm.kernels.uniforms import uniform
+    if _is_tensor(W1):
+        W1, W2, b, c1, c2 = W1.data, W2.data, b.data, c1.data, c2.data
+    xp = backend.get_array_module(W1)
+    (D, H1), H2 = W1.shape, W2.shape[1]
+    if tuple(W2.shape) != (H1, H2) or tuple(b.shape) != (D,) or tuple(c1.shape) != (H1,) or tuple(c2.shape) != (H2,):
+        raise ValueError(f"dbm_ais: need W1 (D, H1) = {tuple(W1.shape)}, W2 (H1, H2), b (D,), c1 (H1,), c2 (H2,); "
+                         f"got W2 {tuple(W2.shape)}, b {tuple(b.shape)}, c1 {tuple(c1.shape)}, c2 {tuple(c2.shape)}")
+    betas = _check_ais(n_runs, betas, "dbm_ais")
+    rng = backend.default_generator() if rng is None else rng
+    b_A = xp.zeros(D, W1.dtype) if base_visible_bias is None else xp.asarray(base_visible_bias, dtype=W1.dtype)
+    device = backend.device_of(W1)
+
+    def uniforms(n_cols):
+        return backend.to_device(uniform(rng, (n_runs, n_cols), W1.dtype), device)
+
+    def log_p_star(beta, h1, h1W1t, h1W2):                  # log p*_k(h1) in float64
+        f64 = xp.float64
+        return beta * (h1.astype(f64) @ c1.astype(f64)) \
+            + _xp_softplus(xp, ((1 - beta) * b_A + beta * (b + h1W1t)).astype(f64)).sum(axis=1) \
+            + _xp_softplus(xp, (beta * (c2 + h1W2)).astype(f64)).sum(axis=1)
+
+    h1 = (uniforms(H1) < 0.5).astype(W1.dtype)               # h1_1 ~ p_A: fair coins
+    log_w = xp.zeros(n_runs, dtype=xp.float64)
+    for k in range(1, len(betas)):
+        beta, beta_prev = betas[k], betas[k - 1]
+        h1W1t, h1W2 = h1 @ W1.T, h1 @ W2
+        log_w += log_p_star(beta, h1, h1W1t, h1W2) - log_p_star(beta_prev, h1, h1W1t, h1W2)
+        if k < len(betas) - 1:                              # T_k: one Gibbs sweep of p_k
+            _, v = bernoulli_layer(beta * h1W1t, (1 - beta) * b_A + beta * b, uniforms(D))
+            _, h2 = bernoulli_layer(beta * h1W2, beta * c2, uniforms(H2))
+            _, h1 = bernoulli_layer(beta * (v @ W1 + h2 @ W2.T), beta * c1, uniforms(H1))
+    log_z_base = float(_xp_softplus(xp, b_A.astype(xp.float64)).sum()) + (H1 + H2) * math.log(2.0)
+    return _ais_result(backend.to_numpy(log_w), log_z_base, len(betas) - 1)
 
 
 def rbm_test_log_likelihood(W, b, c, v, log_z, batch_size=1000):

@@ -27,9 +27,12 @@ statistics v h1^T, h1 h2^T, v, h1, h2;
   layers: h1 | (v, h2), then (v, h2) | h1 together (the odd/even layers are independent
   given the other).
 
+Evaluation: exact log Z and log p(v) of small DBMs enumerate h1 (v and h2 are summed
+analytically given h1); larger ones estimate log Z by AIS over h1 (``ais``,
+``evaluate.dbm_ais``) and report the mean-field lower bound on log p(v) (``log_prob_bound``).
+
 Not done here: the greedy layer-wise pretraining with doubled weights of S&H 2009 and the
-learning-rate and momentum schedules; AIS for DBMs. Exact log Z and log p(v) of small DBMs
-enumerate h1 (v and h2 are summed analytically given h1).
+learning-rate and momentum schedules.
 """
 from tinydgm import backend, evaluate
 from tinydgm.autodiff.core import Tensor, as_tensor, tensor
@@ -116,6 +119,20 @@ class DBM(Module):
         """Exact log p(v) (N,) of a small DBM, enumerating h1."""
         v = as_tensor(self._array(v, self.sizes[0], "log_prob"))
         return logsumexp(self._log_unnormalised_h1(v), axis=1) - self.log_partition()
+
+    def ais(self, n_runs=100, betas="salakhutdinov-murray", base_visible_bias=None, rng=None):
+        """log Z by annealed importance sampling over h1 (``evaluate.dbm_ais``): a dict with
+        log_z, its standard error and the 3-sigma interval."""
+        return evaluate.dbm_ais(self.W1.data, self.W2.data, self.b.data, self.c1.data, self.c2.data, n_runs, betas,
+                                base_visible_bias, rng)
+
+    def log_prob_bound(self, v, log_z, mf_steps=30, mf_tol=1e-6):
+        """The variational lower bound on log p(v) (N,) (backend array) given log Z (exact or
+        ``ais()["log_z"]``): -E_q[E(v, h1, h2)] + H(q) - log Z at the mean-field fixed point
+        (S&H 2009 report this bound for their DBMs; with an AIS log Z it is an estimate)."""
+        v = self._array(v, self.sizes[0], "log_prob_bound")
+        mu1, mu2 = self.mean_field(v, mf_steps, mf_tol)
+        return self.mean_field_bound(v, mu1, mu2).data - log_z
 
     # --- mean-field inference (arrays)
     def mean_field(self, v, mf_steps=30, mf_tol=1e-6, return_steps=False):
