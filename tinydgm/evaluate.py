@@ -192,6 +192,7 @@ def rbm_ais(W, b, c, n_runs=100, betas="salakhutdinov-murray", base_visible_bias
     n_runs, n_betas.
     """
     from tinydgm.kernels.rbm_gibbs import bernoulli_layer
+    from tinydgm.kernels.uniforms import uniform
     if _is_tensor(W):
         W, b, c = W.data, b.data, c.data
     xp = backend.get_array_module(W)
@@ -202,7 +203,7 @@ def rbm_ais(W, b, c, n_runs=100, betas="salakhutdinov-murray", base_visible_bias
     device = backend.device_of(W)
 
     def uniforms(shape):
-        return backend.to_device(rng.random(shape, dtype=W.dtype), device)
+        return backend.to_device(uniform(rng, shape, W.dtype), device)
 
     def sum_softplus(beta, a):                          # sum_j softplus(beta a_j) in float64
         return _xp_softplus(xp, beta * a.astype(xp.float64)).sum(axis=1)

@@ -38,7 +38,7 @@ from tinydgm import backend, evaluate
 from tinydgm.autodiff.core import Tensor, as_tensor, tensor
 from tinydgm.autodiff.elementwise import softplus
 from tinydgm.autodiff.reduce import logsumexp
-from tinydgm.kernels import rbm_gibbs
+from tinydgm.kernels import rbm_gibbs, uniforms
 from tinydgm.nn import init
 from tinydgm.nn.module import Module, Parameter
 
@@ -158,7 +158,7 @@ class DBM(Module):
     # --- Gibbs over alternating layers (arrays)
     def _noise(self, rng, n):
         dtype = self.W1.dtype
-        return [backend.to_device(rng.random((n, s), dtype=dtype), self.W1.device) for s in self.sizes]
+        return [backend.to_device(uniforms.uniform(rng, (n, s), dtype), self.W1.device) for s in self.sizes]
 
     def gibbs(self, v, h1, h2, k=1, rng=None):
         """k sweeps: h1 ~ p(h1 | v, h2), then v ~ p(v | h1) and h2 ~ p(h2 | h1). Returns (v, h1, h2)
