@@ -279,3 +279,32 @@ def test_draw_noise_order_and_out():
         g.draw_noise(rng, 2, 3, 5, 4, start_hidden=True, out=(out[0], np.empty((2, 3, 4), np.float32)))
     with pytest.raises(ValueError, match="k must be a positive integer"):
         g.block_gibbs_stream(*small_rbm(5, 4), np.zeros((2, 5)), 0, rng)
+
+
+@pytest.mark.parametrize("weight_update", [False, True])
+def test_parallel_cd_step_on_sparse_data_makes_no_blas_call(monkeypatch, weight_update):
+    """With several Numba threads and sparse data the step calls no BLAS (OpenBLAS's spinning
+    threads would take the cores from Numba's): numpy.dot is never reached; the serial path does."""
+    numba = pytest.importorskip("numba")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two Numba threads")
+    D, H, n = 60, 20, 30
+    W, b, c = small_rbm(D, H, "float32", scale=0.3)
+    rng = np.random.default_rng(14)
+    v = np.where(rng.random((n, D)) < 0.15, rng.random((n, D)), 0).astype("float32")
+    h_chain = (rng.random((n, H)) < 0.4).astype("float32")
+    u_h, r_v = g.draw_noise(rng, 2, n, D, H)
+    calls = []
+    real_dot = np.dot
+    monkeypatch.setattr(np, "dot", lambda *a, **k: (calls.append(1), real_dot(*a, **k))[1])
+    update = (np.zeros_like(W), 0.1, 0.0, 0.0) if weight_update else None
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(2)
+        for parallel in (True, False):
+            monkeypatch.setattr(g, "SPARSE_PARALLEL", parallel)
+            calls.clear()
+            g.cd_gradient_kernel(W.copy(), b, c, v, u_h, r_v, h_chain, weight_update=update)
+            assert bool(calls) == (not parallel)
+    finally:
+        numba.set_num_threads(before)
