@@ -8,8 +8,10 @@ bit generator per float32 number (0.23 ms on this project's 2-core machine, a qu
 sweep's two matrix products).
 
 ``uniform(rng, shape, "float32")`` spends each 64-bit draw on TWO float32 uniforms. NumPy's
-float64 uniform is d = (w >> 11) / 2^53 for a 64-bit draw w: 53 random bits. Its top 24 bits
-and the next 24 bits are two independent uniforms on the grid {0, ..., 2^24 - 1} / 2^24:
+float64 uniform is d = (w >> 11) / 2^53 for a 64-bit draw w of its 64-bit bit generators (PCG64,
+the default, Philox, SFC64; MT19937 builds the 53 bits from two 32-bit draws): 53 random bits.
+Its top 24 bits and the next 24 bits are two independent uniforms on the grid
+{0, ..., 2^24 - 1} / 2^24:
 
     u_1 = floor(2^24 d) / 2^24                        (bits 63..40 of w)
     u_2 = floor(2^24 (2^24 d - floor(2^24 d))) / 2^24  (bits 39..16 of w)
@@ -18,8 +20,8 @@ exact in float64 and exactly representable in float32; 24 bits is also the resol
 NumPy's own float32 ``random``. Half the draws: 0.14 ms + a 0.02 ms split for the sweep above.
 
 Hot loops pass ``out`` (and the float64 draws go to a reused per-thread scratch array): on
-Linux a fresh array of half a megabyte costs ~0.2 ms of page faults on first touch, as much as
-drawing its numbers.
+this project's machine a fresh array of half a megabyte costs ~0.2 ms of page faults on first
+touch, as much as drawing its numbers.
 """
 import threading
 
