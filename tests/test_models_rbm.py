@@ -1,5 +1,8 @@
 """BernoulliRBM and GaussianBernoulliRBM: energies and free energies against brute force,
 exact log-likelihood (normalised, gradchecked), CD gradient direction, conditionals, training."""
+import os
+import pathlib
+
 import numpy as np
 import pytest
 from scipy.special import expit, logsumexp
@@ -8,7 +11,8 @@ from contracts import all_binary, assert_normalised
 import tinydgm as td
 from tinydgm import evaluate
 from tinydgm.kernels import rbm_gibbs
-from tinydgm.models.rbm import BernoulliRBM, GaussianBernoulliRBM, PAPER_CONFIG
+from tinydgm.data import load_binarized_mnist, mnist
+from tinydgm.models.rbm import BernoulliRBM, GaussianBernoulliRBM, PAPER_CONFIG, reproduce
 
 
 def make_rbm(D, H, scale=1.0, seed=0, cls=BernoulliRBM, **kwargs):
@@ -244,3 +248,25 @@ def test_step_with_the_fused_weight_update_equals_gradient_then_update(monkeypat
                                  0.01 if name == "W" else 0.0)
         for name in ("W", "b", "c"):
             np.testing.assert_array_equal(getattr(fused, name).data, getattr(plain, name).data)
+
+
+
+SHARED = pathlib.Path(os.environ.get(mnist.ENV_VAR)
+                      or pathlib.Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
+@pytest.mark.skipif(not (SHARED / "binarized_mnist.npz").is_file(),
+                    reason=f"binarized_mnist.npz is not here ({SHARED}: the project's shared/data, or set TINYDGM_DATA)")
+def test_reproduce_runs_a_tiny_configuration():
+    result = reproduce(epochs=2, k=2, n_hidden=10, n_train=500, n_test=200, ais_runs=5, ais_betas=50,
+                       data_path=str(SHARED), progress=False, return_model=True)
+    rbm = result["model"]
+    assert isinstance(rbm, BernoulliRBM) and rbm.n_hidden == 10
+    assert -543.5 < result["test_log_likelihood"] < 0          # finite, better than fair coins (784 ln 2 nats)
+    # the training-set figure: the first (here all 500) training images under the same AIS log Z
+    x_train = load_binarized_mnist(path=str(SHARED))["train"][:500].astype("float32")
+    assert result["train_log_likelihood"] == pytest.approx(
+        evaluate.rbm_test_log_likelihood(rbm.W.data, rbm.b.data, rbm.c.data, x_train, result["log_z"]), rel=1e-9)
+    assert result["config"]["epochs"] == 2 and result["config"]["cd_k"] == 2 and result["config"]["n_train"] == 500
+    assert "model" not in reproduce(epochs=1, n_hidden=4, n_train=200, n_test=50, ais_runs=2, ais_betas=5,
+                                    data_path=str(SHARED), progress=False)
