@@ -256,7 +256,7 @@ SHARED = pathlib.Path(os.environ.get(mnist.ENV_VAR)
 
 
 @pytest.mark.skipif(not (SHARED / "binarized_mnist.npz").is_file(),
-                    reason=f"binarized_mnist.npz is not here ({SHARED}: the project's shared/data, or set TINYDGM_DATA)")
+                    reason=f"binarized_mnist.npz is not here ({SHARED}: shared/data, or set TINYDGM_DATA)")
 def test_reproduce_runs_a_tiny_configuration():
     result = reproduce(epochs=2, k=2, n_hidden=10, n_train=500, n_test=200, ais_runs=5, ais_betas=50,
                        data_path=str(SHARED), progress=False, return_model=True)
