@@ -114,26 +114,34 @@ def _negate_plus_bias(a, bias):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _bernoulli_row(e, u, x, s, one):
+    """One row, given e = exp(-(a + bias)): p = 1 / (1 + e) (the sigmoid, in e's dtype: ``one``
+    is 1 in that dtype), x = 1[u < p] (the Bernoulli draw) and e <- s * p, in one pass."""
+    for j in range(e.shape[0]):
+        p = one / (one + e[j])
+        x[j] = one if u[j] < p else one - one
+        e[j] = s * p
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sigmoid_row(e, s, one):
+    """One row, given e = exp(-(a + bias)): e <- s / (1 + e), the probabilities alone."""
+    for j in range(e.shape[0]):
+        e[j] = s * (one / (one + e[j]))
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _bernoulli_finish(e, u, x, row_scale, one):
-    """Given e = exp(-(a + bias)): p = 1 / (1 + e) (the sigmoid, in e's dtype: ``one`` is 1 in
-    that dtype), x = 1[u < p] (the Bernoulli draw) and e <- row_scale[r] * p, in one pass."""
-    n, m = e.shape
-    for r in range(n):
-        s = row_scale[r]
-        for j in range(m):
-            p = one / (one + e[r, j])
-            x[r, j] = one if u[r, j] < p else one - one
-            e[r, j] = s * p
+    """``_bernoulli_row`` on every row r of e (n, m), scaled by row_scale[r]."""
+    for r in range(e.shape[0]):
+        _bernoulli_row(e[r], u[r], x[r], row_scale[r], one)
 
 
 @numba.njit(cache=True, error_model="numpy")
 def _sigmoid_finish(e, row_scale, one):
-    """Given e = exp(-(a + bias)): e <- row_scale[r] / (1 + e), the probabilities alone."""
-    n, m = e.shape
-    for r in range(n):
-        s = row_scale[r]
-        for j in range(m):
-            e[r, j] = s * (one / (one + e[r, j]))
+    """``_sigmoid_row`` on every row r of e, scaled by row_scale[r]."""
+    for r in range(e.shape[0]):
+        _sigmoid_row(e[r], row_scale[r], one)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -148,10 +156,18 @@ def _gaussian_finish(a, bias, sigma, eps, x):
 @numba.njit(cache=True, error_model="numpy")
 def _sgd_kernel(theta, grad, velocity, lr, momentum, weight_decay):
     """velocity <- momentum velocity + lr (grad - weight_decay theta);  theta <- theta + velocity
-    (gradient ASCENT on the log-likelihood), one pass over flat arrays."""
-    for i in range(theta.shape[0]):
-        velocity[i] = momentum * velocity[i] + lr * (grad[i] - weight_decay * theta[i])
-        theta[i] += velocity[i]
+    (gradient ASCENT on the log-likelihood), one pass over 1-D arrays (flat parameters, or one
+    row of W). With momentum 0 the old velocity is not read (0 * velocity adds exactly 0 to a
+    finite sum)."""
+    if momentum == 0:
+        for i in range(theta.shape[0]):
+            step = lr * (grad[i] - weight_decay * theta[i])
+            velocity[i] = step
+            theta[i] += step
+    else:
+        for i in range(theta.shape[0]):
+            velocity[i] = momentum * velocity[i] + lr * (grad[i] - weight_decay * theta[i])
+            theta[i] += velocity[i]
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -190,34 +206,19 @@ def _sparse_row_times(x, Y, out, nz):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _momentum_row(W_i, velocity_i, g, lr, momentum, weight_decay):
-    """One row of ``_sgd_kernel``: velocity <- momentum velocity + lr (g - weight_decay W), W <- W + velocity.
-    With momentum 0 the old velocity is not read (0 * velocity adds exactly 0 to a finite sum)."""
-    if momentum == 0:
-        for j in range(g.shape[0]):
-            step = lr * (g[j] - weight_decay * W_i[j])
-            velocity_i[j] = step
-            W_i[j] += step
-    else:
-        for j in range(g.shape[0]):
-            velocity_i[j] = momentum * velocity_i[j] + lr * (g[j] - weight_decay * W_i[j])
-            W_i[j] += velocity_i[j]
-
-
-@numba.njit(cache=True, error_model="numpy")
 def _sparse_gradient_step(XT, Y, W, velocity, lr, momentum, weight_decay):
     """The weight gradient G = X^T Y and its momentum step on W in ONE pass over W's rows:
 
         G_i = sum_{r: XT[i, r] != 0} XT[i, r] Y[r, :]           (``_sparse_row_times``, into a row in L1)
         velocity_i <- momentum velocity_i + lr (G_i - weight_decay W_i),   W_i <- W_i + velocity_i
 
-    the arithmetic of ``_sgd_kernel`` row by row, so the result equals the two separate passes
+    ``_sgd_kernel`` row by row, so the result equals the two separate passes
     exactly, without writing G (D x H) to memory and reading it back."""
     nz = np.empty(XT.shape[1], np.int64)
     g = np.empty(Y.shape[1], Y.dtype)
     for i in range(XT.shape[0]):
         _sparse_row_times(XT[i], Y, g, nz)
-        _momentum_row(W[i], velocity[i], g, lr, momentum, weight_decay)
+        _sgd_kernel(W[i], g, velocity[i], lr, momentum, weight_decay)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -270,16 +271,10 @@ def _bernoulli_finish_parallel(e, u, x, row_scale, first_sampled, one):
     R = e.shape[0]
     for chunk in numba.prange(_CHUNKS):
         for r in range(chunk * R // _CHUNKS, (chunk + 1) * R // _CHUNKS):
-            s = row_scale[r]
             if r >= first_sampled:
-                u_r, x_r = u[r - first_sampled], x[r - first_sampled]
-                for j in range(e.shape[1]):
-                    p = one / (one + e[r, j])
-                    x_r[j] = one if u_r[j] < p else one - one
-                    e[r, j] = s * p
+                _bernoulli_row(e[r], u[r - first_sampled], x[r - first_sampled], row_scale[r], one)
             else:
-                for j in range(e.shape[1]):
-                    e[r, j] = s * (one / (one + e[r, j]))
+                _sigmoid_row(e[r], row_scale[r], one)
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
@@ -292,7 +287,7 @@ def _sparse_gradient_step_parallel(XT, Y, W, velocity, lr, momentum, weight_deca
         g = np.empty(Y.shape[1], Y.dtype)
         for i in range(chunk * D // _CHUNKS, (chunk + 1) * D // _CHUNKS):
             _sparse_row_times(XT[i], Y, g, nz)
-            _momentum_row(W[i], velocity[i], g, lr, momentum, weight_decay)
+            _sgd_kernel(W[i], g, velocity[i], lr, momentum, weight_decay)
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
