@@ -8,12 +8,12 @@ All in one process, every side pinned to the same number of threads (NumPy's BLA
 through threadpoolctl, Numba, PyTorch through torch.set_num_threads), float32:
 
 1. MADE 784-500-784 training step at batch 100 (one hidden layer, ReLU, Bernoulli outputs, one
-   fixed mask): ``tinydgm.models.made.MADE`` (``loss`` -> ``backward`` -> ``tinydgm.optim.Adam``)
+   fixed mask): ``tinydgm.models.autoregressive.made.MADE`` (``loss`` -> ``backward`` -> ``tinydgm.optim.Adam``)
    vs the same masked MLP written in PyTorch (``x @ (W * M) + b``, ``torch.optim.Adam``) with the
    model's own masks and weights copied over. Target: at most 1.0x PyTorch.
 2. PixelCNN training step at batch 32 on 28x28 binary images (the model's default architecture:
    a 7x7 type-A masked convolution, residual blocks of type-B masked convolutions, Bernoulli
-   output): ``tinydgm.models.pixelcnn.PixelCNN`` vs the same network in PyTorch (masked
+   output): ``tinydgm.models.autoregressive.pixelcnn.PixelCNN`` vs the same network in PyTorch (masked
    convolutions as ``conv2d(x, W * M)``), weights copied. Target: at most 2x.
 3. Sampling 100 MNIST-sized images: the NADE and MADE Numba samplers (``method="fast"``) vs their
    naive engine loops (``method="naive"``: D forward passes) vs a naive PyTorch loop (784
@@ -48,12 +48,12 @@ MISSING = {}        # part -> why it was skipped
 
 
 def _model_module(name):
-    """tinydgm.models.<name>, or None (recorded in MISSING) while it does not exist yet."""
+    """tinydgm.models.autoregressive.<name>, or None (recorded in MISSING) while it does not exist yet."""
     import importlib
     try:
-        return importlib.import_module(f"tinydgm.models.{name}")
+        return importlib.import_module(f"tinydgm.models.autoregressive.{name}")
     except ImportError as error:
-        MISSING[name] = f"tinydgm.models.{name} could not be imported ({error})"
+        MISSING[name] = f"tinydgm.models.autoregressive.{name} could not be imported ({error})"
         return None
 
 
@@ -344,7 +344,7 @@ def _conv_params(conv):
 
 
 class TorchPixelCNN:
-    """tinydgm.models.pixelcnn.PixelCNN mirrored in PyTorch (same layers, same order), every
+    """tinydgm.models.autoregressive.pixelcnn.PixelCNN mirrored in PyTorch (same layers, same order), every
     masked convolution as conv2d(x, W * M, b, padding=k // 2), weights copied from the model:
 
         a = convA(x);  a = a + expand(relu(conv(relu(reduce(relu(a))))))  per block
@@ -550,7 +550,7 @@ def main(argv=None):
         iqr = common.paired_ratio_iqr(made["stats"]["tinydgm"], made["stats"]["PyTorch"])
         out += ["### 1. MADE 784-500-784 training step, batch 100", "",
                 "One step = loss (Bernoulli NLL summed over pixels, mean over the batch), backward, Adam "
-                f"(lr {LR}). tinydgm: `tinydgm.models.made.MADE(784, [500], connectivity=\"random\", n_masks=1)` "
+                f"(lr {LR}). tinydgm: `tinydgm.models.autoregressive.made.MADE(784, [500], connectivity=\"random\", n_masks=1)` "
                 "(one hidden ReLU layer, one fixed mask, natural ordering, no direct connections; "
                 f"{made['kept']:.0%} of the first layer's weights kept), `model.loss(x)`, `tinydgm.optim.Adam`. "
                 "PyTorch: the same masked MLP by hand, `relu(x @ (W1 * M1) + b1) @ (W2 * M2) + b2`, with the "
@@ -566,7 +566,7 @@ def main(argv=None):
         iqr = common.paired_ratio_iqr(pixel["stats"]["tinydgm"], pixel["stats"]["PyTorch"])
         m = pixel["model"]
         out += ["### 2. PixelCNN training step, batch 32, 28x28 binary images", "",
-                f"The model's default architecture, `tinydgm.models.pixelcnn.PixelCNN()`: a 7x7 type-A masked "
+                f"The model's default architecture, `tinydgm.models.autoregressive.pixelcnn.PixelCNN()`: a 7x7 type-A masked "
                 f"convolution 1 -> {m.channels} channels, {m.n_residual} residual blocks (ReLU, 1x1 "
                 f"{m.channels} -> {m.channels // 2}, ReLU, 3x3 type B, ReLU, 1x1 back to {m.channels}, + input), "
                 f"ReLU, 1x1 {m.channels} -> {m.channels}, ReLU, 1x1 -> 1 logit per pixel, Bernoulli NLL; "

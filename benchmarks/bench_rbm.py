@@ -46,7 +46,7 @@ import common  # noqa: E402
 
 import tinydgm as td  # noqa: E402
 from tinydgm.kernels import rbm_gibbs  # noqa: E402
-from tinydgm.models.rbm import BernoulliRBM  # noqa: E402
+from tinydgm.models.energy.rbm import BernoulliRBM  # noqa: E402
 
 MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "mnist.npz")
 D, H, BATCH, LR = 784, 500, 100, 0.1

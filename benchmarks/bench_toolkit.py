@@ -13,7 +13,7 @@ OpenMP through threadpoolctl, Numba, PyTorch through torch.set_num_threads), flo
 2. forward + backward of one layer, with the input requiring a gradient (as for a hidden
    layer) and a fixed random upstream gradient:
    ``tinydgm.nn.Linear`` vs ``torch.nn.Linear`` (batch 100, 784 -> 500);
-   ``tinydgm.nn.made.MaskedLinear`` with a MADE mask vs ``x @ (W * M) + b`` written by hand
+   ``tinydgm.nn.masked_linear.MaskedLinear`` with a MADE mask vs ``x @ (W * M) + b`` written by hand
    in PyTorch (there is no masked layer in torch.nn); both also against raw NumPy with a
    hand-written backward (the floor);
    ``tinydgm.nn.Conv2d`` vs ``torch.nn.Conv2d`` (batch 32, 64 -> 64 channels, 3x3, 28x28,
@@ -37,7 +37,7 @@ import common  # noqa: E402
 import tinydgm as td  # noqa: E402
 from tinydgm import nn, optim  # noqa: E402
 from tinydgm.kernels.adam import adam_update  # noqa: E402
-from tinydgm.nn.made import MaskedLinear, made_degrees, made_masks  # noqa: E402
+from tinydgm.nn.masked_linear import MaskedLinear, made_degrees, made_masks  # noqa: E402
 
 DTYPE = np.float32
 LR, BETAS, EPS = 1e-3, (0.9, 0.999), 1e-8

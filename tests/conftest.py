@@ -1,11 +1,16 @@
 """Shared test setup: debug mode (every backward step checks its gradient's shape and
 dtype), float32 default restored after each test, and the ``cuda`` marker."""
 import os
+import sys
 
 import pytest
 from hypothesis import settings
 
 import tinydgm as td
+
+# The shared helpers (contracts.py, flow_contracts.py, paths.py) import by name from every
+# test folder.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # Property tests draw the same examples on every run (a red CI must be reproducible);
 # HYPOTHESIS_PROFILE=explore draws new ones.

@@ -18,7 +18,8 @@ __version__ = "0.1.0"
 
 # The toolkit packages load on first use (td.nn, td.optim, ...), so `import tinydgm` stays
 # light (no Matplotlib, no Numba compilation) for users of the engine alone.
-_SUBMODULES = ("nn", "optim", "distributions", "data", "train", "checkpoint", "plot", "kernels")
+_SUBMODULES = ("nn", "optim", "distributions", "data", "train", "checkpoint", "plot", "kernels", "models",
+               "evaluate")
 
 
 def __getattr__(name):

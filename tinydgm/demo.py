@@ -366,7 +366,7 @@ def _mean_nll(model, x, batch_size=250):
 
 def _image_model(name, quick, rng):
     """The small demo model of each family (sized so the whole section takes a minute or two)."""
-    from tinydgm.models import made, nade, pixelcnn
+    from tinydgm.models.autoregressive import made, nade, pixelcnn
     if name == "NADE":
         return nade.NADE(784, 50 if quick else 100, rng=rng)
     if name == "MADE":
@@ -446,7 +446,7 @@ def _made_toy(out_dir, seed, quick, log):
     """A MADE with D = 8 binary inputs on 8 Gaussians discretised to 16 x 16 cells; its exact
     p(cell) for all 256 codes (a normalised distribution: the sum is checked) beside the
     histogram of the training data and the true cell probabilities."""
-    from tinydgm.models import made
+    from tinydgm.models.autoregressive import made
     xp = _cpu()
     rng = backend.rng(seed)
     k = 2 ** TOY_BITS
@@ -506,7 +506,7 @@ def ebm_section(out_dir, seed, quick, log):
     divergence with Langevin chains: its density, normalised on a grid, with chain samples,
     and the kernel MMD^2 of those samples to the data before and after training."""
     from tinydgm.data.toy import sample_toy
-    from tinydgm.models import ebm
+    from tinydgm.models.energy import ebm
 
     files = ["mh_chains.png", "ebm_density.png"]
     _, accept = ebm.mh_chains_on_toy(out_dir / files[0], n_steps=100 if quick else 400, seed=seed)
@@ -540,7 +540,7 @@ def _one_blas_thread():
 def rbm_section(out_dir, seed, quick, log):
     """A Bernoulli RBM trained by CD-1 on the embedded binarized images: its filters (columns
     of W), Gibbs samples, and the pseudo-likelihood before and after training."""
-    from tinydgm.models.rbm import BernoulliRBM
+    from tinydgm.models.energy.rbm import BernoulliRBM
 
     rng = backend.rng(seed)
     x = data.load_embedded_binarized("train", seed=seed)["x"].reshape(-1, 784).astype("float32")

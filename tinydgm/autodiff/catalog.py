@@ -44,7 +44,7 @@ __all__ = ["Entry", "Result", "ENTRIES", "EXEMPT", "OP_MODULES", "entries", "pub
            "check_entry", "check_all", "format_table", "MissingOpError"]
 
 # The modules whose ``__all__`` lists the engine's ops (see functional.py).
-OP_MODULES = ("elementwise", "reduce", "shape", "linalg", "conv")
+OP_MODULES = ("elementwise", "reduce", "shape", "linalg", "conv_ops")
 
 # Public names of those modules that are not differentiable ops, and why.
 EXEMPT = {

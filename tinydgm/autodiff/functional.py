@@ -7,13 +7,13 @@ side by side:
     reduce.py       sum, mean, var, max, min, logsumexp, softmax, log_softmax, cumsum
     shape.py        reshape, transpose, broadcasting, concatenate/stack/split, flip, pad, indexing
     linalg.py       matmul (with batch dimensions), einsum
-    conv.py         conv2d, conv_transpose2d, pooling, nearest upsampling (im2col)
+    conv_ops.py     conv2d, conv_transpose2d, pooling, nearest upsampling (im2col)
 """
 from tinydgm.autodiff.elementwise import *  # noqa: F401,F403
 from tinydgm.autodiff.reduce import *  # noqa: F401,F403
 from tinydgm.autodiff.shape import *  # noqa: F401,F403
 from tinydgm.autodiff.linalg import *  # noqa: F401,F403
-from tinydgm.autodiff.conv import *  # noqa: F401,F403
+from tinydgm.autodiff.conv_ops import *  # noqa: F401,F403
 
 # Ops that are also Tensor methods: x.exp(), x.sum(axis=0), x.reshape(2, -1), ...
 TENSOR_METHODS = (

@@ -29,7 +29,7 @@ Arguments of the fast versions: ``weights`` [W^1, ..., W^L, W^V] masked (mask al
 multiplied in), (in, out) layout, W^V of shape (H_L, 2D); ``biases`` [b^1, ..., b^L, b^V];
 ``degrees`` [m^0, ..., m^L]; ``y`` (n, D) in DIMENSION order (not ordering order: y is the
 flow's other variable, indexed like v); ``direct`` the masked input-to-output weight
-(D, 2D) or None. ReLU hidden units (tinydgm.models.made.MADE). They return
+(D, 2D) or None. ReLU hidden units (tinydgm.models.autoregressive.made.MADE). They return
 (v (n, D), alpha_sum (n,)) in float64.
 """
 import numba

@@ -5,7 +5,7 @@ scales as O(DH)") with the incremental history vector:
     h_d = sigmoid(a_d),   p_d = p(x_d = 1 | x_<d) = sigmoid(b_d + V_d . h_d)
     x_d = 1[u_d < p_d],   u_d ~ U(0, 1)
 
-Parameters in ``tinydgm.models.nade.NADE``'s layout: W (D, H) with row d = w_d, c (H,),
+Parameters in ``tinydgm.models.autoregressive.nade.NADE``'s layout: W (D, H) with row d = w_d, c (H,),
 V (D, H) with row d = V_d, b (D,). The uniforms u (n, D) are an INPUT, drawn outside with
 the seeded generator, so every sampler below turns the same u into the same x (up to
 rounding of the dot products: p_d is compared with u_d, and only a u_d within a few ulps of

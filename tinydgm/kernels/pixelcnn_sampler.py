@@ -304,7 +304,7 @@ def _input_scale(model, dtype, xp):
 # ----------------------------------------------------------------------------- PixelCNN
 
 class PixelCNNCache:
-    """The activation cache of a ``tinydgm.models.pixelcnn.PixelCNN`` (module docstring).
+    """The activation cache of a ``tinydgm.models.autoregressive.pixelcnn.PixelCNN`` (module docstring).
 
     Per pixel p = (i, j), with a the residual stream (2h channels) at p:
 
@@ -353,7 +353,7 @@ class PixelCNNCache:
 # ----------------------------------------------------------------------------- Gated PixelCNN
 
 class GatedPixelCNNCache:
-    """The activation cache of a ``tinydgm.models.gated_pixelcnn.GatedPixelCNN`` (module
+    """The activation cache of a ``tinydgm.models.autoregressive.gated_pixelcnn.GatedPixelCNN`` (module
     docstring; the block is ``tinydgm.nn.masked_conv.GatedBlock``, half-width p = k // 2).
 
     Per row i (``start_row``), block by block, from the vertical input maps v_l:

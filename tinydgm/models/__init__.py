@@ -1,7 +1,40 @@
-"""Model families, one module each, every one on the engine and toolkit and each
-docstring naming the lecture and paper equations it implements.
+"""Model families, one subpackage per family as the lectures group them:
 
-Protocol (where meaningful): ``log_prob(x)`` (nats per example), ``bits_per_dim(x)``,
-``loss(x)`` (the batch objective ``train.fit`` minimises), ``sample(n, rng)``; latent
-variable models add ``elbo``/``log_prob_estimate``, energy-based ones ``energy``/``free_energy``.
+    energy/           exponential family, FVBM, neural EBM, RBMs, DBN, DBM
+    autoregressive/   NADE, MADE, PixelCNN, Gated PixelCNN
+    flows/            planar, radial, NICE, RealNVP, Glow's 1x1 conv, MAF, IAF, dequantization
+    latent/           latent-variable models (linear-Gaussian, density networks, VAEs)
+    adversarial/      GANs
+    hybrid/           models that combine families
+
+Every model offers the protocol of ``docs/architecture.md`` (``loss``, ``log_prob`` or the
+bound it has, ``sample``, ``bits_per_dim``). The common classes import from here directly,
+``from tinydgm.models import NADE, MADE, BernoulliRBM``; each subpackage is imported on
+first use, so importing one family does not load the others.
 """
+import importlib
+
+# name -> the subpackage that defines it
+_EXPORTS = {
+    "ExponentialFamily": "energy", "FullyVisibleBoltzmannMachine": "energy", "NeuralEBM": "energy",
+    "BernoulliRBM": "energy", "GaussianBernoulliRBM": "energy", "DBN": "energy", "DBM": "energy",
+    "NADE": "autoregressive", "MADE": "autoregressive", "PixelCNN": "autoregressive",
+    "GatedPixelCNN": "autoregressive",
+    "Flow": "flows", "toy_realnvp": "flows", "image_realnvp": "flows", "build_maf": "flows",
+    "planar_flow": "flows", "radial_flow": "flows", "DequantizedFlow": "flows",
+}
+_FAMILIES = ("energy", "autoregressive", "flows", "latent", "adversarial", "hybrid")
+
+__all__ = sorted(_EXPORTS) + list(_FAMILIES)
+
+
+def __getattr__(name):
+    if name in _FAMILIES:
+        return importlib.import_module(f"tinydgm.models.{name}")
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"tinydgm.models.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'tinydgm.models' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -7,6 +7,6 @@ from tinydgm.nn.activations import ReLU, LeakyReLU, ELU, Sigmoid, Tanh, Softplus
 from tinydgm.nn.conv import Conv2d, ConvTranspose2d  # noqa: F401
 from tinydgm.nn.embedding import Embedding  # noqa: F401
 from tinydgm.nn.norm import BatchNorm, ActNorm  # noqa: F401
-from tinydgm.nn.made import made_degrees, made_masks, MaskedLinear, MADEMasks  # noqa: F401
+from tinydgm.nn.masked_linear import made_degrees, made_masks, MaskedLinear, MADEMasks  # noqa: F401
 from tinydgm.nn.masked_conv import pixelcnn_mask, MaskedConv2d, GatedBlock, GatedStack  # noqa: F401
-from tinydgm.nn.coupling import MLPConditioner, CNNConditioner  # noqa: F401
+from tinydgm.nn.conditioners import MLPConditioner, CNNConditioner  # noqa: F401

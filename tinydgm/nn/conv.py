@@ -9,7 +9,7 @@ Initialisation is PyTorch's default: W, b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) w
 fan_in = weight.shape[1] * kH * kW (``init.lecun_uniform(layout="conv")``), or all zeros
 with ``zero_init=True`` (the last layer of a coupling network starts as the identity).
 """
-from tinydgm.autodiff.conv import _int_pair, conv2d, conv_transpose2d
+from tinydgm.autodiff.conv_ops import _int_pair, conv2d, conv_transpose2d
 from tinydgm.nn import init
 from tinydgm.nn.module import Module, Parameter
 

@@ -37,7 +37,7 @@ and a horizontal stack that sees the pixels to the left in the current row and r
 vertical stack (never the other way round).
 """
 from tinydgm import backend
-from tinydgm.autodiff.conv import _int_pair, conv2d
+from tinydgm.autodiff.conv_ops import _int_pair, conv2d
 from tinydgm.autodiff.core import Tensor
 from tinydgm.autodiff.elementwise import sigmoid, tanh
 from tinydgm.autodiff.shape import pad, split

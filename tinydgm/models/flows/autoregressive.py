@@ -4,7 +4,7 @@
 for Density Estimation", eq. 2-5; Kingma et al. 2016, "Improving Variational Inference with
 Inverse Autoregressive Flow").
 
-A Gaussian MADE (tinydgm.models.made.MADE, output="gaussian") reads a vector and gives,
+A Gaussian MADE (tinydgm.models.autoregressive.made.MADE, output="gaussian") reads a vector and gives,
 for every i, a shift mu_i and a log-scale alpha_i that depend on the entries before i in
 its ordering only (the MADE masks). Two ways to use it as a flow, in the convention of
 tinydgm.models.flows.base (forward: data x -> base u, the density direction):
@@ -55,7 +55,7 @@ from tinydgm.kernels import maf_sampler
 from tinydgm.kernels.made_sampler import ordering_positions
 from tinydgm.models.flows.base import Compose, Flow, Transform
 from tinydgm.models.flows.image import BatchNormTransform
-from tinydgm.models.made import MADE
+from tinydgm.models.autoregressive.made import MADE
 
 __all__ = ["MAFLayer", "IAFLayer", "Reverse", "Permutation", "build_maf", "PAPER_CONFIG",
            "reproduce"]

@@ -21,7 +21,7 @@ The inverse is as cheap as the forward pass (b * z = b * x, so s and t are recom
 
         x = b * z + (1 - b) * (z - t(b * z)) * exp(-s(b * z))
 
-The conditioners (s, t) are the networks of ``tinydgm.nn.coupling`` (``MLPConditioner`` for
+The conditioners (s, t) are the networks of ``tinydgm.nn.conditioners`` (``MLPConditioner`` for
 vectors, ``CNNConditioner`` for images), which return ``(shift, log_scale)`` = (t, s) with
 the same shape as x and start at zero: every coupling starts as the identity.
 

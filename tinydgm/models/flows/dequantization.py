@@ -32,7 +32,7 @@ the lecture's "Flow-based variational dequantization"), small and exact:
     log q(u|x) = log N(eps; 0, I) - log |det du/deps|     change of variables, exact
 
 with log|det du/deps| = sum s(x) + sum_k sum_b s_k + sum log sigmoid(h) + log sigmoid(-h).
-The conditioners are tinydgm.nn.coupling networks (MLPConditioner for vector data,
+The conditioners are tinydgm.nn.conditioners networks (MLPConditioner for vector data,
 CNNConditioner for images (C, H, W)) reading x scaled to [-1/2, 1/2) and, for the
 couplings, the masked h concatenated with it; their last layer starts at zero, so a fresh
 q is sigmoid(N(0, I)): smooth, not yet uniform. The couplings split h by index parity
@@ -68,7 +68,7 @@ from tinydgm.autodiff.elementwise import exp, log, log_sigmoid, sigmoid
 from tinydgm.autodiff.reduce import logsumexp
 from tinydgm.autodiff.shape import concatenate, stack
 from tinydgm.models.flows.base import Flow, Transform, sum_per_example
-from tinydgm.nn.coupling import CNNConditioner, MLPConditioner
+from tinydgm.nn.conditioners import CNNConditioner, MLPConditioner
 from tinydgm.nn.module import Module, ModuleList
 
 __all__ = ["UniformDequantization", "VariationalDequantization", "LogitTransform", "DequantizedFlow",

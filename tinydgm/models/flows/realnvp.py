@@ -19,7 +19,7 @@ from tinydgm.models.flows.coupling import AffineCoupling, channel_mask, checkerb
 from tinydgm.models.flows.image import (ActNormTransform, BatchNormTransform, InvertibleConv1x1, MultiScale,
                                         Squeeze)
 from tinydgm.models.flows.planar import planar_flow
-from tinydgm.nn.coupling import CNNConditioner, MLPConditioner
+from tinydgm.nn.conditioners import CNNConditioner, MLPConditioner
 
 __all__ = ["toy_realnvp", "image_realnvp", "PAPER_CONFIG", "reproduce", "fit_toy", "toy_log_likelihood",
            "flow_toys_panel"]

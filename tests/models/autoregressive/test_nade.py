@@ -1,4 +1,4 @@
-"""NADE (tinydgm/models/nade.py) and its sampler (tinydgm/kernels/nade_sampler.py): the
+"""NADE (tinydgm/models/autoregressive/nade.py) and its sampler (tinydgm/kernels/nade_sampler.py): the
 shared autoregressive contracts, the log-likelihood against the recursion written out,
 gradients, the three samplers against each other and against the exact distribution."""
 import math
@@ -13,12 +13,12 @@ from tinydgm import optim
 from tinydgm.data import mnist
 from tinydgm.kernels.nade_sampler import (nade_sample, nade_sample_kernel, nade_sample_naive,
                                           nade_sample_xp)
-from tinydgm.models.nade import NADE, PAPER_CONFIG, reproduce
+from tinydgm.models.autoregressive.nade import NADE, PAPER_CONFIG, reproduce
 
 from contracts import all_binary, assert_autoregressive, assert_normalised, chi_square_pvalue
+from paths import DATA_DIR
 
-SHARED = pathlib.Path(os.environ.get(mnist.ENV_VAR)
-                      or pathlib.Path(__file__).resolve().parents[2] / "shared" / "data")
+SHARED = DATA_DIR
 needs_shared = pytest.mark.skipif(not (SHARED / "binarized_mnist.npz").is_file(),
                                   reason=f"binarized MNIST is not here ({SHARED}/binarized_mnist.npz: the "
                                          "project's shared/data folder, or set TINYDGM_DATA)")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import tinydgm as td
-from tinydgm.nn.coupling import CNNConditioner, MLPConditioner
+from tinydgm.nn.conditioners import CNNConditioner, MLPConditioner
 
 
 def f64(a, requires_grad=True, device="cpu"):

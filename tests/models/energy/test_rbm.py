@@ -12,7 +12,8 @@ import tinydgm as td
 from tinydgm import evaluate
 from tinydgm.kernels import rbm_gibbs
 from tinydgm.data import load_binarized_mnist, mnist
-from tinydgm.models.rbm import BernoulliRBM, GaussianBernoulliRBM, PAPER_CONFIG, reproduce
+from tinydgm.models.energy.rbm import BernoulliRBM, GaussianBernoulliRBM, PAPER_CONFIG, reproduce
+from paths import DATA_DIR
 
 
 def make_rbm(D, H, scale=1.0, seed=0, cls=BernoulliRBM, **kwargs):
@@ -251,8 +252,7 @@ def test_step_with_the_fused_weight_update_equals_gradient_then_update(monkeypat
 
 
 
-SHARED = pathlib.Path(os.environ.get(mnist.ENV_VAR)
-                      or pathlib.Path(__file__).resolve().parents[2] / "shared" / "data")
+SHARED = DATA_DIR
 
 
 @pytest.mark.skipif(not (SHARED / "binarized_mnist.npz").is_file(),

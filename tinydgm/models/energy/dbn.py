@@ -30,7 +30,7 @@ from tinydgm import backend, evaluate
 from tinydgm.autodiff.core import Tensor, no_grad, tensor
 from tinydgm.autodiff.elementwise import log_sigmoid, sigmoid
 from tinydgm.autodiff.reduce import logsumexp
-from tinydgm.models.rbm import BernoulliRBM
+from tinydgm.models.energy.rbm import BernoulliRBM
 from tinydgm.nn.module import Module, ModuleList
 
 __all__ = ["DBN"]

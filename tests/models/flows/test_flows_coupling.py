@@ -7,7 +7,7 @@ from flow_contracts import assert_flow_transform
 import tinydgm as td
 from tinydgm.models.flows import (AdditiveCoupling, AffineCoupling, Compose, Flow, Scaling, channel_mask,
                                   checkerboard_mask, half_mask)
-from tinydgm.nn.coupling import CNNConditioner, MLPConditioner
+from tinydgm.nn.conditioners import CNNConditioner, MLPConditioner
 
 
 def _mlp(d, rng, scale=0.5):

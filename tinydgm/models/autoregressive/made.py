@@ -2,7 +2,7 @@
 Larochelle, ICML 2015; intro lecture part III, "Masked Autoencoder for Distribution
 Estimation", and eq. 42: p(x) = p(x_1) prod_{d>1} p(x_d | x_<d)).
 
-An MLP whose weights are masked (tinydgm.nn.made: degrees m^l(k), masks M^l, MaskedLinear)
+An MLP whose weights are masked (tinydgm.nn.masked_linear: degrees m^l(k), masks M^l, MaskedLinear)
 so that output d sees only the inputs before d in the ordering m^0. One forward pass gives
 every conditional at once:
 
@@ -29,7 +29,7 @@ K models,
 a mixture of normalised distributions, hence normalised. Averaging the logits instead
 (one network whose conditional d mixes orderings in which x_d comes before or after the
 others) is not a product of conditionals in any single order and does not sum to 1 in
-general (tests/test_models_made.py shows both). The default is a single mask (the current one).
+general (tests/models/autoregressive/test_made.py shows both). The default is a single mask (the current one).
 
 Sampling (``sample``): ancestral, D sequential conditionals, randomness drawn up front by a
 seeded generator (uniforms u (n, D) in ordering order for Bernoulli, normals eps for
@@ -52,7 +52,7 @@ from tinydgm.autodiff.functional import (binary_cross_entropy_with_logits, logsu
 from tinydgm.distributions import Normal
 from tinydgm.evaluate import bits_per_dim as _bits_per_dim
 from tinydgm.kernels import made_sampler
-from tinydgm.nn.made import MADEMasks, MaskedLinear
+from tinydgm.nn.masked_linear import MADEMasks, MaskedLinear
 from tinydgm.nn.module import Module, ModuleList
 
 __all__ = ["MADE", "PAPER_CONFIG", "reproduce"]
@@ -77,7 +77,7 @@ class MADE(Module):
     rng: NumPy Generator for the initialisation, the mask draws and the default sampling
     generator (None: ``tinydgm.backend.default_generator()``).
 
-    Attributes: ``masks`` (a tinydgm.nn.made.MADEMasks: ``masks.ordering`` is the current
+    Attributes: ``masks`` (a tinydgm.nn.masked_linear.MADEMasks: ``masks.ordering`` is the current
     m^0), ``layers`` (the L + 1 MaskedLinear), ``direct_layer`` (or None), ``rng``.
     """
 
@@ -283,7 +283,7 @@ PAPER_CONFIG = {
     "init": "orthogonal",
     "evaluation": "exact test NLL in nats; with K masks the ensemble averages probabilities over "
                   "the masks (the authors' code averages K + 1 = 33 mask states)",
-    # what tinydgm.models.made.reproduce actually uses where it differs (stated, not hidden)
+    # what tinydgm.models.autoregressive.made.reproduce actually uses where it differs (stated, not hidden)
     "tinydgm_substitutions": {
         "optimizer": "adam (tinydgm.optim has no Adagrad)",
         "lr": 1e-3,

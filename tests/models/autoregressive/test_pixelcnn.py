@@ -11,8 +11,8 @@ import pytest
 import tinydgm as td
 from contracts import all_binary, assert_autoregressive, assert_normalised, chi_square_pvalue, dependency_matrix
 from tinydgm.kernels import pixelcnn_sampler
-from tinydgm.models.gated_pixelcnn import GatedPixelCNN
-from tinydgm.models.pixelcnn import PAPER_CONFIG, PixelCNN
+from tinydgm.models.autoregressive.gated_pixelcnn import GatedPixelCNN
+from tinydgm.models.autoregressive.pixelcnn import PAPER_CONFIG, PixelCNN
 
 
 def tiny_pixelcnn(seed=0, **kw):
@@ -95,7 +95,7 @@ def test_rgb_pixelcnn_orders_colours_inside_a_pixel():
 
 
 def test_ungated_pixelcnn_has_a_blind_spot():
-    # 3x3 type A + 2 blocks of 3x3 type B: three masked layers (as in test_nn_masked_conv)
+    # 3x3 type A + 2 blocks of 3x3 type B: three masked layers (as in tests/nn/test_masked_conv.py)
     dep = pixel_dependency(tiny_pixelcnn(n_residual=2, image_size=(7, 7)), 7, 7)
     i, j = 3, 3
     seen = dep[i, j]

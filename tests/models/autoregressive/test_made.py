@@ -1,4 +1,4 @@
-"""MADE (tinydgm.models.made) and its samplers (tinydgm.kernels.made_sampler)."""
+"""MADE (tinydgm.models.autoregressive.made) and its samplers (tinydgm.kernels.made_sampler)."""
 import math
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 
 import tinydgm as td
 from tinydgm.kernels import made_sampler
-from tinydgm.models.made import MADE, PAPER_CONFIG, reproduce
+from tinydgm.models.autoregressive.made import MADE, PAPER_CONFIG, reproduce
 
 from contracts import all_binary, assert_autoregressive, assert_normalised, chi_square_pvalue
 

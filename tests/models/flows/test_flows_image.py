@@ -7,7 +7,7 @@ from flow_contracts import assert_flow_transform
 import tinydgm as td
 from tinydgm.models.flows import (ActNormTransform, AffineCoupling, BatchNormTransform, Compose, Flow,
                                   InvertibleConv1x1, MultiScale, Squeeze, channel_mask, checkerboard_mask)
-from tinydgm.nn.coupling import CNNConditioner
+from tinydgm.nn.conditioners import CNNConditioner
 
 
 def _coupling(shape, mask_fn, flip, rng):

@@ -9,8 +9,8 @@ from scipy.special import logsumexp
 from contracts import all_binary, assert_normalised
 import tinydgm as td
 from tinydgm import evaluate
-from tinydgm.models.dbm import DBM
-from tinydgm.models.dbn import DBN
+from tinydgm.models.energy.dbm import DBM
+from tinydgm.models.energy.dbn import DBN
 
 
 def toy_data(n=2000, d=12, seed=0):

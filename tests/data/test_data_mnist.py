@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from tinydgm.data import images, mnist
+from paths import DATA_DIR
 
-SHARED = pathlib.Path(os.environ.get(mnist.ENV_VAR)
-                      or pathlib.Path(__file__).resolve().parents[2] / "shared" / "data")
+SHARED = DATA_DIR
 HAVE_SHARED = (SHARED / "mnist.npz").is_file() and (SHARED / "binarized_mnist.npz").is_file()
 needs_shared = pytest.mark.skipif(
     not HAVE_SHARED, reason=f"the full MNIST files are not here ({SHARED}/mnist.npz, binarized_mnist.npz: "

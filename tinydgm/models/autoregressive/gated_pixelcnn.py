@@ -21,7 +21,7 @@ in_channels > 1 the C subpixels of a pixel are conditionally independent given x
 from tinydgm import backend
 from tinydgm.autodiff.elementwise import relu
 from tinydgm.kernels import pixelcnn_sampler
-from tinydgm.models.pixelcnn import AutoregressiveImageModel, train_and_evaluate
+from tinydgm.models.autoregressive.pixelcnn import AutoregressiveImageModel, train_and_evaluate
 from tinydgm.nn.conv import Conv2d
 from tinydgm.nn.masked_conv import GatedStack
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tinydgm as td
-from tinydgm.autodiff import conv as conv_module
+from tinydgm.autodiff import conv_ops as conv_module
 
 rng = np.random.default_rng(0)
 

@@ -9,7 +9,7 @@ import pytest
 import tinydgm as td
 from tinydgm.data.toy import sample_toy
 from tinydgm.evaluate import binary_states
-from tinydgm.models import ebm
+from tinydgm.models.energy import ebm
 from contracts import assert_normalised, chi_square_pvalue
 
 

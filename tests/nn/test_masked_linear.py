@@ -6,7 +6,7 @@ import pytest
 
 import tinydgm as td
 from contracts import with_params
-from tinydgm.nn.made import MADEMasks, MaskedLinear, made_degrees, made_masks
+from tinydgm.nn.masked_linear import MADEMasks, MaskedLinear, made_degrees, made_masks
 
 
 def f64(a, requires_grad=True):

@@ -7,7 +7,7 @@ import tinydgm as td
 from tinydgm.kernels import made_sampler
 from tinydgm.kernels.maf_sampler import (autoregressive_affine, autoregressive_affine_kernel,
                                          autoregressive_affine_naive, autoregressive_affine_xp, soft_bound)
-from tinydgm.models.made import MADE
+from tinydgm.models.autoregressive.made import MADE
 
 
 def _made(d=5, hidden=(16, 12), ordering="random", connectivity="random", direct=False, seed=0):

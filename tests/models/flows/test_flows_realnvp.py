@@ -5,12 +5,13 @@ import os
 import numpy as np
 import pytest
 from flow_contracts import assert_flow_transform
+from paths import DATA_DIR
 
 import tinydgm as td
 from tinydgm.models.flows import MultiScale, image_realnvp, toy_realnvp
 from tinydgm.models.flows.realnvp import PAPER_CONFIG, fit_toy, flow_toys_panel, reproduce, toy_log_likelihood
 
-MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "mnist.npz")
+MNIST = str(DATA_DIR / "mnist.npz")
 
 
 def _randomise_last_layers(flow, rng, scale):

@@ -1,0 +1,15 @@
+"""Autoregressive models: p(x) = prod_d p(x_d | x_<d) (intro lecture part II, ermon-song-cs236-l16).
+
+    nade.py             NADE (Larochelle & Murray 2011), the O(DH) shared-weight recursion
+    made.py             MADE (Germain et al. 2015), masks over an MLP, mask ensembles
+    pixelcnn.py         PixelCNN (van den Oord et al. 2016), masked convolutions A/B
+    gated_pixelcnn.py   Gated PixelCNN, vertical and horizontal stacks without the blind spot
+
+The sequential sampling loops run on the Numba kernels of ``tinydgm.kernels``.
+"""
+from tinydgm.models.autoregressive.gated_pixelcnn import GatedPixelCNN
+from tinydgm.models.autoregressive.made import MADE
+from tinydgm.models.autoregressive.nade import NADE
+from tinydgm.models.autoregressive.pixelcnn import PixelCNN
+
+__all__ = ["NADE", "MADE", "PixelCNN", "GatedPixelCNN"]
