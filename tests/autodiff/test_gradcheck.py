@@ -247,6 +247,45 @@ def test_no_input_requiring_grad_raises():
         td.gradgradcheck(lambda x: x * 2.0, [f64([1.0], requires_grad=False)])
 
 
+# ----------------------------------------------------------------------------- fn must return Tensors
+
+def numpy_exp(x):
+    """exp computed in NumPy: the engine sees no graph (the mistake under test)."""
+    return np.exp(x.numpy())
+
+
+@pytest.mark.parametrize("check, who, expected", [
+    (td.gradcheck, "gradcheck", "a Tensor or a tuple of Tensors"),
+    (td.gradgradcheck, "gradgradcheck", "a Tensor or a tuple of Tensors"),
+    (lambda fn, x: td.jacobian(fn, x[0]), "jacobian", "one Tensor"),
+    (lambda fn, x: td.numerical_jacobian(fn, x[0]), "numerical_jacobian", "one Tensor"),
+])
+def test_fn_returning_a_numpy_array_is_a_type_error_that_says_what_to_do(check, who, expected):
+    with pytest.raises(TypeError) as info:
+        check(numpy_exp, [f64([0.5, -1.0, 2.0])])
+    message = str(info.value)
+    assert message.startswith(f"{who}: fn 'numpy_exp' must return {expected}, but it returned a "
+                              "numpy.ndarray of shape (3,) and dtype float64")
+    assert "write fn with tinydgm ops" in message and "td.tensor(...) is NOT enough" in message
+
+
+def test_fn_returning_a_python_float_or_a_numpy_output_in_a_tuple_is_named():
+    x = [f64([0.5, -1.0])]
+    with pytest.raises(TypeError, match=r"must return a Tensor or a tuple of Tensors, but it returned a float \(-0\.5\)"):
+        td.gradcheck(lambda x: float(x.sum().item()), x)
+    with pytest.raises(TypeError, match=r"must return Tensors, but its output 1 is a numpy\.ndarray of shape \(2,\)"):
+        td.gradcheck(lambda x: (x.sum(), np.exp(x.numpy())), x)
+
+
+def test_output_rewrapped_with_td_tensor_fails_with_a_no_graph_hint():
+    """td.tensor(numpy result) is a Tensor, so no TypeError, but a constant: the wrong
+    gradient (analytic 0) is reported with the reason."""
+    with pytest.raises(GradcheckError, match=r"analytic 0, .*fn's output has no graph"):
+        td.gradcheck(lambda x: td.tensor(numpy_exp(x)), [f64([0.5, -1.0])])
+    with pytest.raises(GradcheckError, match="no graph"):
+        td.gradcheck(lambda x: td.tensor(numpy_exp(x)), [f64([0.5, -1.0])], mode="full")
+
+
 # ----------------------------------------------------------------------------- full mode
 
 def test_full_mode_passes_correct_ops(rng):

@@ -19,6 +19,10 @@ permute entries (a transpose or flip whose backward forgets its permutation). Wh
 projection disagrees, the check falls back to element-by-element differences for that
 input and reports the worst entry. ``mode="full"`` compares whole Jacobians instead,
 for debugging.
+
+fn must be written with tinydgm ops on its Tensor inputs: one that returns a NumPy array
+or a Python float raises TypeError (the engine cannot differentiate NumPy), and a
+failure whose output has no graph (e.g. ``td.tensor`` of a NumPy result) says so.
 """
 import contextlib
 
@@ -26,6 +30,10 @@ from tinydgm import backend
 from tinydgm.autodiff.core import Tensor, grad
 
 FLOAT64 = "float64"
+
+
+NO_GRAPH = ("fn's output has no graph (requires_grad=False): it was not computed from the inputs with "
+            "tinydgm ops (a td.tensor(...) built from NumPy values is a constant)")
 
 
 class GradcheckError(AssertionError):
@@ -52,13 +60,44 @@ def _to_float64(inputs):
     return out
 
 
-def _outputs(fn, xs):
+def _describe(value):
+    """What a function returned, for error messages: type, and shape and dtype for arrays."""
+    kind = type(value)
+    name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__.split('.')[0]}.{kind.__name__}"
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"a {name} of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return f"a {name} ({value!r})" if isinstance(value, (int, float, complex)) else f"a {name}"
+
+
+def _not_a_tensor(fn, who, value, output=None, expected="a Tensor"):
+    """The TypeError for a fn that returned something other than Tensors (e.g. a NumPy array)."""
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    got = "it returned" if output is None else f"its output {output} is"
+    return TypeError(
+        f"{who}: fn {name!r} must return {expected}, but {got} {_describe(value)}. "
+        "The engine can only differentiate what it computed: write fn with tinydgm ops on its Tensor "
+        "inputs (td.exp, td.matmul, x.sum(), ...). Wrapping the result in td.tensor(...) is NOT enough: "
+        "that Tensor has no graph back to the inputs (NumPy work inside fn, .numpy() or .data, cuts it)")
+
+
+def _outputs(fn, xs, who="gradcheck"):
     ys = fn(*xs)
-    ys = [ys] if isinstance(ys, Tensor) else list(ys)
+    if isinstance(ys, Tensor):
+        return [ys]
+    if not isinstance(ys, (tuple, list)):
+        raise _not_a_tensor(fn, who, ys, expected="a Tensor or a tuple of Tensors")
     for k, y in enumerate(ys):
         if not isinstance(y, Tensor):
-            raise TypeError(f"gradcheck: fn must return Tensors, output {k} is a {type(y).__name__}")
-    return ys
+            raise _not_a_tensor(fn, who, y, output=k, expected="Tensors")
+    return list(ys)
+
+
+def _single_output(fn, xs, who):
+    """fn(*xs) for the Jacobian functions: exactly one Tensor."""
+    y = fn(*xs)
+    if not isinstance(y, Tensor):
+        raise _not_a_tensor(fn, who, y, expected="one Tensor")
+    return y
 
 
 def _floating(ys):
@@ -175,10 +214,12 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True,
                 _full_check(fn, xs, checked, eps, atol, rtol)
             else:
                 _fast_check(fn, xs, checked, eps, atol, rtol, n_directions, seed)
-        except GradcheckError:
-            if raise_exception:
-                raise
-            return False
+        except GradcheckError as err:
+            if not raise_exception:
+                return False
+            if not any(y.requires_grad for y in _outputs(fn, xs)):
+                raise GradcheckError(f"{err}. {NO_GRAPH}") from None
+            raise
     return True
 
 
@@ -241,7 +282,7 @@ def jacobian(fn, x, _input=None):
     single = isinstance(x, Tensor)
     xs = [Tensor(t.data, requires_grad=backend.is_floating(t.dtype)) for t in _as_tuple(x)]
     wanted = [_input] if _input is not None else [i for i, t in enumerate(xs) if t.requires_grad]
-    y = fn(*xs)
+    y = _single_output(fn, xs, "jacobian")
     xp = backend.xp_of(y.data)
     jacs = [xp.zeros(y.shape + xs[i].shape, dtype=xs[i].dtype) for i in wanted]
     if y.requires_grad:
@@ -268,7 +309,7 @@ def numerical_jacobian(fn, x, eps=1e-6, _input=None):
         xs = _to_float64(x)
         wanted = [_input] if _input is not None else [i for i, t in enumerate(xs)
                                                       if backend.is_floating(t.dtype)]
-        y0 = fn(*xs)
+        y0 = _single_output(fn, xs, "numerical_jacobian")
         xp = backend.xp_of(y0.data)
         jacs = []
         for i in wanted:
@@ -304,7 +345,7 @@ def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3,
     with _float64():
         xs = _to_float64(inputs)
         checked = _checked_inputs(xs, "gradgradcheck")
-        ys = _outputs(fn, xs)
+        ys = _outputs(fn, xs, "gradgradcheck")
         floating = _floating(ys)
         if grad_outputs is None:
             gen = backend.rng(seed + 1)
