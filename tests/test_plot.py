@@ -110,6 +110,29 @@ def test_image_grid_colour_title_and_default_scale(tmp_path):
     assert png.shape[:2] == (side * (512 // side), side * (512 // side))
 
 
+def test_wrap_title_breaks_long_titles_to_fit_the_width():
+    title = "NADE: 36 samples after 20 epochs on 1000 binarized MNIST images (test NLL 120.3 nats)"
+    wrapped = plot.wrap_title(title, 300)
+    chars = int(300 / (plot.EM_WIDTH * 12 * plot.DPI / 72))
+    lines = wrapped.split("\n")
+    assert len(lines) > 1 and max(len(line) for line in lines) <= chars
+    assert " ".join(lines) == title                                  # only spaces became breaks
+    assert plot.wrap_title("short", 300) == "short"
+    assert plot.wrap_title("a\nb", 300) == "a\nb"                  # breaks already there are kept
+
+
+def test_image_grid_band_grows_with_the_wrapped_title(tmp_path):
+    images = np.random.default_rng(5).random((4, 6, 6))
+    grid = plot.tile_images(images, nrow=4)
+    title = "a title far too long for a grid of four tiny images, so it must wrap"
+    lines = plot.wrap_title(title, grid.shape[1] * 4 - 8).count("\n") + 1
+    png = mpimg.imread(plot.image_grid(images, tmp_path / "t.png", nrow=4, scale=4, title=title))
+    band = plot.TITLE_PX + plot.LINE_PX * (lines - 1)
+    assert lines >= 3
+    assert png.shape[:2] == (grid.shape[0] * 4 + band, grid.shape[1] * 4)
+    np.testing.assert_allclose(png[band:, :, 0], _upscale(grid, 4), atol=TOL)   # the title stays in its band
+
+
 # ----------------------------------------------------------------------------- densities
 
 def _gaussian_log_p(points):
@@ -217,3 +240,24 @@ def test_plotting_neither_imports_pyplot_nor_switches_the_backend(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.split() == ["svg", "False"]
     assert (tmp_path / "g.png").exists()
+
+
+# ----------------------------------------------------------------------------- normalised grids, chains
+
+def test_grid_log_density_is_normalised_on_its_grid():
+    xs, ys, log_p = plot.grid_log_density(lambda x: -(x * x).sum(axis=1) + 7.0, resolution=40, dtype="float64")
+    cell = (xs[1] - xs[0]) * (ys[1] - ys[0])
+    assert np.exp(log_p).sum() * cell == pytest.approx(1.0, rel=1e-10)
+    # differences of log p are those of log f: only the constant changed
+    assert log_p[3, 5] - log_p[20, 20] == pytest.approx(-(xs[5] ** 2 + ys[3] ** 2) + xs[20] ** 2 + ys[20] ** 2)
+
+
+def test_chains_2d_draws_the_chains_with_a_legend(tmp_path):
+    t = np.linspace(0, 1, 30)
+    chains = np.stack([np.stack([3 * t - 1.5, 0 * t], 1), np.stack([0 * t, 3 * t - 1.5], 1)], axis=1)   # (30, 2, 2)
+    path = plot.chains_2d(_gaussian_log_p, chains, tmp_path / "chains.png", extent=(-2, 2, -2, 2), resolution=30,
+                          title="two straight chains")
+    png = mpimg.imread(path)
+    assert png.shape[:2] == (500, 500) and png[..., :3].std() > 0.05
+    with pytest.raises(ValueError, match=r"chains_2d: chains must have shape \(T, C, 2\).*got shape \(30, 2\)"):
+        plot.chains_2d(_gaussian_log_p, chains[:, 0], tmp_path / "bad.png")

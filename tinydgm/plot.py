@@ -3,6 +3,7 @@
     image_grid(model.sample(64, rng), "out/samples.png")            # (N, 1, 28, 28) in [0, 1]
     density_2d(flow.log_prob, "out/density.png", samples=x[:500], extent=(-4, 4, -4, 4))
     training_curves(history, "out/curves.png")
+    chains_2d(log_p, chains, "out/chains.png")                      # MCMC paths over a 2-D density
 
 Each function writes one PNG (creating its parent folders) and returns the path.
 
@@ -13,11 +14,15 @@ backend (calling ``matplotlib.use("Agg")`` here would clobber the interactive ba
 user who works in a notebook or with pyplot windows), and its figures never enter
 pyplot's figure registry (no "too many open figures", nothing to close).
 
-``tile_images`` (the grid as an array) and ``density_grid`` (log densities on the grid)
-are the pure functions behind the pictures, for tests and for users who plot themselves.
+``tile_images`` (the grid as an array), ``density_grid`` (log densities on the grid),
+``grid_log_density`` (an unnormalised 2-D log-density normalised on that grid) and
+``wrap_title`` (a title broken into lines that fit the figure) are the pure functions
+behind the pictures, for tests and for users who plot themselves. Every title is wrapped
+to the figure's width, so long titles never run off the picture.
 """
 import math
 import os
+import textwrap
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -25,10 +30,13 @@ from matplotlib.figure import Figure
 from tinydgm import backend
 from tinydgm.autodiff.core import Tensor, no_grad, tensor
 
-__all__ = ["image_grid", "tile_images", "density_2d", "density_grid", "training_curves"]
+__all__ = ["image_grid", "tile_images", "density_2d", "density_grid", "grid_log_density", "training_curves",
+           "chains_2d", "wrap_title"]
 
 DPI = 100
-TITLE_PX = 28          # the band above an image grid that holds its title
+TITLE_PX = 28          # the band above an image grid that holds a one-line title
+LINE_PX = 21           # each further line of a wrapped title (12-point text, 1.2 line spacing, at 100 dpi)
+EM_WIDTH = 0.55        # an average glyph's width, in units of the font size
 
 
 def _cpu():
@@ -49,6 +57,14 @@ def _new_figure(width_px, height_px):
     figure = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI)
     FigureCanvasAgg(figure)
     return figure
+
+
+def wrap_title(text, width_px, fontsize=12):
+    """``text`` broken at spaces into lines of at most width_px / (0.55 fontsize * dpi / 72)
+    characters (an average glyph is about 0.55 em wide), so each line fits ``width_px``
+    pixels; line breaks already in ``text`` are kept. Returns the text with newlines."""
+    chars = max(12, int(width_px / (EM_WIDTH * fontsize * DPI / 72)))
+    return "\n".join(line for part in str(text).split("\n") for line in (textwrap.wrap(part, chars) or [""]))
 
 
 def _save(figure, path):
@@ -124,8 +140,9 @@ def image_grid(images, path, nrow=None, title=None, cmap="gray", scale=None, pad
     images: (N, H, W), (N, 1, H, W), (N, 3, H, W) or (N, H, W, 3), as an array or Tensor,
     floats in [0, 1] or uint8. Each image pixel becomes ``scale`` x ``scale`` PNG pixels
     (default: the largest integer that keeps the grid within about 512 pixels, at least 1),
-    so the PNG is exactly (grid height * scale [+ a 28-pixel title band]) x
-    (grid width * scale). ``cmap`` colours grey-scale images. Returns ``path``.
+    so the PNG is exactly (grid height * scale [+ a title band]) x (grid width * scale); the
+    title is wrapped to the width (``wrap_title``) and its band is 28 pixels for one line
+    plus 21 for each further line. ``cmap`` colours grey-scale images. Returns ``path``.
     """
     grid = tile_images(images, nrow, padding, pad_value)
     gh, gw = grid.shape[:2]
@@ -133,8 +150,11 @@ def image_grid(images, path, nrow=None, title=None, cmap="gray", scale=None, pad
         scale = max(1, 512 // max(gh, gw))
     if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
         raise ValueError(f"image_grid: scale must be an integer >= 1, got {scale!r}")
-    band = TITLE_PX if title else 0
-    width, height = gw * scale, gh * scale + band
+    width = gw * scale
+    if title:
+        title = wrap_title(title, width - 8)
+    band = TITLE_PX + LINE_PX * title.count("\n") if title else 0
+    height = gh * scale + band
     figure = _new_figure(width, height)
     ax = figure.add_axes((0.0, 0.0, 1.0, gh * scale / height))
     ax.imshow(grid, cmap=cmap if grid.ndim == 2 else None, vmin=0.0, vmax=1.0,
@@ -228,7 +248,57 @@ def density_2d(log_density, path, samples=None, extent=(-4.0, 4.0, -4.0, 4.0), r
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
     if title:
-        ax.set_title(title)
+        ax.set_title(wrap_title(title, 0.8 * size_px, fontsize=11), fontsize=11)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def grid_log_density(log_f, extent=(-4.0, 4.0, -4.0, 4.0), resolution=100, dtype=None, device=None):
+    """An unnormalised 2-D log-density log f (a function of a (M, 2) Tensor, e.g. an EBM's
+    f = -E) normalised on the ``density_grid`` grid:
+
+        log p = log f - log( sum_grid f * cell area ),
+
+    a Riemann sum for Z = integral of f over ``extent`` (the mass outside is ignored).
+    Returns (xs, ys, log_p (ny, nx)), so exp(log_p) sums to 1 / cell area."""
+    xs, ys, log_f_grid = density_grid(log_f, extent, resolution, dtype=dtype, device=device)
+    cell = (xs[1] - xs[0]) * (ys[1] - ys[0])
+    top = log_f_grid.max()
+    log_z = top + math.log(float(_cpu().exp(log_f_grid - top).sum()) * cell)
+    return xs, ys, log_f_grid - log_z
+
+
+def chains_2d(log_density, chains, path, extent=(-4.0, 4.0, -4.0, 4.0), resolution=150, title=None,
+              max_chains=8, size_px=500):
+    """MCMC trajectories over a 2-D density: the density exp(log p) as a heatmap (as in
+    ``density_2d``) and the first ``max_chains`` chains of ``chains`` (T, C, 2) as lines,
+    each chain's start a circle and its end a cross (named in the legend). ``log_density``:
+    a function of a (M, 2) Tensor or the grid values (ny, nx). Returns ``path``."""
+    x0, x1, y0, y1 = _check_extent(extent, "chains_2d")
+    chains = _host(chains)
+    if chains.ndim != 3 or chains.shape[2] != 2 or chains.shape[0] < 1:
+        raise ValueError(f"chains_2d: chains must have shape (T, C, 2) with T >= 1, got shape {tuple(chains.shape)}")
+    cpu = _cpu()
+    log_p = density_grid(log_density, extent, resolution)[2] if callable(log_density) else _host(log_density)
+    figure = _new_figure(size_px, size_px)
+    ax = figure.add_subplot()
+    ax.imshow(cpu.exp(log_p - log_p.max()), origin="lower", extent=(x0, x1, y0, y1), cmap="viridis",
+              aspect="auto", interpolation="nearest")
+    for c in range(min(max_chains, chains.shape[1])):
+        path_c = chains[:, c]
+        line, = ax.plot(path_c[:, 0], path_c[:, 1], lw=0.8, alpha=0.9)
+        ax.plot(path_c[0, 0], path_c[0, 1], "o", color=line.get_color(), ms=5, mec="white", mew=0.6)
+        ax.plot(path_c[-1, 0], path_c[-1, 1], "X", color=line.get_color(), ms=8, mec="white", mew=0.6)
+    # the legend names the markers once, in neutral colours (each chain keeps its own colour)
+    ax.plot([], [], "o", color="0.5", mec="white", label="start of a chain")
+    ax.plot([], [], "X", color="0.5", mec="white", ms=8, label="end of a chain")
+    ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    if title:
+        ax.set_title(wrap_title(title, 0.8 * size_px, fontsize=11), fontsize=11)
     figure.tight_layout()
     return _save(figure, path)
 
@@ -282,7 +352,7 @@ def training_curves(history, path, keys=("loss", "valid_loss"), title=None, size
     ax.grid(alpha=0.3)
     ax.legend()
     if title:
-        ax.set_title(title)
+        ax.set_title(wrap_title(title, 0.85 * size_px[0], fontsize=11), fontsize=11)
     figure.tight_layout()
     return _save(figure, path)
 
@@ -308,15 +378,16 @@ def filter_images(W, image_shape=(28, 28), n=100):
     return x.reshape((-1,) + tuple(image_shape))
 
 
-def rbm_filters(model_or_W, path, image_shape=(28, 28), n=100, title="RBM filters"):
+def rbm_filters(model_or_W, path, image_shape=(28, 28), n=100, title="RBM filters", scale=3):
     """A PNG grid of the first ``n`` filters (columns of W) of an RBM (a model with ``W``, e.g.
-    ``BernoulliRBM``, or the array W (D, H)). Returns ``path``."""
+    ``BernoulliRBM``, or the array W (D, H)), each pixel ``scale`` x ``scale`` PNG pixels
+    (3 by default: 100 MNIST filters make an 873-pixel square). Returns ``path``."""
     W = getattr(model_or_W, "W", model_or_W)
-    return image_grid(filter_images(W, image_shape, n), path, title=title)
+    return image_grid(filter_images(W, image_shape, n), path, title=title, scale=scale)
 
 
-def rbm_samples(model, path, n=64, rng=None, k=1000, image_shape=(28, 28), title="RBM samples"):
+def rbm_samples(model, path, n=64, rng=None, k=1000, image_shape=(28, 28), title="RBM samples", scale=None):
     """A PNG grid of ``n`` samples of ``model.sample(n, rng, k=k, mean=True)`` (the last
     p(v = 1 | h) of each Gibbs chain: BernoulliRBM, DBN, DBM), shown as images. Returns ``path``."""
     x = _host(model.sample(n, rng, k=k, mean=True))
-    return image_grid(x.reshape((-1,) + tuple(image_shape)), path, title=title)
+    return image_grid(x.reshape((-1,) + tuple(image_shape)), path, title=title, scale=scale)
