@@ -23,8 +23,9 @@ def _grid(low, high, step):
 # ----------------------------------------------------------------------------- samplers
 
 def test_registry_lists_every_toy():
-    assert NAMES == ["two_moons", "eight_gaussians", "checkerboard", "rings", "spirals", "swiss_roll"]
-    assert EXACT == ["eight_gaussians", "checkerboard", "rings"]
+    assert NAMES == ["two_moons", "eight_gaussians", "grid_gaussians", "checkerboard", "rings", "spirals",
+                     "swiss_roll"]
+    assert EXACT == ["eight_gaussians", "grid_gaussians", "checkerboard", "rings"]
     for name, t in toy.TOYS.items():
         assert t.name == name and callable(t.sample)
 
@@ -66,7 +67,8 @@ def test_bad_arguments():
         toy.eight_gaussians(10, 0.3)                      # a shape parameter passed as rng
     with pytest.raises(TypeError):
         toy.eight_gaussians(10, None, 2.0)                # shape parameters are keyword-only
-    with pytest.raises(ValueError, match="'spirals' has no closed-form density.*eight_gaussians, checkerboard, rings"):
+    with pytest.raises(ValueError, match="'spirals' has no closed-form density.*eight_gaussians, grid_gaussians, "
+                                         "checkerboard, rings"):
         toy.log_density("spirals", np.zeros((1, 2)))
     with pytest.raises(ValueError, match=r"x must have shape \(\.\.\., 2\), got shape \(4, 3\)"):
         toy.log_density("rings", np.zeros((4, 3)))
@@ -74,6 +76,10 @@ def test_bad_arguments():
         toy.rings(5, radii=(1.0, 2.0), weights=(0.5, 0.6))
     with pytest.raises(ValueError, match="cells must be a positive integer"):
         toy.checkerboard(5, cells=0)
+    with pytest.raises(ValueError, match="grid_gaussians: size must be a positive integer, got 2.5"):
+        toy.grid_gaussians(5, size=2.5)
+    with pytest.raises(ValueError, match="grid_gaussians_log_density: std must be positive, got 0"):
+        toy.grid_gaussians_log_density(np.zeros((1, 2)), std=0)
 
 
 # ----------------------------------------------------------------------------- the shapes the docstrings promise
@@ -134,6 +140,33 @@ def test_eight_gaussians_log_density_equals_the_mixture():
     assert np.isfinite(far).all() and far[0] < -1e4
 
 
+def test_grid_gaussians_log_density_equals_the_mixture():
+    x = np.random.default_rng(0).uniform(-5, 5, size=(300, 2))
+    centres = [(-4.0 + 2 * i, -4.0 + 2 * j) for j in range(5) for i in range(5)]
+    for std in (0.05, 0.6):
+        expected = np.log(np.mean([stats.multivariate_normal(c, std ** 2 * np.eye(2)).pdf(x)
+                                   for c in centres], axis=0))
+        np.testing.assert_allclose(toy.grid_gaussians_log_density(x, std=std), expected, rtol=1e-10)
+    np.testing.assert_array_equal(toy.grid_gaussians_centres(), centres)
+    np.testing.assert_array_equal(toy.grid_gaussians_centres(size=2, spacing=1.0),
+                                  [[-0.5, -0.5], [0.5, -0.5], [-0.5, 0.5], [0.5, 0.5]])
+    assert toy.grid_gaussians_log_density(x, size=1, std=1.0)[0] == pytest.approx(
+        stats.multivariate_normal([0, 0], np.eye(2)).logpdf(x[0]), rel=1e-12)
+    assert np.isfinite(toy.grid_gaussians_log_density(np.array([[30.0, -30.0]]))).all()   # no underflow
+
+
+def test_grid_gaussians_samples_fall_on_each_mode_equally():
+    """Each sample's nearest mean is its component (the modes are 40 std apart): equal counts
+    (chi-square), and the offsets from the mean are N(0, std^2) in each axis (KS)."""
+    x = toy.grid_gaussians(10000, 0, dtype="float64")
+    centres = toy.grid_gaussians_centres()
+    nearest = ((x[:, None, :] - centres) ** 2).sum(-1).argmin(1)
+    assert stats.chisquare(np.bincount(nearest, minlength=25)).pvalue > 1e-3
+    eps = (x - centres[nearest]) / 0.05
+    for axis in range(2):
+        assert stats.kstest(eps[:, axis], "norm").pvalue > 1e-3
+
+
 def test_rings_log_density_equals_the_blurred_circles():
     """p(x) = sum_k w_k (1/2pi) int N(x | R_k u(theta), std^2 I) dtheta, by the trapezoid rule
     over theta (spectrally accurate for a periodic integrand), against the Bessel form."""
@@ -176,6 +209,8 @@ def test_log_density_runs_on_the_data_device(name, device):
 @pytest.mark.parametrize("name, params, half_width, step", [
     ("eight_gaussians", {}, 4.0, 0.01),
     ("eight_gaussians", {"radius": 1.0, "std": 0.4}, 4.0, 0.02),
+    ("grid_gaussians", {}, 5.0, 0.01),
+    ("grid_gaussians", {"size": 3, "spacing": 1.0, "std": 0.3}, 4.0, 0.02),
     ("checkerboard", {}, 3.0, 0.05),
     ("checkerboard", {"cells": 3, "side": 0.5}, 1.0, 0.01),
     ("rings", {}, 4.0, 0.01),

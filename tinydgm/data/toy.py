@@ -10,6 +10,7 @@ and the same seed gives the same samples.
 | ---------------- | --------------------------------------------------------- | -------------- |
 | two_moons        | two noisy half circles (scikit-learn's make_moons)         | no             |
 | eight_gaussians  | equal-weight mixture of 8 isotropic Gaussians on a circle | yes            |
+| grid_gaussians   | equal-weight mixture of 25 isotropic Gaussians, 5x5 grid  | yes            |
 | checkerboard     | uniform on the dark squares of a board                     | yes            |
 | rings            | concentric circles blurred by isotropic Gaussian noise     | yes            |
 | spirals          | two interleaved noisy spiral arms                          | no             |
@@ -35,8 +36,9 @@ import numpy as np
 from tinydgm import backend
 from tinydgm.data.transforms import as_generator
 
-__all__ = ["two_moons", "eight_gaussians", "checkerboard", "rings", "spirals", "swiss_roll",
-           "eight_gaussians_log_density", "checkerboard_log_density", "rings_log_density",
+__all__ = ["two_moons", "eight_gaussians", "grid_gaussians", "checkerboard", "rings", "spirals", "swiss_roll",
+           "eight_gaussians_log_density", "grid_gaussians_log_density", "checkerboard_log_density",
+           "rings_log_density", "eight_gaussians_centres", "grid_gaussians_centres",
            "Toy", "TOYS", "sample_toy", "log_density"]
 
 LOG_2PI = math.log(2 * math.pi)
@@ -88,11 +90,25 @@ def two_moons(n, rng=None, *, noise=0.1, dtype=None):
     return _finish(x, dtype)
 
 
+# ----------------------------------------------------------------------------- mixtures of isotropic Gaussians
+
+def _mixture_log_density(xp, x, centres, std):
+    """log p(x) = logsumexp_k [ -|x - c_k|^2 / (2 std^2) ] - log K - log(2 pi std^2): an
+    equal-weight mixture of K isotropic 2-D Gaussians N(c_k, std^2 I)."""
+    c = centres.astype(x.dtype)
+    sq = ((x[..., None, :] - c) ** 2).sum(axis=-1)                         # (..., K)
+    e = -sq / (2 * std ** 2)
+    top = e.max(axis=-1)
+    lse = top + xp.log(xp.exp(e - top[..., None]).sum(axis=-1))
+    return lse - math.log(len(c)) - LOG_2PI - 2 * math.log(std)
+
+
 # ----------------------------------------------------------------------------- 8 Gaussians
 
-def _eight_centres(radius, xp=np):
+def eight_gaussians_centres(radius=2.0, xp=np):
+    """The 8 means c_k = radius (cos(2 pi k/8), sin(2 pi k/8)), k = 0..7, as an (8, 2) array."""
     angles = 2 * math.pi * xp.arange(8) / 8
-    return radius * xp.stack([xp.cos(angles), xp.sin(angles)], axis=1)     # (8, 2)
+    return radius * xp.stack([xp.cos(angles), xp.sin(angles)], axis=1)
 
 
 def eight_gaussians(n, rng=None, *, radius=2.0, std=0.2, dtype=None):
@@ -103,19 +119,57 @@ def eight_gaussians(n, rng=None, *, radius=2.0, std=0.2, dtype=None):
     n = _check_n(n, "eight_gaussians")
     rng = as_generator(rng)
     k = rng.integers(0, 8, n)
-    x = _eight_centres(radius)[k] + std * rng.standard_normal((n, 2))
+    x = eight_gaussians_centres(radius)[k] + std * rng.standard_normal((n, 2))
     return _finish(x, dtype)
 
 
 def eight_gaussians_log_density(x, *, radius=2.0, std=0.2):
     """log p(x) = logsumexp_k [ -|x - c_k|^2 / (2 std^2) ] - log 8 - log(2 pi std^2)."""
     xp, x = _points(x, "eight_gaussians_log_density")
-    c = _eight_centres(radius, xp).astype(x.dtype)
-    sq = ((x[..., None, :] - c) ** 2).sum(axis=-1)                         # (..., 8)
-    e = -sq / (2 * std ** 2)
-    top = e.max(axis=-1)
-    lse = top + xp.log(xp.exp(e - top[..., None]).sum(axis=-1))
-    return lse - math.log(8) - LOG_2PI - 2 * math.log(std)
+    return _mixture_log_density(xp, x, eight_gaussians_centres(radius, xp), std)
+
+
+# ----------------------------------------------------------------------------- 5x5 grid of Gaussians
+
+def _check_grid(size, spacing, who, std=1.0):
+    if isinstance(size, bool) or int(size) != size or size < 1:
+        raise ValueError(f"{who}: size must be a positive integer, got {size!r}")
+    if not spacing > 0:
+        raise ValueError(f"{who}: spacing must be positive, got {spacing!r}")
+    if not std > 0:
+        raise ValueError(f"{who}: std must be positive, got {std!r}")
+    return int(size)
+
+
+def grid_gaussians_centres(size=5, spacing=2.0, xp=np):
+    """The size^2 means on a square grid centred at the origin, row by row (x fastest):
+    c_ij = spacing (i - (size-1)/2, j - (size-1)/2); the default is {-4, -2, 0, 2, 4}^2."""
+    size = _check_grid(size, spacing, "grid_gaussians_centres")
+    ticks = spacing * (xp.arange(size) - (size - 1) / 2)
+    gx, gy = xp.meshgrid(ticks, ticks, indexing="xy")
+    return xp.stack([gx.reshape(-1), gy.reshape(-1)], axis=1)             # (size^2, 2)
+
+
+def grid_gaussians(n, rng=None, *, size=5, spacing=2.0, std=0.05, dtype=None):
+    """Equal-weight mixture of size^2 (25) isotropic Gaussians on a square grid, the "2D grid"
+    of the mode-collapse literature (Dumoulin et al. 2017, ALI; Srivastava et al. 2017,
+    VEEGAN; Lin et al. 2018, PacGAN: means (-4 + 2i, -4 + 2j), i, j = 0..4, std 0.05):
+
+        p(x) = 1/25 sum_ij N(x | c_ij, std^2 I),   c_ij = spacing (i - 2, j - 2).
+    """
+    n = _check_n(n, "grid_gaussians")
+    size = _check_grid(size, spacing, "grid_gaussians", std)
+    rng = as_generator(rng)
+    k = rng.integers(0, size * size, n)
+    x = grid_gaussians_centres(size, spacing)[k] + std * rng.standard_normal((n, 2))
+    return _finish(x, dtype)
+
+
+def grid_gaussians_log_density(x, *, size=5, spacing=2.0, std=0.05):
+    """log p(x) = logsumexp_ij [ -|x - c_ij|^2 / (2 std^2) ] - log size^2 - log(2 pi std^2)."""
+    xp, x = _points(x, "grid_gaussians_log_density")
+    size = _check_grid(size, spacing, "grid_gaussians_log_density", std)
+    return _mixture_log_density(xp, x, grid_gaussians_centres(size, spacing, xp), std)
 
 
 # ----------------------------------------------------------------------------- checkerboard
@@ -278,6 +332,7 @@ class Toy(NamedTuple):
 TOYS = {toy.name: toy for toy in (
     Toy("two_moons", two_moons, None),
     Toy("eight_gaussians", eight_gaussians, eight_gaussians_log_density),
+    Toy("grid_gaussians", grid_gaussians, grid_gaussians_log_density),
     Toy("checkerboard", checkerboard, checkerboard_log_density),
     Toy("rings", rings, rings_log_density),
     Toy("spirals", spirals, None),
