@@ -8,7 +8,7 @@ import pytest
 
 import tinydgm as td
 from tinydgm.nn import Linear, Parameter
-from tinydgm.optim import (SGD, Adam, AdamW, CosineLR, StepLR, WarmupLR, clip_grad_norm_,
+from tinydgm.optim import (SGD, Adam, AdamW, CosineLR, RMSProp, StepLR, WarmupLR, clip_grad_norm_,
                            clip_grad_value_)
 
 STEPS = 4
@@ -152,6 +152,49 @@ def test_adam_keeps_a_step_count_per_parameter():
     np.testing.assert_allclose(params[1].numpy(), expected[0], rtol=1e-12)
 
 
+def _rmsprop_by_hand(p, grads, lr, alpha, eps, weight_decay=0.0, momentum=0.0, centered=False):
+    """Tieleman & Hinton's RMSProp on one float (PyTorch's centered and momentum variants)."""
+    s = m = b = 0.0
+    for g in grads:
+        g = g + weight_decay * p
+        s = alpha * s + (1 - alpha) * g * g
+        m = alpha * m + (1 - alpha) * g
+        d = g / (math.sqrt(s - m * m if centered else s) + eps)
+        b = momentum * b + d
+        p = p - lr * (b if momentum else d)
+    return p
+
+
+RMSPROP_CASES = [dict(), dict(weight_decay=0.1), dict(momentum=0.9), dict(centered=True),
+                 dict(centered=True, momentum=0.5, weight_decay=0.05)]
+
+
+@pytest.mark.parametrize("kwargs", RMSPROP_CASES)
+def test_rmsprop_matches_hand_computed_updates(kwargs):
+    p0, grads = _problem(2)
+    got, opt = _run(RMSProp, p0, grads, lr=0.01, alpha=0.9, eps=1e-6, **kwargs)
+    expected = _elementwise(_rmsprop_by_hand, p0, grads, lr=0.01, alpha=0.9, eps=1e-6, **kwargs)
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    kept = {"square_avg"} | ({"grad_avg"} if kwargs.get("centered") else set()) | \
+        ({"momentum_buffer"} if kwargs.get("momentum") else set())
+    assert set(opt.state[0]) == kept                   # only the state the variant uses
+
+
+def test_rmsprop_step_size_is_about_lr_whatever_the_gradient_scale():
+    # first step from s = 0: d = g / (sqrt(1 - alpha) |g| + eps), the same for g and 1000 g
+    steps = []
+    for scale in (1e-3, 1.0, 1e3):
+        p = Parameter(td.tensor(np.zeros(3)))
+        opt = RMSProp([p], lr=0.01, alpha=0.99, eps=0.0)
+        p.grad = td.tensor(scale * np.array([1.0, -2.0, 0.5]))
+        opt.step()
+        steps.append(p.numpy())
+    expected = -0.01 / math.sqrt(1 - 0.99) * np.array([1.0, -1.0, 1.0])
+    for step in steps:
+        np.testing.assert_allclose(step, expected, rtol=1e-12)
+
+
 # ----------------------------------------------------------------------------- against torch.optim
 
 def _torch_run(torch, torch_class, p0, A, c, steps, **kwargs):
@@ -187,13 +230,16 @@ def _our_run(opt_class, p0, A, c, steps, **kwargs):
     ("SGD", dict(lr=0.01, momentum=0.5, dampening=0.3)),
     ("Adam", dict(lr=0.05, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1)),
     ("AdamW", dict(lr=0.05, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.2)),
+    ("RMSprop", dict(lr=0.01, alpha=0.9, eps=1e-6)),
+    ("RMSprop", dict(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.1, momentum=0.9)),
+    ("RMSprop", dict(lr=0.005, alpha=0.95, eps=1e-7, momentum=0.5, centered=True)),
 ])
 def test_against_torch_optim(name, kwargs):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(5)
     p0 = [rng.standard_normal(4), rng.standard_normal((2, 2))]
     A, c = rng.standard_normal((4, 4)), rng.standard_normal(4)
-    ours = _our_run({"SGD": SGD, "Adam": Adam, "AdamW": AdamW}[name], p0, A, c, 5, **kwargs)
+    ours = _our_run({"SGD": SGD, "Adam": Adam, "AdamW": AdamW, "RMSprop": RMSProp}[name], p0, A, c, 5, **kwargs)
     theirs = _torch_run(torch, getattr(torch.optim, name), p0, A, c, 5, **kwargs)
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
@@ -252,6 +298,7 @@ def _train(model, opt, batches):
     lambda ps: SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
     lambda ps: Adam(ps, lr=0.01, weight_decay=0.01),
     lambda ps: AdamW(ps, lr=0.01),
+    lambda ps: RMSProp(ps, lr=0.01, momentum=0.9, centered=True, weight_decay=0.01),
 ])
 def test_state_dict_round_trip_through_npz_is_bit_identical(make, tmp_path):
     model, params, batches = _model_and_batches()
@@ -310,7 +357,8 @@ def test_load_state_dict_errors():
 # ----------------------------------------------------------------------------- dtypes, devices, basics
 
 @pytest.mark.parametrize("make", [lambda ps: SGD(ps, lr=0.1), lambda ps: SGD(ps, lr=0.1, momentum=0.9),
-                                  lambda ps: Adam(ps), lambda ps: AdamW(ps)])
+                                  lambda ps: Adam(ps), lambda ps: AdamW(ps),
+                                  lambda ps: RMSProp(ps, momentum=0.9, centered=True)])
 def test_float32_parameters_stay_float32(make):
     p0, grads = _problem(dtype=np.float32)
     params = _params(*p0)
@@ -365,6 +413,10 @@ def test_constructor_errors():
         Adam(p, betas=(0.9, 1.0))
     with pytest.raises(ValueError, match="nesterov=True needs momentum > 0"):
         SGD(p, lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match=r"RMSProp: alpha must be in \[0, 1\), got 1.0"):
+        RMSProp(p, alpha=1.0)
+    with pytest.raises(ValueError, match="RMSProp: momentum must be a finite number >= 0, got -0.5"):
+        RMSProp(p, momentum=-0.5)
     with pytest.raises(TypeError, match="not a Parameter"):
         SGD([np.zeros(3)], lr=0.1)
     with pytest.raises(TypeError, match="iterable of Parameters"):

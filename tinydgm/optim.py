@@ -26,7 +26,7 @@ from tinydgm import backend
 from tinydgm.autodiff.core import Tensor
 from tinydgm.kernels.adam import adam_update
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "clip_grad_value_",
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSProp", "clip_grad_norm_", "clip_grad_value_",
            "LRSchedule", "StepLR", "CosineLR", "WarmupLR"]
 
 
@@ -303,6 +303,57 @@ class AdamW(Adam):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
         super().__init__(params, lr, betas, eps, weight_decay)
+
+
+class RMSProp(Optimizer):
+    """RMSProp (Tieleman & Hinton 2012, Coursera lecture 6.5), in PyTorch's form:
+
+        g <- g + weight_decay p                          (L2 penalty folded into the gradient)
+        s <- alpha s + (1 - alpha) g^2                   (running mean square, from s = 0)
+        m <- alpha m + (1 - alpha) g,  s <- s - m^2      (centered only: a running variance)
+        d = g / (sqrt(s) + eps)
+        b <- momentum b + d,  d <- b                     (momentum > 0, from b = 0)
+        p <- p - lr d
+
+    Each step divides the gradient by a running estimate of its root mean square, so the
+    step size is about lr whatever the gradient's scale. WGAN trains its critic with it
+    (Arjovsky et al. 2017: momentum-based methods made the critic unstable).
+    """
+
+    _hyper = {"lr": float, "alpha": float, "eps": float, "weight_decay": float, "momentum": float,
+              "centered": bool}
+    _array_state = ("square_avg", "grad_avg", "momentum_buffer")
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
+        super().__init__(params, lr)
+        if not 0.0 <= float(alpha) < 1.0:
+            raise ValueError(f"RMSProp: alpha must be in [0, 1), got {alpha}")
+        self.alpha = float(alpha)
+        self.eps = _check_nonnegative("RMSProp", "eps", eps)
+        self.weight_decay = _check_nonnegative("RMSProp", "weight_decay", weight_decay)
+        self.momentum = _check_nonnegative("RMSProp", "momentum", momentum)
+        self.centered = bool(centered)
+
+    def _update(self, i, p, g):
+        xp = backend.get_array_module(g)
+        if self.weight_decay:
+            g = g + self.weight_decay * p.data
+        s = self._moment(i, "square_avg", p)
+        s *= self.alpha
+        s += (1.0 - self.alpha) * g * g
+        if self.centered:
+            m = self._moment(i, "grad_avg", p)
+            m += (1.0 - self.alpha) * (g - m)             # m <- alpha m + (1 - alpha) g
+            root = xp.sqrt(s - m * m)
+        else:
+            root = xp.sqrt(s)
+        d = g / (root + self.eps)
+        if self.momentum:
+            b = self._moment(i, "momentum_buffer", p)
+            b *= self.momentum
+            b += d
+            d = b
+        p.data -= self.lr * d
 
 
 # ----------------------------------------------------------------------------- clipping
