@@ -27,7 +27,7 @@ from tinydgm import backend
 from tinydgm.plot import wrap_title
 
 __all__ = ["QUICK_MARK", "main", "parse_args", "device_error", "title", "figure", "suptitle", "save", "one_blas_thread",
-           "write_summary", "finite", "collect"]
+           "write_summary", "finite", "collect", "host"]
 
 QUICK_MARK = "quick (smoke test)"
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -115,6 +115,11 @@ def one_blas_thread():
         return
     with threadpool_limits(1):
         yield
+
+
+def host(x):
+    """A NumPy array from a Tensor or a NumPy/CuPy array (a model's samples, for the figures)."""
+    return x.numpy() if hasattr(x, "numpy") else backend.to_numpy(x)
 
 
 # ----------------------------------------------------------------------------- summary
