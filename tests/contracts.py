@@ -1,4 +1,4 @@
-"""Shared test contracts (STYLE.md: every autoregressive model through the same
+"""Shared test contracts (docs/architecture.md: every autoregressive model through the same
 Jacobian-sparsity test, every sampler through the same exact-distribution test)."""
 import itertools
 

@@ -30,7 +30,7 @@ class Gaussian(nn.Module):
 
 class NoisyGaussian(Gaussian):
     """The same loss on jittered data x + 0.1 eps, eps drawn from the model's own ``rng``
-    (the STYLE.md convention), so the model's randomness is part of the run. Records the
+    (the convention of docs/architecture.md), so the model's randomness is part of the run. Records the
     mode and grad state each loss was computed in."""
 
     def __init__(self, d=2, seed=0):

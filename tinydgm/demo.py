@@ -587,7 +587,7 @@ def flows_section(out_dir, seed, quick, log):
             ll = realnvp.toy_log_likelihood(flow, name)
             samples = backend.to_numpy(flow.sample(2000, rng=rng).data)
             _, _, log_p = plot.density_grid(flow.log_prob, dtype="float32")
-            # MAF's log-scales are unbounded (as in the paper): far from the data a stack of
+            # MAF's log-scales are soft-bounded (|alpha| < 8), yet far from the data a stack of
             # exp(-alpha) can overflow; those grid points are drawn as zero density and counted
             overflow = ~_cpu().isfinite(log_p)
             log_p[overflow] = -math.inf

@@ -2,7 +2,7 @@
 2016c; intro lecture part III: "efficient parallel training, but sampling remains
 sequential and slow").
 
-    x_1 ~ p(x_1),  x_2 ~ p(x_2 | x_1),  ...,  x_D ~ p(x_D | x_<D)        (lecture eq. 42)
+    x_1 ~ p(x_1),  x_2 ~ p(x_2 | x_1),  ...,  x_D ~ p(x_D | x_<D)        (intro lecture eq. 42)
 
 in raster order over the pixels (and, for colour-ordered models, R then G then B inside
 a pixel). Three loops over the same conditionals:

@@ -1,6 +1,6 @@
 """Uniform random numbers for the samplers' kernels, drawn by a seeded NumPy Generator.
 
-The kernels take their random numbers as inputs (DESIGN.md: the same seed gives the same
+The kernels take their random numbers as inputs (docs/architecture.md: the same seed gives the same
 chains with any thread count, and the Numba path equals its xp twin). Drawing them can cost
 as much as the sampling itself: a block Gibbs sweep of 100 chains of a 784 x 500 RBM needs
 128k uniforms, and NumPy's ``Generator.random(dtype=float32)`` spends one 64-bit draw of the

@@ -1,6 +1,6 @@
 """Conditioner networks for affine coupling layers (Dinh et al. 2015 "NICE", 2017
-"Density estimation using Real NVP"; intro lecture part II, "Non-volume preserving (NVP)
-transformation", eq. 40-41).
+"Density estimation using Real NVP"; intro lecture part II, "Change of variable formula for
+invertible function" and eq. 40-41).
 
 A coupling layer splits x into (x1, x2) and transforms x2 with parameters computed from
 x1 only:

@@ -9,6 +9,7 @@ from tinydgm.kernels import made_sampler
 from tinydgm.models.autoregressive.made import MADE, PAPER_CONFIG, reproduce
 
 from contracts import all_binary, assert_autoregressive, assert_normalised, chi_square_pvalue
+from paths import DATA_DIR
 
 
 def made(n_inputs=6, hidden=(24,), seed=0, **kwargs):
@@ -335,7 +336,7 @@ def test_kernel_input_errors():
         made_sampler.sample_bernoulli_made(*gaussian._sampler_arrays(), np.zeros((3, 6)))
 
 
-BINARIZED = "/work/shared/data/binarized_mnist.npz"
+BINARIZED = str(DATA_DIR / "binarized_mnist.npz")
 
 
 def test_paper_config_rows():
@@ -345,7 +346,7 @@ def test_paper_config_rows():
 
 
 @pytest.mark.skipif(not __import__("os").path.exists(BINARIZED),
-                    reason="needs the binarized MNIST file of the workplace's shared data")
+                    reason="needs binarized_mnist.npz in TINYDGM_DATA (see tests/paths.py)")
 def test_reproduce_smoke():
     result = reproduce(epochs=2, data_path=BINARIZED, hidden_sizes=[16], n_masks=2, max_train=300, patience=1)
     assert len(result["train_loss"]) == len(result["valid_nll"]) == len(result["epoch_time"]) >= 1

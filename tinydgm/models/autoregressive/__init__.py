@@ -1,4 +1,4 @@
-"""Autoregressive models: p(x) = prod_d p(x_d | x_<d) (intro lecture part II, ermon-song-cs236-l16).
+"""Autoregressive models: p(x) = prod_d p(x_d | x_<d) (intro lecture part III, eq. 42; ermon-song-cs236-l16).
 
     nade.py             NADE (Larochelle & Murray 2011), the O(DH) shared-weight recursion
     made.py             MADE (Germain et al. 2015), masks over an MLP, mask ensembles

@@ -196,7 +196,8 @@ def reproduce(epochs=None, data_path=None, batch_size=None, lr=None, optimizer=N
     are evaluated on the test set. optimizer: "sgd" (the paper) or "adam" (our practical
     choice for short runs: minibatches of 100, lr 1e-3). n_train: train on the first n_train
     training images only (quick checks). data_path: passed to ``load_binarized_mnist``
-    (e.g. /work/shared/data), else its search order (TINYDGM_DATA, cache, download).
+    (a folder or file, e.g. the one TINYDGM_DATA names), else its search order (TINYDGM_DATA, cache,
+    download).
 
     Returns a dict: test_nll, test_bits_per_dim, best_valid_nll, best_epoch, epochs_run,
     epoch_loss and valid_nll (per epoch: the learning curve), epoch_time_s, train_time_s,

@@ -1,6 +1,7 @@
 """The flow API: invertible transforms with log-determinants, and the flow density they
-define by the change-of-variables formula (intro lecture part II, "Normalizing flows",
-eq. 31-33; isachenko-l07, "Normalizing flows"; Rezende & Mohamed 2015, eq. 1-3).
+define by the change-of-variables formula (intro lecture part II, "Normalizing flows" and
+"Change of variable formula for invertible function"; kuleshov-l12, "Autoregressive flows";
+Rezende & Mohamed 2015, eq. 1-3).
 
 A ``Transform`` maps data x to latents z and back:
 

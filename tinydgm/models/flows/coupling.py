@@ -1,8 +1,9 @@
 """Coupling layers: NICE's additive coupling with its diagonal scaling layer (Dinh et al.
 2015) and RealNVP's affine coupling (Dinh et al. 2017), with their masks.
 
-Intro lecture part II, "Non-volume preserving (NVP) transformation" (eq. 40-41) and
-"masks, squeeze"; isachenko-l07, "RealNVP: affine coupling law":
+intro lecture part II, "Change of variable formula for invertible function", eq. 40-41
+("Properties: Efficient inversion") and "Implementation" (the masks); isachenko-l07, "RealNVP:
+Affine coupling law":
 
     z_1:d = x_1:d,   z_d:m = tau(x_d:m, c(x_1:d))   <=>   x_1:d = z_1:d,   x_d:m = tau^{-1}(z_d:m, c(z_1:d))
 
@@ -122,7 +123,8 @@ class _Coupling(Transform):
 
 
 class AdditiveCoupling(_Coupling):
-    """NICE additive coupling (Dinh et al. 2015, eq. 5-6; intro lecture, "NICE"):
+    """NICE additive coupling (Dinh et al. 2015, eq. 5-6; isachenko-l07, "RealNVP: Affine coupling law"
+    with an additive tau):
 
         z = b * x + (1 - b) * (x + t(b * x)),    log|det dz/dx| = 0 (volume preserving)
         x = b * z + (1 - b) * (z - t(b * z))
@@ -153,7 +155,7 @@ class AdditiveCoupling(_Coupling):
 
 class AffineCoupling(_Coupling):
     """RealNVP affine coupling (Dinh et al. 2017, eq. 6-9; intro lecture eq. 40-41;
-    isachenko-l07, "coupling law"):
+    isachenko-l07, "RealNVP: Affine coupling law"):
 
         (t, s) = conditioner(b * x)
         z = b * x + (1 - b) * (x * exp(s) + t),          log|det dz/dx| = sum (1 - b) * s

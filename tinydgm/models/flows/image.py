@@ -1,7 +1,8 @@
 """Image flow layers: squeeze, the multi-scale architecture with factored-out latents,
 batch norm / act-norm as transforms, and Glow's invertible 1x1 convolution.
 
-Intro lecture part II, "NVP: masks, squeeze, factor-out"; Dinh et al. 2017 ("Density
+intro lecture part II, "Implementation" (squeeze, factor out half of the latents) and
+"Illustration multi-scale feature hierarchy"; Dinh et al. 2017 ("Density
 estimation using Real NVP"), sec. 3.6 (squeeze, multi-scale) and 3.7 (batch norm);
 Kingma & Dhariwal 2018 (Glow), sec. 3.1-3.2 (act-norm, invertible 1x1 convolution).
 Images are (N, C, H, W).

@@ -1,6 +1,6 @@
 """Planar and radial flows (Rezende & Mohamed 2015, "Variational inference with normalizing
-flows", sec. 4.1, eq. 10-14 and appendix A.1; intro lecture part II, "Linear-time
-determinant for planar and radial flows").
+flows", sec. 4.1, eq. 10-14 and appendix A.1; intro lecture part II, "Normalizing flows":
+"linear-time determinant for planar and radial flows").
 
 Both are applied here in the x -> z direction of this package's ``Transform`` contract, so
 ``forward`` (density evaluation) has the analytic log-determinant of the paper, and

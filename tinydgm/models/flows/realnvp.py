@@ -1,5 +1,6 @@
 """RealNVP builders (Dinh et al. 2017, "Density estimation using Real NVP"; intro lecture part
-II, "NVP", eq. 40-41 and "masks, squeeze, factor-out"; isachenko-l07, "RealNVP: coupling law"):
+II, "Non-volume preserving (NVP) transformation", eq. 40-41 and "Implementation" (masks, squeeze,
+factor-out); isachenko-l07, "RealNVP: Affine coupling law"):
 
     toy_realnvp(dim=2, n_couplings=8, hidden=(64, 64), norm=None)    vectors (2-D toys)
     image_realnvp(event_shape=(1, 28, 28), n_scales=2, ...)          multi-scale, images
