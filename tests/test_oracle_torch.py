@@ -49,7 +49,7 @@ def agree(a, b):
 def models(transpose=True):
     torch.manual_seed(0)
     theirs = TorchMADE(D, HIDDEN)
-    ours = MADE(D, HIDDEN, dtype="float64")
+    ours = MADE(D, HIDDEN, ordering="natural", connectivity="natural", dtype="float64")
     state = ours.state_dict()
     for i, linear in enumerate(theirs.linears):
         weight = linear.weight.detach().numpy()

@@ -63,7 +63,8 @@ def _to_float64(inputs):
 def _describe(value):
     """What a function returned, for error messages: type, and shape and dtype for arrays."""
     kind = type(value)
-    name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__.split('.')[0]}.{kind.__name__}"
+    package = kind.__module__.split(".")[0]
+    name = kind.__name__ if package == "builtins" else f"{package}.{kind.__name__}"
     if hasattr(value, "shape") and hasattr(value, "dtype"):
         return f"a {name} of shape {tuple(value.shape)} and dtype {value.dtype}"
     return f"a {name} ({value!r})" if isinstance(value, (int, float, complex)) else f"a {name}"
