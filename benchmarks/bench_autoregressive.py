@@ -542,7 +542,7 @@ def main(argv=None):
     command = "python benchmarks/bench_autoregressive.py" + (" --quick" if cfg.quick else "") + \
         f" --threads {cfg.threads}" + (f" --parts {cfg.parts}" if parts != {"made", "pixelcnn", "sample"} else "") + \
         (f" --out {cfg.out}" if cfg.out else "")
-    out = ["## Autoregressive models (issue 5)", "",
+    out = ["## Autoregressive models", "",
            f"Command: `{command}` (one process, {elapsed:.0f} s; load average {load0[0]:.2f} at the start, "
            f"{load[0]:.2f} at the end).", "", common.machine_markdown(info, cfg.threads), ""]
     if made:

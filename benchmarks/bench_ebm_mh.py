@@ -170,7 +170,7 @@ def main(argv=None):
     load1 = os.getloadavg()
     command = "python benchmarks/bench_ebm_mh.py" + (" --quick" if cfg.quick else "") + f" --threads {cfg.threads}" + \
         (f" --out {cfg.out}" if cfg.out else "")
-    out = ["## Metropolis–Hastings steps per second (issue 4)", "",
+    out = ["### Metropolis–Hastings steps per second", "",
            f"Command: `{command}` (one process, {elapsed:.0f} s; load average {load0[0]:.2f} at the start, "
            f"{load1[0]:.2f} at the end).", "", common.machine_markdown(info, cfg.threads), "",
            "Every side gets the same proposal noise and log-uniforms and returns the same chains (checked). "

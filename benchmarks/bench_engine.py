@@ -581,7 +581,7 @@ def main(argv=None):
     command = "python benchmarks/bench_engine.py" + (" --quick" if cfg.quick else "") + \
         f" --threads {cfg.threads}" + (f" --out {cfg.out}" if cfg.out else "")
     parts = [
-        "## Engine (issue 2)", "",
+        "## Engine", "",
         f"Command: `{command}` (one process, {elapsed:.0f} s; "
         f"{cfg.repeats} (tiny ops), {cfg.mlp_repeats} (MLP), {cfg.conv_repeats} (conv) "
         f"interleaved repeats per case, medians with [interquartile range]; "
@@ -595,8 +595,8 @@ def main(argv=None):
         "### 2. MLP 784-500-784 training step, batch 100", "",
         f"Data: {source}. Sigmoid hidden layer, Bernoulli output (BCE with logits summed over "
         "pixels, averaged over the batch), Adam (lr 1e-3). tinydgm's Adam is its fused Numba kernel "
-        "(tinydgm.kernels.adam.adam_update, one parallel pass per parameter; the optimizer class comes "
-        "with issue 3); the raw-NumPy step uses in-place NumPy passes; PyTorch uses torch.optim.Adam. Both sides were checked to give the same loss "
+        "(tinydgm.kernels.adam.adam_update, one parallel pass per parameter; the optimizer class came "
+        "later); the raw-NumPy step uses in-place NumPy passes; PyTorch uses torch.optim.Adam. Both sides were checked to give the same loss "
         "and gradients on the same weights and data, and the same losses along 5 Adam steps. "
         "\"GEMMs only\" times the five matrix products of one step (2 forward, 3 backward) alone.", "",
         mlp_table, "",

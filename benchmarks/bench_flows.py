@@ -363,7 +363,7 @@ def main(argv=None):
 
     command = "python benchmarks/bench_flows.py" + (" --quick" if cfg.quick else "") + f" --threads {cfg.threads}" + \
         (f" --parts {cfg.parts}" if cfg.parts else "") + (f" --out {cfg.out}" if cfg.out else "")
-    out = ["## Normalizing flows (issue 6)", "",
+    out = ["## Normalizing flows", "",
            f"Command: `{command}` (one process, {elapsed:.0f} s; load average {load0[0]:.2f} at the start, "
            f"{load[0]:.2f} at the end).", "", common.machine_markdown(info, cfg.threads), ""]
     out += [body + "\n" for body in bodies]

@@ -201,7 +201,7 @@ def main(argv=None):
         (f" --dtypes {cfg.dtypes}" if cfg.dtypes != "float32" else "") + \
         (f" --n-train {cfg.n_train}" if n_train_given else "") + (" --serial" if cfg.serial else "") + \
         (f" --out {cfg.out}" if cfg.out else "")
-    out = ["## RBMs: PCD training and block Gibbs sampling (issue 4)", "",
+    out = ["### RBMs: PCD training and block Gibbs sampling", "",
            f"Command: `{command}` (one process, {elapsed:.0f} s; load average {load0[0]:.2f} at the start, "
            f"{load[0]:.2f} at the end).", "", common.machine_markdown(info, cfg.threads), ""]
     if pcd:

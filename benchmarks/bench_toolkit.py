@@ -472,12 +472,12 @@ def main(argv=None):
         "conv": _median_ratio(conv, "tinydgm Conv2d", "PyTorch nn.Conv2d"),
     }
     parts = [
-        "## Toolkit (issue 3)", "",
+        "## Toolkit: optimizer and layers", "",
         f"Command: `{command}` (one process, {elapsed:.0f} s; {cfg.repeats} interleaved repeats per case "
         f"({cfg.conv_repeats} for Conv2d), medians with [interquartile range]; load average {load0[0]:.2f} at "
         f"the start, {load[0]:.2f} at the end).", "",
         common.machine_markdown(info, cfg.threads), "",
-        "The issue sets no targets for these; the ratios are reported as measured "
+        "No targets are set for these; the ratios are reported as measured "
         "(tinydgm / PyTorch: below 1 means tinydgm is faster). Summary (median paired ratios): "
         f"Adam step {ratio['adam_mlp']:.2f}x on the MLP's parameters and {ratio['adam_small']:.2f}x on 100 small "
         f"tensors (vs torch.optim.Adam's default); Linear {ratio['linear']:.2f}x, MaskedLinear "

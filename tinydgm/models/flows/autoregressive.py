@@ -43,7 +43,7 @@ B = ``alpha_bound`` (default 8: |alpha| < 8, so one layer scales by at most e^8 
 alpha ~ raw while |raw| << B). Unbounded (alpha_bound=None, the paper's form) a confident layer
 can overflow exp in float32 and training on sharp densities (the checkerboard) diverged.
 Limitations: the MADE's hidden units are ReLU; IAF's conditioning on a context h (the VAE encoder's) is
-left to the VAE issue.
+not part of these layers.
 """
 import time
 
