@@ -22,6 +22,8 @@ _EXPORTS = {
     "GatedPixelCNN": "autoregressive",
     "Flow": "flows", "toy_realnvp": "flows", "image_realnvp": "flows", "build_maf": "flows",
     "planar_flow": "flows", "radial_flow": "flows", "DequantizedFlow": "flows",
+    "VAE": "latent", "IWAE": "latent", "MLPEncoder": "latent", "ConvEncoder": "latent",
+    "MLPDecoder": "latent", "ConvDecoder": "latent", "StandardNormalPrior": "latent",
 }
 _FAMILIES = ("energy", "autoregressive", "flows", "latent", "adversarial", "hybrid")
 

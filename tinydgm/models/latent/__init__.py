@@ -1,2 +1,7 @@
 """Latent-variable models: p(x) = integral of p(z) p(x | z) dz (tomczak-dgm, intro lecture
 part II, isachenko-l07). Home of the linear-Gaussian models, density networks and VAEs."""
+from tinydgm.models.latent.encoders import GaussianEncoder, MLPEncoder, ConvEncoder  # noqa: F401
+from tinydgm.models.latent.decoders import Decoder, MLPDecoder, ConvDecoder  # noqa: F401
+from tinydgm.models.latent.priors import Prior, StandardNormalPrior  # noqa: F401
+from tinydgm.models.latent.vae import VAE, kl_standard_normal, reparameterize  # noqa: F401
+from tinydgm.models.latent.iwae import IWAE, log_mean_exp  # noqa: F401
