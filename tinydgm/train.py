@@ -1,7 +1,7 @@
 """The training loop: minibatch gradient descent on ``model.loss(batch)``.
 
     history = fit(model, x_train, Adam(model.parameters(), lr=1e-3), epochs=10, batch_size=100,
-                  seed=0, valid_data=x_valid, checkpoint_path="runs/vae.npz")
+                  seed=0, valid_data=x_valid, checkpoint_path="runs/made.npz")
     history["loss"]          # one value per step
     history["valid_loss"]    # one value per epoch
 
@@ -10,7 +10,7 @@ finite, ``loss.backward()``, optional gradient clipping, ``optimizer.step()``.
 
 Randomness: one NumPy Generator drives the whole run. It shuffles the data
 (``tinydgm.data.batches``), and every module of the model that keeps its own generator in
-an attribute ``rng`` (as a VAE does for eps ~ N(0, I); see STYLE.md) draws from it during
+an attribute ``rng`` (as a VAE does for eps ~ N(0, I); see docs/architecture.md) draws from it during
 ``fit``: fit points each such ``module.rng`` at the run's generator and puts the old one
 back when it returns or fails. So the same seed gives bit-identical histories and
 parameters, and a checkpoint (which stores the generator's state) resumes the same random
