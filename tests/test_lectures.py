@@ -175,3 +175,29 @@ def test_modules_cite_the_decks_by_the_index_names(folder):
         for message in citation_problems(path.read_text(encoding="utf-8")):
             problems.append(f"{path.relative_to(REPO)}: {message}")
     assert not problems, "lecture citations that do not follow LECTURES.md:\n" + "\n".join(problems)
+
+
+# ----------------------------------------------------------------------------- self-contained docs
+
+# Files outside the repository that project files must not depend on or point to: guidance
+# documents of the development workplace and a particular machine's absolute paths.
+OUTSIDE = re.compile(r"\b(?:DESIGN|STYLE)\.md\b|(?<![\w.~])/(?:work|root|home)/\w")
+PROJECT_TEXT = ("*.md", "*.cfg", "*.toml", "tinydgm/**/*.py", "tinydgm/**/*.md", "tests/**/*.py", "benchmarks/**/*.py",
+                "benchmarks/**/*.md", "demos/**/*.py", "demos/**/*.md", "docs/**/*.md")
+
+
+def test_project_files_do_not_point_outside_the_repository():
+    problems = []
+    for pattern in PROJECT_TEXT:
+        for path in sorted(REPO.glob(pattern)):
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if OUTSIDE.search(line) and path.name != "test_lectures.py":
+                    problems.append(f"{path.relative_to(REPO)}:{number}: {line.strip()[:100]}")
+    assert not problems, ("project files must not name files outside the repository (use docs/architecture.md, "
+                          "relative paths or TINYDGM_DATA):\n" + "\n".join(problems))
+
+
+def test_the_outside_pattern_catches_what_it_should():
+    assert OUTSIDE.search("see " + "DESIGN.md") and OUTSIDE.search("data_path='/" + "work/shared/data'")
+    assert OUTSIDE.search("cd /" + "root/x")
+    assert not OUTSIDE.search("docs/architecture.md, ../shared/data, runs/bench/work/x.md, TINYDGM_DATA")
