@@ -220,3 +220,15 @@ def test_load_errors_for_missing_and_foreign_files(tmp_path):
     (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])            # a truncated copy
     with pytest.raises(checkpoint.CheckpointError):
         checkpoint.load(tmp_path / "cut.npz")
+
+
+def test_repr_is_a_short_summary_not_the_arrays(tmp_path):
+    model = Net(d_in=300, d_hidden=200)                 # 60,000 weights: printing them would be pages
+    optimizer = Adam(model.parameters(), lr=0.01)
+    path = tmp_path / "ckpt.npz"
+    checkpoint.save(path, model, optimizer, config={"hidden": 200}, rng=td.rng(0), step=12, epoch=3,
+                    history={"loss": np.arange(12.0)})
+    text = repr(checkpoint.load(path))
+    n_values = sum(p.size for p in model.parameters()) + 300          # and the running-mean buffer
+    assert text == (f"Checkpoint({str(path)!r}, epoch=3, step=12, model: 5 arrays, {n_values:,} values, float32; "
+                    "with optimizer, rng; history {'loss': 12}; config keys ['hidden'])")

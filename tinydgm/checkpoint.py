@@ -65,6 +65,17 @@ class Checkpoint:
     optimizer_state: dict = None
     scheduler_state: dict = None
 
+    def __repr__(self):
+        """A short summary (never the arrays): where, when, how big, what else it holds."""
+        arrays = list(self.model_state.values())
+        dtypes = ", ".join(sorted({str(a.dtype) for a in arrays})) or "none"
+        held = [name for name, state in (("optimizer", self.optimizer_state), ("scheduler", self.scheduler_state),
+                                         ("rng", self.rng)) if state is not None]
+        steps = {key: len(values) for key, values in self.history.items()}
+        return (f"Checkpoint({self.path!r}, epoch={self.epoch}, step={self.step}, model: {len(arrays)} arrays, "
+                f"{sum(int(a.size) for a in arrays):,} values, {dtypes}; with {', '.join(held) or 'nothing else'}; "
+                f"history {steps}; config keys {sorted(self.config)})")
+
 
 def _cpu():
     """The CPU array module: checkpoints hold host arrays."""

@@ -8,11 +8,21 @@
 One step: ``optimizer.zero_grad()``, ``loss = model.loss(batch)``, check that the loss is
 finite, ``loss.backward()``, optional gradient clipping, ``optimizer.step()``.
 
+Every model trains here, whatever its family (see ``tinydgm.models.protocol``): likelihood
+models minimise the mean negative log-likelihood (or minus a bound on it); Boltzmann
+machines and the other energy models minimise a contrastive surrogate such as
+mean F(v_data) - mean F(v_model), the negative samples v_model drawn by the model's own
+CD/PCD chains and held fixed, so that the gradient fit follows is minus the CD estimate of
+the likelihood gradient (e.g. ``BernoulliRBM.loss``: with ``SGD`` and no momentum, fit takes
+the same steps as ``BernoulliRBM.fit``). For those models the loss values (and
+``valid_loss``) are not log-likelihoods: they show that training moves, not how well.
+
 Randomness: one NumPy Generator drives the whole run. It shuffles the data
 (``tinydgm.data.batches``), and every module of the model that keeps its own generator in
-an attribute ``rng`` (as a VAE does for eps ~ N(0, I); see docs/architecture.md) draws from it during
-``fit``: fit points each such ``module.rng`` at the run's generator and puts the old one
-back when it returns or fails. So the same seed gives bit-identical histories and
+an attribute ``rng`` (as a VAE does for eps ~ N(0, I), and the energy models for their
+chains) draws from it during ``fit``: fit points each such ``module.rng`` (a Generator, or
+None meaning "the default generator") at the run's generator and puts the old one back
+when it returns or fails. So the same seed gives bit-identical histories and
 parameters, and a checkpoint (which stores the generator's state) resumes the same random
 stream. Validation draws from the same stream, after each epoch's training steps.
 Randomness drawn elsewhere (numpy.random's global state, a generator under another
@@ -304,13 +314,14 @@ def _to_tensor(array, device, dtype):
 # ----------------------------------------------------------------------------- the model's generators
 
 def _lend_generator(model, rng):
-    """Point every module's ``rng`` generator at the run's; returns what to give back."""
+    """Point every module's ``rng`` (a Generator, or None: the default generator) at the
+    run's; returns what to give back."""
     generator = backend.module_for_device("cpu").random.Generator
     modules = model.modules() if hasattr(model, "modules") else [model]
     borrowed = []
     for module in modules:
-        old = getattr(module, "rng", None)
-        if isinstance(old, generator):
+        old = getattr(module, "rng", False)
+        if old is None or isinstance(old, generator):
             borrowed.append((module, old))
             object.__setattr__(module, "rng", rng)
     return borrowed

@@ -251,16 +251,27 @@ def test_zero_grad_clears_every_gradient():
     assert all(p.grad is None for p in model.parameters())
 
 
-def test_repr_shows_the_tree():
-    text = repr(net())
-    assert text == ("Net(\n"
-                    "  (block): Block(\n"
+def test_repr_is_a_summary_and_the_tree():
+    text = repr(net())          # scale is float64 (td.tensor of float64 data), the layers float32
+    assert text == ("Net(): 34 parameters, float32, float64, cpu\n"
+                    "  (block): Block()\n"
                     "    (fc): Linear(3, 4, bias=True)\n"
                     "    (norm): BatchNorm(4, axis=1, eps=1e-05, momentum=0.1)\n"
                     "    (act): Tanh()\n"
-                    "  )\n"
-                    "  (head): Linear(4, 2, bias=False)\n"
-                    ")")
+                    "  (head): Linear(4, 2, bias=False)")
+    assert repr(nn.Tanh()) == "Tanh(): no parameters"
+
+
+def test_repr_merges_identical_siblings_cuts_deep_trees_and_caps_lines():
+    from tinydgm.nn.module import REPR_DEPTH, REPR_LINES
+    deep = nn.Sequential(nn.Sequential(nn.Sequential(nn.Sequential(nn.Tanh()))))
+    lines = repr(deep).splitlines()
+    assert len(lines) == REPR_DEPTH + 1 and lines[-1] == "      (0): Sequential() ..."       # the Tanh is cut
+    layers = nn.ModuleList([nn.Linear(2, 2, rng=np.random.default_rng(0)) for _ in range(5)] + [nn.Tanh()])
+    assert repr(layers).splitlines()[1:] == ["  (0-4): 5 x Linear(2, 2, bias=True)", "  (5): Tanh()"]
+    wide = nn.ModuleList([nn.Linear(1, k + 1) for k in range(100)])        # all different
+    lines = repr(wide).splitlines()
+    assert len(lines) == REPR_LINES and lines[-1] == f"  ... ({101 - REPR_LINES + 1} more lines)"
 
 
 def test_base_module_forward_is_not_defined():

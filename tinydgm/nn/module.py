@@ -15,11 +15,23 @@ looking at its own attributes, in the order they were assigned:
 
 ``state_dict()`` maps dotted names (``"hidden.weight"``) to NumPy arrays;
 ``load_state_dict`` checks names and shapes and says exactly what does not match.
+
+``repr(module)`` is a short summary, never an array: the class and its key sizes
+(``extra_repr``), the parameter count, dtype and device, then the sub-modules by
+indentation, ``REPR_DEPTH`` levels deep, a run of identical siblings on one line
+("(0-7): 8 x AffineCoupling(...)"), at most ``REPR_LINES`` lines:
+
+    MLP(): 4,386 parameters, float32, cpu
+      (hidden): Linear(784, 5, bias=True)
+      (out): Linear(5, 2, bias=True)
 """
 from collections import OrderedDict
 
 from tinydgm import backend
 from tinydgm.autodiff.core import Tensor
+
+REPR_DEPTH = 3          # levels of sub-modules that repr shows
+REPR_LINES = 30         # lines at most
 
 
 class Parameter(Tensor):
@@ -187,13 +199,51 @@ class Module:
         return sum(p.size for p in self.parameters())
 
     def extra_repr(self):
+        """The key sizes and settings shown in repr (override; never an array)."""
         return ""
 
+    def summary(self):
+        """"N parameters, dtype, device" (several dtypes or devices are all listed)."""
+        params = self.parameters()
+        if not params:
+            return "no parameters"
+        dtypes = ", ".join(sorted({str(p.dtype) for p in params}))
+        devices = ", ".join(sorted({p.device for p in params}))
+        return f"{sum(p.size for p in params):,} parameters, {dtypes}, {devices}"
+
     def __repr__(self):
-        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        lines = [f"{self._head()}: {self.summary()}"] + self._child_lines(1)
+        if len(lines) > REPR_LINES:
+            lines = lines[:REPR_LINES - 1] + [f"  ... ({len(lines) - REPR_LINES + 1} more lines)"]
+        return "\n".join(lines)
+
+    def _head(self):
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def _child_lines(self, depth):
+        """One line per sub-module at ``depth`` followed by its own sub-modules (down to
+        REPR_DEPTH; " ..." marks a cut), consecutive identical siblings merged."""
+        groups = []                                     # [names, lines of the child's subtree]
         for name, child in self.named_children():
-            lines.append(f"  ({name}): " + repr(child).replace("\n", "\n  "))
-        return lines[0] + ")" if len(lines) == 1 else "\n".join(lines) + "\n)"
+            below = child._child_lines(depth + 1) if depth < REPR_DEPTH else []
+            cut = " ..." if depth >= REPR_DEPTH and child.children() else ""
+            block = [child._head() + cut] + below
+            if groups and groups[-1][1] == block:
+                groups[-1][0].append(name)
+            else:
+                groups.append(([name], block))
+        lines = []
+        for names, block in groups:
+            if len(names) == 1:
+                label = names[0]
+            elif all(n.isdigit() for n in names):
+                label = f"{names[0]}-{names[-1]}"
+            else:
+                label = ", ".join(names)
+            count = f"{len(names)} x " if len(names) > 1 else ""
+            lines.append(f"{'  ' * depth}({label}): {count}{block[0]}")
+            lines.extend(block[1:])
+        return lines
 
 
 class ModuleList(Module):

@@ -158,7 +158,7 @@ def test_categorical_log_prob_equals_log_softmax_by_hand():
 def test_samples_follow_the_exact_distribution():
     model = tiny_pixelcnn(channels=6, seed=5)
     log_p = model.log_prob(all_binary(9).reshape(-1, 1, 3, 3)).numpy()
-    samples = model.sample(20000, np.random.default_rng(6), method="fast")
+    samples = model.sample(20000, np.random.default_rng(6), method="fast").numpy()
     assert samples.shape == (20000, 1, 3, 3) and set(np.unique(samples)) == {0.0, 1.0}
     assert chi_square_pvalue(samples.reshape(-1, 9), log_p) > 0.001
     # the test has power: samples from another model are rejected
@@ -169,7 +169,7 @@ def test_samples_follow_the_exact_distribution():
 def test_conditional_samples_follow_the_exact_distribution():
     model = tiny_gated(n_classes=2, seed=8)
     log_p = model.log_prob(all_binary(9).reshape(-1, 1, 3, 3), 1).numpy()
-    samples = model.sample(10000, np.random.default_rng(9), method="fast", labels=1)
+    samples = model.sample(10000, np.random.default_rng(9), method="fast", labels=1).numpy()
     assert chi_square_pvalue(samples.reshape(-1, 9), log_p) > 0.001
 
 
@@ -188,13 +188,13 @@ def test_fast_and_window_samplers_equal_naive_sampler(make, labels):
     up, left, right = model.reach()
     assert up < h - 1 and left + right + 1 < w          # the windows really are crops
     n = 6
-    naive = model.sample(n, np.random.default_rng(10), method="naive", labels=labels)
-    fast = model.sample(n, np.random.default_rng(10), method="fast", labels=labels)
-    window = model.sample(n, np.random.default_rng(10), method="window", labels=labels)
+    naive = model.sample(n, np.random.default_rng(10), method="naive", labels=labels).numpy()
+    fast = model.sample(n, np.random.default_rng(10), method="fast", labels=labels).numpy()
+    window = model.sample(n, np.random.default_rng(10), method="window", labels=labels).numpy()
     np.testing.assert_array_equal(fast, naive)
     np.testing.assert_array_equal(window, naive)
     assert len(np.unique(naive)) > 1
-    different = model.sample(n, np.random.default_rng(11), method="fast", labels=labels)
+    different = model.sample(n, np.random.default_rng(11), method="fast", labels=labels).numpy()
     assert (different != naive).any()
 
 
@@ -269,8 +269,8 @@ def test_fast_sampler_checks_its_cache():
         pixelcnn_sampler.sample(None, np.zeros((2, 1, 4, 4)), 2, [slice(None)], "float64", method="fast")
     # the cache follows sample(image_size=...): a larger image than the model's default
     assert model.sample(2, np.random.default_rng(0), image_size=(5, 6)).shape == (2, 1, 5, 6)
-    np.testing.assert_array_equal(model.sample(2, np.random.default_rng(0), image_size=(5, 6)),
-                                  model.sample(2, np.random.default_rng(0), "naive", image_size=(5, 6)))
+    np.testing.assert_array_equal(model.sample(2, np.random.default_rng(0), image_size=(5, 6)).numpy(),
+                                  model.sample(2, np.random.default_rng(0), "naive", image_size=(5, 6)).numpy())
 
 
 def test_window_logits_equal_full_logits():
@@ -300,15 +300,15 @@ def test_draws_use_the_uniforms():
 
 def test_sample_on_device(device):
     model = tiny_pixelcnn(image_size=(5, 5), device=device)
-    fast = model.sample(4, np.random.default_rng(13), method="fast")
-    naive = model.sample(4, np.random.default_rng(13), method="naive")
-    window = model.sample(4, np.random.default_rng(13), method="window")
+    fast = model.sample(4, np.random.default_rng(13), method="fast").numpy()
+    naive = model.sample(4, np.random.default_rng(13), method="naive").numpy()
+    window = model.sample(4, np.random.default_rng(13), method="window").numpy()
     assert isinstance(fast, np.ndarray) and fast.shape == (4, 1, 5, 5)
     np.testing.assert_array_equal(fast, naive)
     np.testing.assert_array_equal(window, naive)
     gated = tiny_gated(n_classes=2, image_size=(5, 5), device=device)
-    np.testing.assert_array_equal(gated.sample(4, np.random.default_rng(13), method="fast", labels=1),
-                                  gated.sample(4, np.random.default_rng(13), method="naive", labels=1))
+    np.testing.assert_array_equal(gated.sample(4, np.random.default_rng(13), method="fast", labels=1).numpy(),
+                                  gated.sample(4, np.random.default_rng(13), method="naive", labels=1).numpy())
 
 
 # ----------------------------------------------------------------------------- gradients

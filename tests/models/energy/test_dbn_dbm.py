@@ -64,8 +64,8 @@ def test_greedy_training_of_the_second_layer_raises_the_bound():
 def test_dbn_sampling_shapes():
     dbn = DBN([12, 6, 5, 4], rng=td.rng(0))
     dbn.fit(toy_data(200), epochs=1, batch_size=50, rng=np.random.default_rng(0))
-    mean = dbn.sample(7, td.rng(0), k=20)
-    binary = dbn.sample(7, td.rng(0), k=20, mean=False)
+    mean = dbn.sample(7, td.rng(0), k=20).numpy()
+    binary = dbn.sample(7, td.rng(0), k=20, mean=False).numpy()
     assert mean.shape == binary.shape == (7, 12) and mean.dtype == np.float32
     assert ((mean > 0) & (mean < 1)).all() and set(np.unique(binary)) <= {0.0, 1.0}
     assert [p.shape for p in dbn.hidden_probs(toy_data(3))] == [(3, 6), (3, 5), (3, 4)]
@@ -114,7 +114,7 @@ def test_dbm_pcd_training_raises_the_likelihood():
     after = dbm.log_prob(x).numpy().mean()
     assert after > before + 1.0, (before, after)
     assert len(history["time"]) == 15 and dbm.chains[0].shape == (50, 12)
-    s = dbm.sample(6, td.rng(0), k=20)
+    s = dbm.sample(6, td.rng(0), k=20).numpy()
     assert s.shape == (6, 12) and ((s > 0) & (s < 1)).all()
 
 
@@ -146,7 +146,7 @@ def test_dbm_ais_is_exact_without_weights_and_hidden_biases():
 def test_dbm_log_prob_bound_is_below_the_exact_log_prob():
     dbm = small_dbm(seed=2)
     v = (np.random.default_rng(4).random((50, 5)) < 0.5).astype(float)
-    bound = dbm.log_prob_bound(v, dbm.log_partition().item())
+    bound = dbm.log_prob_bound(v, dbm.log_partition().item()).numpy()
     exact = dbm.log_prob(v).numpy()
     assert (bound <= exact + 1e-10).all() and (exact - bound).mean() < 1.0
 

@@ -105,7 +105,7 @@ def test_fvbm_exact_log_likelihood_gradcheck_and_moment_form():
 def test_fvbm_cd_gradient_points_along_exact_gradient(persistent):
     D = 5
     data_model = fvbm(D, seed=3)
-    x = data_model.sample(2000, np.random.default_rng(4), n_sweeps=30)
+    x = data_model.sample(2000, np.random.default_rng(4), n_sweeps=30).numpy()
     model = fvbm(D, seed=5, k=1, persistent=persistent, n_chains=2000)
     gW, gb = td.grad(model.log_prob(x).mean(), [model.W, model.b])
     exact = np.concatenate([gW.numpy().ravel(), gb.numpy()])
@@ -125,7 +125,7 @@ def test_fvbm_cd_gradient_points_along_exact_gradient(persistent):
 def test_fvbm_pcd_training_increases_exact_log_likelihood_and_samples_are_exact():
     D = 5
     data_model = fvbm(D, seed=8)
-    x = data_model.sample(2000, np.random.default_rng(9), n_sweeps=30)
+    x = data_model.sample(2000, np.random.default_rng(9), n_sweeps=30).numpy()
     model = ebm.FullyVisibleBoltzmannMachine(D, persistent=True, n_chains=200, rng=np.random.default_rng(0),
                                              dtype="float64")
     before = model.log_prob(x).mean().item()
@@ -135,7 +135,7 @@ def test_fvbm_pcd_training_increases_exact_log_likelihood_and_samples_are_exact(
     best = data_model.log_prob(x).mean().item()
     assert after > before + 0.5 * (best - before), (before, after, best)
     assert np.isfinite(history["loss"]).all()
-    s = model.sample(3000, np.random.default_rng(10), n_sweeps=30)
+    s = model.sample(3000, np.random.default_rng(10), n_sweeps=30).numpy()
     assert chi_square_pvalue(s, model.log_prob(binary_states(D, dtype=np.float64)).numpy()) > 1e-3
 
 
@@ -172,8 +172,8 @@ def test_neural_ebm_samples_match_target_better_than_initialisation():
         rng = np.random.default_rng(11)
         data = sample_toy("eight_gaussians", 400, rng)
         untrained = ebm.NeuralEBM(2, rng=td.rng(0))
-        initial = untrained.sample(400, np.random.default_rng(12), n_steps=50)
-        samples = model.sample(400, np.random.default_rng(12), n_steps=50)
+        initial = untrained.sample(400, np.random.default_rng(12), n_steps=50).numpy()
+        samples = model.sample(400, np.random.default_rng(12), n_steps=50).numpy()
     before, after = ebm.mmd(initial, data, 1.0), ebm.mmd(samples, data, 1.0)
     assert after < 0.5 * before, (before, after)
     assert len(history["loss"]) == 150

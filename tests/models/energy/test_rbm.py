@@ -74,7 +74,7 @@ def test_cd_gradient_points_along_the_exact_gradient(persistent):
     D, H = 8, 5
     rbm = make_rbm(D, H, scale=0.5)
     data_model = make_rbm(D, H, scale=2.0, seed=3)      # data from another RBM
-    v = data_model.sample(500, td.rng(0), k=200)
+    v = data_model.sample(500, td.rng(0), k=200).numpy()
     exact = exact_gradient(rbm, v)
     rng = np.random.default_rng(2)
     cd = np.zeros_like(exact)
@@ -111,7 +111,7 @@ def test_conditionals_are_the_lectures_sigmoids():
 def test_pcd_training_raises_the_exact_log_likelihood():
     D, H = 10, 6
     data_model = make_rbm(D, H, scale=2.0, seed=5)
-    x = data_model.sample(1000, td.rng(1), k=200).astype("float32")
+    x = data_model.sample(1000, td.rng(1), k=200).numpy().astype("float32")
     rbm = BernoulliRBM(D, H, rng=td.rng(0), dtype="float32")
     before = rbm.log_prob(x).numpy().mean()
     history = rbm.fit(x, epochs=15, batch_size=50, lr=0.1, k=1, persistent=True, momentum=0.5,
@@ -125,10 +125,10 @@ def test_pcd_training_raises_the_exact_log_likelihood():
 
 def test_sampling_and_reconstruction_shapes():
     rbm = make_rbm(7, 4)
-    s = rbm.sample(5, td.rng(0), k=10)
+    s = rbm.sample(5, td.rng(0), k=10).numpy()
     assert s.shape == (5, 7) and set(np.unique(s)) <= {0.0, 1.0}
-    assert np.array_equal(s, rbm.sample(5, td.rng(0), k=10))        # same seed, same chains
-    m = rbm.sample(5, td.rng(0), k=10, mean=True)
+    assert np.array_equal(s, rbm.sample(5, td.rng(0), k=10).numpy())        # same seed, same chains
+    m = rbm.sample(5, td.rng(0), k=10, mean=True).numpy()
     assert m.shape == (5, 7) and ((m > 0) & (m < 1)).all()
     r = rbm.reconstruct(s)
     assert r.shape == (5, 7)

@@ -53,6 +53,10 @@ class GatedPixelCNN(AutoregressiveImageModel):
         self.head = Conv2d(channels, head_channels, 1, **conv)          # 1x1: no spatial mixing, no mask needed
         self.conv_out = Conv2d(head_channels, in_channels * self.n_logits, 1, **conv)
 
+    def extra_repr(self):
+        return (f"in_channels={self.in_channels}, channels={self.channels}, n_layers={self.n_layers}, "
+                f"n_classes={self.n_classes}, output={self.output!r}, image_size={self.image_size}")
+
     def _network(self, x, cond=None):
         h = self.stack(x, cond)                     # pixel (i, j) has seen x_<(i, j) only
         return self.conv_out(relu(self.head(relu(h))))

@@ -52,6 +52,7 @@ from tinydgm.autodiff.functional import (binary_cross_entropy_with_logits, logsu
 from tinydgm.distributions import Normal
 from tinydgm.evaluate import bits_per_dim as _bits_per_dim
 from tinydgm.kernels import made_sampler
+from tinydgm.models.protocol import as_samples
 from tinydgm.nn.masked_linear import MADEMasks, MaskedLinear
 from tinydgm.nn.module import Module, ModuleList
 
@@ -62,14 +63,17 @@ _OUTPUTS = {"bernoulli": 1, "gaussian": 2}
 
 class MADE(Module):
     """MADE(n_inputs, hidden_sizes, output="bernoulli"|"gaussian", ordering="natural",
-    connectivity="natural", n_masks=1, resample_every_step=False, direct=False, rng=None,
+    connectivity="random", n_masks=1, resample_every_step=False, direct=False, rng=None,
     dtype=None).
+
+        model = MADE(784, [500])        # the paper's 784-500-784 (hidden degrees drawn at random)
 
     n_inputs: D. hidden_sizes: widths of the L >= 1 hidden layers (ReLU).
     output: "bernoulli" (binary data; D logits) or "gaussian" (real data; D means and D
     log-scales, outputs_per_input = 2).
     ordering: "natural", "random" or an explicit permutation of 1..D (m^0);
-    connectivity: "natural" (evenly spread hidden degrees) or "random" (uniform, sec. 4).
+    connectivity: "random" (hidden degrees drawn uniformly, as the paper, sec. 3-4, and the
+    lecture; the default) or "natural" (evenly spread; needs at least D - 1 units per layer).
     n_masks: K fixed mask sets cycled through during training (1: a single fixed mask).
     resample_every_step: a fresh mask set at every training minibatch, drawn with
     ``self.rng`` (then n_masks must stay 1).
@@ -82,7 +86,7 @@ class MADE(Module):
     """
 
     def __init__(self, n_inputs, hidden_sizes, output="bernoulli", ordering="natural",
-                 connectivity="natural", n_masks=1, resample_every_step=False, direct=False, rng=None,
+                 connectivity="random", n_masks=1, resample_every_step=False, direct=False, rng=None,
                  dtype=None):
         super().__init__()
         if output not in _OUTPUTS:
@@ -188,7 +192,8 @@ class MADE(Module):
     # ----------------------------------------------------------------------------- sampling
 
     def sample(self, n, rng=None, method="fast"):
-        """n samples (NumPy array (n, D), 0/1 floats for Bernoulli) from the current masks.
+        """n samples (a Tensor (n, D) on the model's device, no graph; 0/1 floats for Bernoulli)
+        from the current masks.
 
         rng: NumPy Generator (default ``self.rng``); the uniforms (Bernoulli) or standard
         normals (Gaussian) are drawn from it up front, (n, D) in ordering order, so "fast"
@@ -212,7 +217,7 @@ class MADE(Module):
                 x = made_sampler.sample_bernoulli_naive(self._logits_array, u, order)
             else:
                 x = made_sampler.sample_bernoulli_made(*self._sampler_arrays(), u, direct=self._direct_array())
-        return backend.to_numpy(x.astype(self.layers[0].weight.dtype))
+        return as_samples(x, self.layers[0].weight.dtype)
 
     def _forward_array(self, x):
         with no_grad():

@@ -50,6 +50,7 @@ from tinydgm.autodiff.reduce import cumsum
 from tinydgm.autodiff.shape import concatenate
 from tinydgm.evaluate import bits_per_dim
 from tinydgm.kernels.nade_sampler import nade_sample, nade_sample_naive, nade_sample_xp
+from tinydgm.models.protocol import as_samples
 from tinydgm.nn import init
 from tinydgm.nn.module import Module, Parameter
 
@@ -134,7 +135,7 @@ class NADE(Module):
 
     # --- sampling
     def sample(self, n, rng=None, method="fast"):
-        """n exact samples (n, D) as a NumPy array of 0.0/1.0 in the parameters' dtype.
+        """n exact samples (n, D): a Tensor of 0.0/1.0 in the parameters' dtype and device (no graph).
 
         Uniforms u (n, D) are drawn with ``rng`` (default: ``td.seed``'s generator) and
         x_d = 1[u_d < p(x_d = 1 | x_<d)], so every method gives the same samples for the
@@ -155,7 +156,7 @@ class NADE(Module):
             x = nade_sample_xp(*params, backend.to_device(u, self.W.device))
         else:
             x = nade_sample(*params, u)
-        return backend.to_numpy(x)
+        return as_samples(x)
 
 
 # ----------------------------------------------------------------------------- the paper's set-up

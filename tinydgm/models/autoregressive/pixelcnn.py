@@ -37,6 +37,7 @@ from tinydgm.autodiff.elementwise import relu
 from tinydgm.distributions import Bernoulli, Categorical
 from tinydgm.evaluate import bits_per_dim
 from tinydgm.kernels import pixelcnn_sampler
+from tinydgm.models.protocol import as_samples
 from tinydgm.nn.masked_conv import MaskedConv2d
 from tinydgm.nn.module import Module, ModuleList
 
@@ -186,10 +187,11 @@ class AutoregressiveImageModel(Module):
         raise NotImplementedError
 
     def sample(self, n, rng=None, method="fast", labels=None, image_size=None):
-        """n images (n, C, H, W) as a NumPy array: 0.0/1.0 (bernoulli) or int64 levels
-        (categorical256). Uniforms u (n, C, H, W) are drawn once from ``rng`` (a NumPy
-        Generator; default ``td.seed``'s) and fed to the sampling loop, so every method
-        gives the same images for the same seed (``tinydgm.kernels.pixelcnn_sampler``):
+        """n images (n, C, H, W), a Tensor on the model's device (no graph): 0.0/1.0 in the
+        model's dtype (bernoulli) or int64 levels (categorical256). Uniforms u (n, C, H, W)
+        are drawn once from ``rng`` (a NumPy Generator; default ``td.seed``'s) and fed to the
+        sampling loop, so every method gives the same images for the same seed
+        (``tinydgm.kernels.pixelcnn_sampler``):
 
             "fast"    per-layer activation caching, each activation computed once
             "window"  one pass over each pixel's receptive-field window
@@ -212,8 +214,7 @@ class AutoregressiveImageModel(Module):
         network = self._activation_cache(n, cond, (h, w)) if method == "fast" else None
         x = pixelcnn_sampler.sample(logits_fn, u, self.n_levels, groups, self.dtype, method,
                                     self.reach() if method == "window" else None, network)
-        x = backend.to_numpy(x)
-        return x if self.n_logits == 1 else x.astype("int64")
+        return as_samples(x, None if self.n_logits == 1 else "int64")
 
 
 class ResidualBlock(Module):
@@ -267,6 +268,10 @@ class PixelCNN(AutoregressiveImageModel):
         self.blocks = ModuleList([ResidualBlock(channels, residual_kernel_size, **conv) for _ in range(n_residual)])
         self.head = MaskedConv2d(channels, head_channels, 1, "B", **conv)
         self.conv_out = MaskedConv2d(head_channels, in_channels * self.n_logits, 1, "B", **conv)
+
+    def extra_repr(self):
+        return (f"in_channels={self.in_channels}, channels={self.channels}, n_residual={self.n_residual}, "
+                f"output={self.output!r}, image_size={self.image_size}")
 
     def _network(self, x, cond=None):
         a = self.conv_in(x)                         # type A: sees x_<i only

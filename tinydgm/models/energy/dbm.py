@@ -31,6 +31,11 @@ Evaluation: exact log Z and log p(v) of small DBMs enumerate h1 (v and h2 are su
 analytically given h1); larger ones estimate log Z by AIS over h1 (``ais``,
 ``evaluate.dbm_ais``) and report the mean-field lower bound on log p(v) (``log_prob_bound``).
 
+``train.fit`` trains a DBM through ``loss``: mean E(v, mu1, mu2) over the data minus mean
+E(v, h1, h2) over the persistent chains, with the mean-field means and the chains held
+fixed; E is linear in each parameter, so minus its gradient is exactly ``gradient`` (the
+value is not a likelihood). ``fit`` is the same algorithm with SGD, momentum and weight decay.
+
 Not done here: the greedy layer-wise pretraining with doubled weights of S&H 2009 and the
 learning-rate and momentum schedules.
 """
@@ -39,6 +44,7 @@ from tinydgm.autodiff.core import Tensor, as_tensor, tensor
 from tinydgm.autodiff.elementwise import softplus
 from tinydgm.autodiff.reduce import logsumexp
 from tinydgm.kernels import rbm_gibbs, uniforms
+from tinydgm.models.protocol import as_samples
 from tinydgm.nn import init
 from tinydgm.nn.module import Module, Parameter
 
@@ -58,7 +64,8 @@ class DBM(Module):
         dbm.sample(16, td.rng(0), k=1000)
     """
 
-    def __init__(self, n_visible, n_hidden1, n_hidden2, rng=None, dtype=None, device=None, init_std=0.01):
+    def __init__(self, n_visible, n_hidden1, n_hidden2, rng=None, dtype=None, device=None, init_std=0.01, k=1,
+                 n_chains=None, mf_steps=30, mf_tol=1e-6):
         super().__init__()
         for name, value in (("n_visible", n_visible), ("n_hidden1", n_hidden1), ("n_hidden2", n_hidden2)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -71,6 +78,9 @@ class DBM(Module):
         self.c2 = Parameter(init.zeros((n_hidden2,), dtype, device))
         self.chains = None                  # the persistent (v, h1, h2)
         self._velocity = None
+        # the settings of ``loss`` (``fit`` and ``gradient`` take their own per call)
+        self.k, self.n_chains, self.mf_steps, self.mf_tol = k, n_chains, mf_steps, mf_tol
+        self.rng = None                     # the chains' generator in ``loss`` (train.fit lends its own)
 
     def extra_repr(self):
         return "n_visible={}, n_hidden1={}, n_hidden2={}".format(*self.sizes)
@@ -120,6 +130,10 @@ class DBM(Module):
         v = as_tensor(self._array(v, self.sizes[0], "log_prob"))
         return logsumexp(self._log_unnormalised_h1(v), axis=1) - self.log_partition()
 
+    def bits_per_dim(self, v):
+        """-log p(v) / (D ln 2), (N,), for small DBMs (exact ``log_prob``)."""
+        return evaluate.bits_per_dim(-self.log_prob(v), self.sizes[0])
+
     def ais(self, n_runs=100, betas="salakhutdinov-murray", base_visible_bias=None, rng=None):
         """log Z by annealed importance sampling over h1 (``evaluate.dbm_ais``): a dict with
         log_z, its standard error and the 3-sigma interval."""
@@ -127,12 +141,13 @@ class DBM(Module):
                                 base_visible_bias, rng)
 
     def log_prob_bound(self, v, log_z, mf_steps=30, mf_tol=1e-6):
-        """The variational lower bound on log p(v) (N,) (backend array) given log Z (exact or
+        """The variational lower bound on log p(v), a Tensor (N,), given log Z (exact or
         ``ais()["log_z"]``): -E_q[E(v, h1, h2)] + H(q) - log Z at the mean-field fixed point
-        (S&H 2009 report this bound for their DBMs; with an AIS log Z it is an estimate)."""
+        (S&H 2009 report this bound for their DBMs; with an AIS log Z it is an estimate).
+        Differentiable in the parameters at the fixed point's means."""
         v = self._array(v, self.sizes[0], "log_prob_bound")
         mu1, mu2 = self.mean_field(v, mf_steps, mf_tol)
-        return self.mean_field_bound(v, mu1, mu2).data - log_z
+        return self.mean_field_bound(v, mu1, mu2) - log_z
 
     # --- mean-field inference (arrays)
     def mean_field(self, v, mf_steps=30, mf_tol=1e-6, return_steps=False):
@@ -179,28 +194,48 @@ class DBM(Module):
         return v, xp.zeros((n, self.sizes[1]), dtype), xp.zeros((n, self.sizes[2]), dtype)
 
     def sample(self, n, rng=None, k=1000, mean=True):
-        """n samples (n, D) (NumPy) after k Gibbs sweeps from base-rate visible states;
-        mean: p(v = 1 | h1) of the last sweep instead of the binary v."""
+        """n samples, a Tensor (n, D) on the model's device (no graph), after k Gibbs sweeps
+        from base-rate visible states; mean: p(v = 1 | h1) of the last sweep instead of the
+        binary v."""
         rng = backend.default_generator() if rng is None else rng
         v, h1, h2, p_v = self.gibbs(*self._initial_chains(n, rng), k=k, rng=rng)
-        return backend.to_numpy(p_v if mean else v)
+        return as_samples(p_v if mean else v)
 
     # --- learning
     def gradient(self, v, k=1, n_chains=None, rng=None, mf_steps=30, mf_tol=1e-6):
         """Data-dependent (mean-field) minus model (PCD) moments, the ascent direction of the
         bound: a dict of arrays {"W1", "W2", "b", "c1", "c2"}; the chains persist in ``self.chains``."""
-        rng = backend.default_generator() if rng is None else rng
-        v = self._array(v, self.sizes[0], "gradient")
-        n = v.shape[0]
-        m = n if n_chains is None else n_chains
-        if self.chains is None or self.chains[0].shape[0] != m:
-            self.chains = self._initial_chains(m, rng)
-        mu1, mu2 = self.mean_field(v, mf_steps, mf_tol)
-        v_m, h1_m, h2_m, _ = self.gibbs(*self.chains, k=k, rng=rng)
-        self.chains = (v_m, h1_m, h2_m)
+        v, (mu1, mu2), (v_m, h1_m, h2_m) = self._phases(v, k, n_chains, rng, mf_steps, mf_tol, "gradient")
+        n, m = v.shape[0], v_m.shape[0]
         return {"W1": v.T @ mu1 / n - v_m.T @ h1_m / m, "W2": mu1.T @ mu2 / n - h1_m.T @ h2_m / m,
                 "b": v.mean(axis=0) - v_m.mean(axis=0), "c1": mu1.mean(axis=0) - h1_m.mean(axis=0),
                 "c2": mu2.mean(axis=0) - h2_m.mean(axis=0)}
+
+    def _phases(self, v, k, n_chains, rng, mf_steps, mf_tol, who):
+        """The two phases of one update: the batch v, its mean-field means (mu1, mu2) and the
+        persistent chains (v, h1, h2) after k more sweeps (stored in ``self.chains``)."""
+        rng = backend.default_generator() if rng is None else rng
+        v = self._array(v, self.sizes[0], who)
+        m = v.shape[0] if n_chains is None else n_chains
+        if self.chains is None or self.chains[0].shape[0] != m:
+            self.chains = self._initial_chains(m, rng)
+        means = self.mean_field(v, mf_steps, mf_tol)
+        v_m, h1_m, h2_m, _ = self.gibbs(*self.chains, k=k, rng=rng)
+        self.chains = (v_m, h1_m, h2_m)
+        return v, means, self.chains
+
+    def loss(self, v):
+        """The surrogate of S&H 2009's update, what ``train.fit`` minimises:
+
+            L = mean_data E(v, mu1, mu2) - mean_chains E(v_m, h1_m, h2_m)
+
+        with the mean-field means (positive phase) and the PCD chains after ``self.k`` sweeps
+        (negative phase) held fixed. E is linear in every parameter, so -dL/dtheta is
+        ``gradient``'s data-dependent minus model moments; the value is not a likelihood.
+        The chains draw from ``self.rng`` (lent by ``train.fit``)."""
+        v, (mu1, mu2), (v_m, h1_m, h2_m) = self._phases(v, self.k, self.n_chains, self.rng, self.mf_steps,
+                                                        self.mf_tol, "loss")
+        return self.energy(v, mu1, mu2).mean() - self.energy(v_m, h1_m, h2_m).mean()
 
     def fit(self, x, epochs=10, batch_size=100, lr=0.01, k=1, n_chains=None, momentum=0.5, weight_decay=0.0,
             rng=None, mf_steps=30, mf_tol=1e-6, shuffle=True):

@@ -25,12 +25,19 @@ bound's only term that depends on it. For two RBMs the bound is
 
 Sampling: block Gibbs in the top RBM, then one ancestral pass down through the directed
 layers.
+
+``train.fit`` trains all layers AT ONCE on ``loss``: the sum of each RBM's CD surrogate on
+the layer below's p(h = 1 | .) (held fixed, no gradient between layers), so each layer's
+gradient is its own CD estimate on the current features below. That is not the greedy
+schedule (lower layers still move while upper ones learn); ``fit`` is the greedy procedure
+of Hinton et al. 2006, one layer after the other.
 """
 from tinydgm import backend, evaluate
 from tinydgm.autodiff.core import Tensor, no_grad, tensor
 from tinydgm.autodiff.elementwise import log_sigmoid, sigmoid
 from tinydgm.autodiff.reduce import logsumexp
 from tinydgm.models.energy.rbm import BernoulliRBM
+from tinydgm.models.protocol import as_samples
 from tinydgm.nn.module import Module, ModuleList
 
 __all__ = ["DBN"]
@@ -44,13 +51,14 @@ class DBN(Module):
         dbn.sample(16, td.rng(0), k=1000)
     """
 
-    def __init__(self, layer_sizes, rng=None, dtype=None, device=None, init_std=0.01):
+    def __init__(self, layer_sizes, rng=None, dtype=None, device=None, init_std=0.01, k=1, persistent=False):
         super().__init__()
         sizes = list(layer_sizes)
         if len(sizes) < 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
             raise ValueError(f"DBN: layer_sizes must be at least two positive ints (D, H_1, ...), got {layer_sizes!r}")
         self.layer_sizes = sizes
-        self.rbms = ModuleList([BernoulliRBM(a, b, rng=rng, dtype=dtype, device=device, init_std=init_std)
+        self.rbms = ModuleList([BernoulliRBM(a, b, rng=rng, dtype=dtype, device=device, init_std=init_std, k=k,
+                                             persistent=persistent)
                                 for a, b in zip(sizes[:-1], sizes[1:])])
 
     def extra_repr(self):
@@ -97,6 +105,19 @@ class DBN(Module):
                 data = self._up(rbm, data, propagate, rng)
         return histories
 
+    def loss(self, v):
+        """sum_l [mean F_l(x_l) - mean F_l(x_l^model)]: each RBM's CD surrogate
+        (``BernoulliRBM.loss``, CD-k or PCD-k as constructed) on x_1 = v and x_{l+1} =
+        p(h_l = 1 | x_l), propagated without gradient. What ``train.fit`` minimises: all layers
+        at once, each along its own CD estimate (not the greedy schedule of ``fit``)."""
+        x = self._array(v)
+        total = 0
+        for l, rbm in enumerate(self.rbms):
+            total = total + rbm.loss(x)
+            if l < len(self.rbms) - 1:
+                x = self._up(rbm, x, "probs", None)
+        return total
+
     def tie_to_layer_below(self, l):
         """RBM l <- RBM l-1 transposed (W_l = W_{l-1}^T, b_l = c_{l-1}, c_l = b_{l-1}) when
         the sizes allow; returns whether it did."""
@@ -110,7 +131,7 @@ class DBN(Module):
         return True
 
     def sample(self, n, rng=None, k=1000, mean=True):
-        """n samples (n, D) (NumPy): k Gibbs sweeps in the top RBM (chains from random base-rate
+        """n samples, a Tensor (n, D) (no graph): k Gibbs sweeps in the top RBM (chains from random base-rate
         states of its visible layer), then a down pass h_{l-1} ~ P(h_{l-1} | h_l) through the
         directed layers; the last step gives p(v = 1 | h_1) (``mean=True``) or a binary sample."""
         rng = backend.default_generator() if rng is None else rng
@@ -123,9 +144,9 @@ class DBN(Module):
             with no_grad():
                 p = rbm.visible_probs(tensor(h_below, device=rbm.W.device)).data
             if l == 0 and mean:
-                return backend.to_numpy(p)
+                return as_samples(p)
             h_below = (backend.to_device(rng.random(p.shape, dtype=p.dtype), rbm.W.device) < p).astype(p.dtype)
-        return backend.to_numpy(h_below)
+        return as_samples(h_below)
 
     # --- exact evaluation of small two-layer DBNs (enumerating h_1)
     def _two_layer_terms(self, v):
@@ -150,6 +171,10 @@ class DBN(Module):
         """Exact log p(v) = log sum_{h_1} P(v | h_1) P_top(h_1) (N,), for two small RBMs."""
         log_pv_h, log_top, _ = self._two_layer_terms(v)
         return logsumexp(log_pv_h + log_top, axis=1)
+
+    def bits_per_dim(self, v):
+        """-log p(v) / (D ln 2), (N,), for two small RBMs (exact ``log_prob``)."""
+        return evaluate.bits_per_dim(-self.log_prob(v), self.layer_sizes[0])
 
     def variational_bound(self, v):
         """The greedy-training bound sum_{h_1} q [log P(v | h_1) + log P_top(h_1) - log q] (N,)."""

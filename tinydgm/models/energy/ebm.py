@@ -48,10 +48,11 @@ from tinydgm import backend
 from tinydgm.autodiff.core import Tensor, no_grad, tensor
 from tinydgm.autodiff.reduce import logsumexp
 from tinydgm.autodiff.shape import concatenate
-from tinydgm.evaluate import binary_states, log_partition_by_enumeration
+from tinydgm.evaluate import binary_states, bits_per_dim, log_partition_by_enumeration
 from tinydgm.kernels import mh
 from tinydgm.kernels.gibbs import gibbs_fvbm
 from tinydgm.kernels.langevin import langevin
+from tinydgm.models.protocol import as_samples
 from tinydgm.nn import init
 from tinydgm.nn.activations import ELU
 from tinydgm.nn.linear import Linear
@@ -92,19 +93,24 @@ class ExponentialFamily(Module):
         model = ExponentialFamily(ising_chain_statistics, n_dims=4, n_stats=7)
         model.fit_moment_matching(x_data, rng=td.rng(0))     # MCMC moments (MH chains)
         model.fit_exact(x_data)                               # the exact MLE, by enumeration
+        fit(model, x_data, SGD(model.parameters(), lr=0.1), epochs=10, batch_size=100)   # loss
 
     statistics: T, a function (N, D) -> (N, K) working on Tensors (engine ops) and arrays.
     The maximum-likelihood theta matches the moments: E_model[T] = E_data[T] (the gradient
-    below is zero there), and the log-likelihood is concave in theta.
+    below is zero there), and the log-likelihood is concave in theta. n_chains, n_steps: the
+    persistent MH chains of ``loss`` (``mcmc_moments`` takes its own per call).
     """
 
-    def __init__(self, statistics, n_dims, n_stats, dtype=None, device=None):
+    def __init__(self, statistics, n_dims, n_stats, dtype=None, device=None, n_chains=500, n_steps=20):
         super().__init__()
         self.statistics = statistics
         self.n_dims = _check_int(n_dims, "n_dims", "ExponentialFamily")
         self.n_stats = _check_int(n_stats, "n_stats", "ExponentialFamily")
+        self.n_chains = _check_int(n_chains, "n_chains", "ExponentialFamily")
+        self.n_steps = _check_int(n_steps, "n_steps", "ExponentialFamily")
         self.theta = Parameter(init.zeros((n_stats,), dtype, device))
         self.chains = None                                  # persistent MCMC states (C, D)
+        self.rng = None                                     # the chains' generator in ``loss`` (train.fit lends its own)
 
     def extra_repr(self):
         return f"n_dims={self.n_dims}, n_stats={self.n_stats}"
@@ -131,6 +137,10 @@ class ExponentialFamily(Module):
         """Exact log p(x) = theta^T T(x) - log Z(theta), (N,)."""
         return self.log_unnormalised(x) - self.log_partition()
 
+    def bits_per_dim(self, x):
+        """-log p(x) / (D ln 2), (N,) (exact, by enumeration)."""
+        return bits_per_dim(-self.log_prob(x), self.n_dims)
+
     def data_moments(self, x):
         """E_data[T] = (1/|D|) sum_x T(x), (K,) array."""
         return self._stats_array(x).mean(axis=0)
@@ -142,24 +152,53 @@ class ExponentialFamily(Module):
             p = self.log_prob(states).exp().data
         return p @ self._stats_array(states)
 
-    def mcmc_moments(self, n_chains=500, n_steps=20, rng=None):
-        """E_model[T] estimated from MH chains (single-site flips, kernels/mh.py's batched twin:
-        one batched evaluation of theta^T T per step). The chains persist in ``self.chains``
-        (started uniformly at random), so successive calls continue them (PCD)."""
-        rng = _generator(rng)
+    def _uniform_states(self, n, rng):
         xp = backend.module_for_device(self.theta.device)
-        if self.chains is None or self.chains.shape[0] != n_chains:
-            self.chains = xp.asarray((rng.random((n_chains, self.n_dims)) < 0.5).astype(self.theta.dtype))
+        return xp.asarray((rng.random((n, self.n_dims)) < 0.5).astype(self.theta.dtype))
+
+    def _mh_steps(self, x, n_steps, rng):
+        """n_steps single-site MH flips of every chain in x (C, D), in place (kernels/mh.py's
+        batched twin: one batched evaluation of theta^T T per step)."""
+        xp = backend.module_for_device(self.theta.device)
         theta = self.theta.data
 
         def log_p(states, _params):
             return self._stats_array(states) @ theta
 
-        sites = xp.asarray(rng.integers(0, self.n_dims, (n_steps, n_chains)))
-        log_u = xp.asarray(rng.random((n_steps, n_chains)))
-        log_u = xp.log(log_u)
-        mh.mh_binary_xp(mh.flip_delta_from_log_p(log_p), None, self.chains, sites, log_u)
-        return self.data_moments(self.chains)
+        sites = xp.asarray(rng.integers(0, self.n_dims, (n_steps, x.shape[0])))
+        log_u = xp.log(xp.asarray(rng.random((n_steps, x.shape[0]))))
+        mh.mh_binary_xp(mh.flip_delta_from_log_p(log_p), None, x, sites, log_u)
+        return x
+
+    def negative_samples(self, n_chains=500, n_steps=20, rng=None):
+        """The persistent MH chains ``self.chains`` (C, D) after n_steps more steps (started
+        uniformly at random), so successive calls continue them (PCD)."""
+        rng = _generator(rng)
+        if self.chains is None or self.chains.shape[0] != n_chains:
+            self.chains = self._uniform_states(n_chains, rng)
+        return self._mh_steps(self.chains, n_steps, rng)
+
+    def mcmc_moments(self, n_chains=500, n_steps=20, rng=None):
+        """E_model[T] estimated from the persistent MH chains (``negative_samples``)."""
+        return self.data_moments(self.negative_samples(n_chains, n_steps, rng))
+
+    def loss(self, x):
+        """The moment-matching surrogate, what ``train.fit`` minimises:
+
+            L = mean_chains theta^T T(x_model) - mean_data theta^T T(x),   x_model held fixed
+
+        dL/dtheta = E_model[T] - E_data[T], minus the lecture's gradient, with E_model from
+        ``negative_samples(self.n_chains, self.n_steps, self.rng)`` (``self.rng`` is lent by
+        ``train.fit``). Its value is not a likelihood."""
+        x_model = self.negative_samples(self.n_chains, self.n_steps, self.rng)
+        return self.log_unnormalised(x_model).mean() - self.log_unnormalised(x).mean()
+
+    def sample(self, n, rng=None, n_steps=None):
+        """n states, a Tensor (n, D) (no graph): n independent MH chains from uniform random
+        states after ``n_steps`` single-site steps each (default 100 D)."""
+        rng = _generator(rng)
+        n_steps = 100 * self.n_dims if n_steps is None else n_steps
+        return as_samples(self._mh_steps(self._uniform_states(n, rng), n_steps, rng))
 
     def fit_moment_matching(self, x_data, n_iters=300, lr=0.5, n_chains=500, n_steps=20, rng=None, average_from=0.5):
         """Gradient ascent on the log-likelihood with the lecture's gradient,
@@ -271,18 +310,23 @@ class FullyVisibleBoltzmannMachine(Module):
         """Exact log p(x) = -E(x) - log Z, (N,) (differentiable in W and b)."""
         return -self.energy(x) - self.log_partition()
 
+    def bits_per_dim(self, x):
+        """-log p(x) / (D ln 2), (N,) (exact, by enumeration)."""
+        return bits_per_dim(-self.log_prob(x), self.n_dims)
+
     def _weights(self):
         with no_grad():
             return self.coupling().data, self.b.data
 
     def sample(self, n, rng=None, n_sweeps=100, x0=None):
-        """n states after ``n_sweeps`` Gibbs sweeps from x0 (default: uniform random), (n, D) array."""
+        """n states after ``n_sweeps`` Gibbs sweeps from x0 (default: uniform random), a Tensor
+        (n, D) on the model's device (no graph)."""
         rng = _generator(rng)
         W, b = self._weights()
         if x0 is None:
             x0 = (rng.random((n, self.n_dims)) < 0.5).astype(W.dtype)
         samples, _ = gibbs_fvbm(W, b, x0, 1, rng, burn_in=n_sweeps - 1)
-        return samples[0].astype(W.dtype)
+        return as_samples(backend.to_device(samples[0], self.b.device), W.dtype)
 
     def negative_samples(self, x_data, rng=None):
         """x_model for the negative phase: k Gibbs sweeps from the data (CD-k) or from the
@@ -426,10 +470,11 @@ class NeuralEBM(Module):
         return contrastive + self.alpha * ((f_data ** 2).mean() + (f_model ** 2).mean())
 
     def sample(self, n, rng=None, n_steps=200, x0=None):
-        """n samples (n, d) array: ``n_steps`` of the sampler from x0 (default uniform in box)."""
+        """n samples, a Tensor (n, d) on the model's device (no graph): ``n_steps`` of the
+        sampler from x0 (default uniform in box)."""
         rng = _generator(rng)
         x0 = self._uniform(n, rng) if x0 is None else x0
-        return backend.to_numpy(self.run_chains(backend.to_device(x0, self.device), rng, n_steps)[0])
+        return as_samples(self.run_chains(backend.to_device(x0, self.device), rng, n_steps)[0])
 
 
 # ============================================================================= helpers

@@ -39,6 +39,7 @@ from tinydgm import backend, evaluate
 from tinydgm.autodiff.core import Tensor, as_tensor, tensor
 from tinydgm.autodiff.elementwise import sigmoid, softplus
 from tinydgm.kernels import rbm_gibbs
+from tinydgm.models.protocol import as_samples
 from tinydgm.nn import init
 from tinydgm.nn.module import Module, Parameter
 
@@ -56,24 +57,30 @@ class BernoulliRBM(Module):
         rbm = BernoulliRBM(784, 500, rng=td.rng(0))
         rbm.fit(x, epochs=1, batch_size=100, lr=0.1, k=1, persistent=True)
         rbm.free_energy(x)              # (N,) Tensor
-        rbm.sample(16, td.rng(0))       # Gibbs chains
+        rbm.sample(16, td.rng(0))       # Gibbs chains, a Tensor (16, 784)
         evaluate.rbm_ais(rbm.W.data, rbm.b.data, rbm.c.data, ...)
 
+    Or with ``train.fit``: ``loss`` is the CD-k surrogate (PCD-k with ``persistent=True``),
+    k and persistent given to the constructor (``fit`` above takes its own per call).
     Initialisation as scikit-learn: W ~ N(0, 0.01^2), b = c = 0.
     """
     visible = "bernoulli"
 
-    def __init__(self, n_visible, n_hidden, rng=None, dtype=None, device=None, init_std=0.01):
+    def __init__(self, n_visible, n_hidden, rng=None, dtype=None, device=None, init_std=0.01, k=1,
+                 persistent=False):
         super().__init__()
         _positive_int(n_visible, "n_visible", type(self).__name__)
         _positive_int(n_hidden, "n_hidden", type(self).__name__)
+        _positive_int(k, "k", type(self).__name__)
         self.n_visible, self.n_hidden = n_visible, n_hidden
+        self.k, self.persistent = k, bool(persistent)         # the chains of ``loss``
         self.W = Parameter(init.normal((n_visible, n_hidden), init_std, rng, dtype, device))
         self.b = Parameter(init.zeros((n_visible,), dtype, device))
         self.c = Parameter(init.zeros((n_hidden,), dtype, device))
         self.h_chain = None                 # the persistent chains' hidden states (PCD)
         self._velocity = None
         self._noise_buffers = None
+        self.rng = None                     # the chains' generator in ``loss`` (train.fit lends its own)
 
     def extra_repr(self):
         return f"n_visible={self.n_visible}, n_hidden={self.n_hidden}"
@@ -128,6 +135,10 @@ class BernoulliRBM(Module):
         """Exact log p(v) = -F(v) - log Z (N,), differentiable; small models only."""
         return -self.free_energy(v) - self.log_partition()
 
+    def bits_per_dim(self, v):
+        """-log p(v) / (D ln 2), (N,); small models only (exact log Z)."""
+        return evaluate.bits_per_dim(-self.log_prob(v), self.n_visible)
+
     def pseudo_likelihood(self, v, rng=None):
         """Log pseudo-likelihood per example (see ``evaluate.rbm_pseudo_likelihood``)."""
         return evaluate.rbm_pseudo_likelihood(self.W.data, self.b.data, self.c.data,
@@ -173,13 +184,14 @@ class BernoulliRBM(Module):
         return (backend.to_device(rng.random((n, self.n_visible)), self.W.device) < p).astype(self.W.dtype)
 
     def sample(self, n, rng=None, k=1000, v0=None, mean=False):
-        """n samples (n, D) (NumPy) from k Gibbs sweeps of n independent chains started at
-        ``v0`` or at random draws from the visible biases' base rates. mean: return the last
-        p(v = 1 | h) (the usual way to show RBM samples) instead of the binary v."""
+        """n samples, a Tensor (n, D) on the model's device (no graph), from k Gibbs sweeps of
+        n independent chains started at ``v0`` or at random draws from the visible biases'
+        base rates. mean: return the last p(v = 1 | h) (the usual way to show RBM samples)
+        instead of the binary v."""
         rng = backend.default_generator() if rng is None else rng
         v0 = self._initial_visible(n, rng) if v0 is None else v0
         v, _, mean_v = self._sweeps(self._array(v0, self.n_visible, "sample"), k, rng)
-        return backend.to_numpy(mean_v if mean else v)
+        return as_samples(backend.to_device(mean_v if mean else v, self.W.device))
 
     def reconstruct(self, v, rng=None):
         """One up-down pass: h ~ p(h | v) (mean-field when rng is None), then p(v = 1 | h) (N, D)."""
@@ -195,18 +207,43 @@ class BernoulliRBM(Module):
         """The CD-k (or PCD-k, updating ``self.h_chain``) estimate of d mean log p / d(W, b, c):
         a dict of backend arrays {"W", "b", "c"} (ascent directions). copy=False: "W" may be the
         kernel's reused buffer, overwritten by the next call (what ``step`` uses)."""
+        dW, db, dc, _ = self._contrastive_divergence(v, k, rng, persistent, weight_update, "cd_gradient")
+        return {"W": dW.copy() if copy and dW is not None else dW, "b": db, "c": dc}
+
+    def _contrastive_divergence(self, v, k, rng, persistent, weight_update, who):
+        """One CD-k / PCD-k pass of ``rbm_gibbs.cd_gradient``: (dW, db, dc, v_model), the chains'
+        last visible states v_model; PCD continues (and updates) ``self.h_chain``."""
         rng = backend.default_generator() if rng is None else rng
-        v = self._array(v, self.n_visible, "cd_gradient")
+        v = self._array(v, self.n_visible, who)
         if persistent and (self.h_chain is None or self.h_chain.shape[0] != v.shape[0]):
             # new persistent chains start at h = 0, as scikit-learn's
             self.h_chain = self.xp.zeros((v.shape[0], self.n_hidden), dtype=self.W.dtype)
         h_chain = self.h_chain if persistent else None
         u_h, r_v = self._noise(rng, k, v.shape[0], start_hidden=not persistent)
-        dW, db, dc, _, h = rbm_gibbs.cd_gradient(self.W.data, self.b.data, self.c.data, v, u_h, r_v, h_chain,
-                                                 self.visible, self._sigma(), weight_update)
+        dW, db, dc, v_model, h = rbm_gibbs.cd_gradient(self.W.data, self.b.data, self.c.data, v, u_h, r_v, h_chain,
+                                                       self.visible, self._sigma(), weight_update)
         if persistent:
             self.h_chain = h
-        return {"W": dW.copy() if copy and dW is not None else dW, "b": db, "c": dc}
+        return dW, db, dc, v_model
+
+    def negative_samples(self, v, rng=None):
+        """v_model (n, D) for ``loss``: the visible states of the CD-k chains started at the batch
+        v (or, with ``persistent``, of the PCD-k chains continued from ``self.h_chain``) after
+        ``self.k`` sweeps: the same chains, from the same random numbers, as ``cd_gradient``."""
+        return self._contrastive_divergence(v, self.k, rng, self.persistent, None, "negative_samples")[3]
+
+    def loss(self, v):
+        """The CD-k (PCD-k) surrogate of a batch, what ``train.fit`` minimises (tomczak-dgm,
+        "RBM: Contrastive Divergence"):
+
+            L = mean_data F(v) - mean_chains F(v_model),   v_model = negative_samples(v), held fixed
+
+        dF/dW = -v p(h = 1 | v)^T, dF/db = -v, dF/dc = -p(h = 1 | v) (Bernoulli units), so
+        -dL/dtheta = <v p^T>_data - <v p^T>_model, ... : exactly the CD statistics of
+        ``rbm_gibbs.cd_statistics`` (data moments minus model moments). Its value is not a
+        log-likelihood. The chains draw from ``self.rng`` (lent by ``train.fit``)."""
+        v = self._as_input(v, "loss")
+        return self.contrastive_free_energy(v, self.negative_samples(v.data, self.rng))
 
     def step(self, v, lr=0.1, k=1, persistent=True, momentum=0.0, weight_decay=0.0, rng=None):
         """One CD-k/PCD-k update on the batch v: theta <- theta + velocity, velocity <- momentum
@@ -266,8 +303,9 @@ class GaussianBernoulliRBM(BernoulliRBM):
     """
     visible = "gaussian"
 
-    def __init__(self, n_visible, n_hidden, sigma=None, rng=None, dtype=None, device=None, init_std=0.01):
-        super().__init__(n_visible, n_hidden, rng, dtype, device, init_std)
+    def __init__(self, n_visible, n_hidden, sigma=None, rng=None, dtype=None, device=None, init_std=0.01, k=1,
+                 persistent=False):
+        super().__init__(n_visible, n_hidden, rng, dtype, device, init_std, k, persistent)
         xp = backend.module_for_device(self.W.device)
         sigma = xp.ones(n_visible, self.W.dtype) if sigma is None else xp.asarray(backend.to_device(
             sigma, self.W.device), dtype=self.W.dtype)

@@ -84,7 +84,8 @@ class _AffineAutoregressive(Transform):
         if alpha_bound is not None and not alpha_bound > 0:
             raise ValueError(f"{type(self).__name__}: alpha_bound must be positive or None, got {alpha_bound!r}")
         self.n_dims, self.alpha_bound = n_dims, alpha_bound
-        self.made = MADE(n_dims, list(hidden_sizes), output="gaussian", ordering=ordering, rng=rng, dtype=dtype)
+        self.made = MADE(n_dims, list(hidden_sizes), output="gaussian", ordering=ordering, connectivity="natural",
+                         rng=rng, dtype=dtype)
 
     def params(self, v):
         """mu, alpha = split(MADE(v)), alpha softly bounded (see the module docstring): each
@@ -210,7 +211,7 @@ class Permutation(Transform):
         return z[:, self.inverse_permutation], _zeros(z)
 
     def extra_repr(self):
-        return f"{self.permutation.tolist()}"
+        return f"n_dims={len(self.permutation)}"
 
 
 # ----------------------------------------------------------------------------- the flow

@@ -115,6 +115,9 @@ class Flow(Module):
         self.event_shape = tuple(event_shape)
         self.base = base
 
+    def extra_repr(self):
+        return f"event_shape={self.event_shape}"
+
     def _base(self, like):
         if self.base is not None:
             return self.base
@@ -151,8 +154,10 @@ class Flow(Module):
         return -self.log_prob(x).mean()
 
     def sample(self, n, rng=None, dtype=None, device=None):
-        """n draws x = f^{-1}(z), z ~ p_Z, as a Tensor of shape (n, *event_shape) (no graph)."""
+        """n draws x = f^{-1}(z), z ~ p_Z, as a Tensor of shape (n, *event_shape) (no graph), in
+        the parameters' dtype and on their device unless ``dtype`` / ``device`` say otherwise."""
         dtype = dtype or self._param_dtype()
+        device = device or self._param_device()
         base = self.base or StandardNormal(self.event_shape, dtype=dtype, device=device)
         with no_grad():
             z = base.rsample((n,), rng=rng)
@@ -163,6 +168,11 @@ class Flow(Module):
         for p in self.parameters():
             return p.dtype
         return backend.get_default_dtype()
+
+    def _param_device(self):
+        for p in self.parameters():
+            return p.device
+        return "cpu"
 
 
 def brute_force_log_det(fn, x):

@@ -281,6 +281,9 @@ class DequantizedFlow(Module):
             raise TypeError(f"DequantizedFlow: preprocess must be a Transform or None, got {type(preprocess).__name__}")
         self.flow, self.dequantization, self.preprocess = flow, dequantization, preprocess
 
+    def extra_repr(self):
+        return f"event_shape={self.flow.event_shape}"
+
     @property
     def n_dims(self):
         d = 1
@@ -308,9 +311,11 @@ class DequantizedFlow(Module):
         return bounds.mean(axis=0)
 
     def bits_per_dim(self, x, rng=None, n_samples=1):
+        """-bound / (D ln 2) in the discrete space: an upper bound on the bits/dim, (N,)."""
         return dequantized_bits_per_dim(self.log_prob_lower_bound(x, rng, n_samples), self.n_dims)
 
     def loss(self, x):
+        """-mean bound of the batch (one draw of u per example): trains p and q together."""
         return -self.log_prob_lower_bound(x).mean()
 
     def sample(self, n, rng=None):

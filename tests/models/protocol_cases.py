@@ -1,0 +1,162 @@
+"""The table of small models that tests/models/test_protocol.py walks through the model
+protocol (tinydgm/models/protocol.py): loss, log_prob or its named bound, sample,
+bits_per_dim, train.fit, repr.
+
+How to add a model (the protocol test FAILS for every model exported from a
+``tinydgm.models`` family package, or from ``tinydgm.models`` itself, without a case):
+
+    Case("VAE",                                       # the exported name ("VAE:variant" for more)
+         build=lambda rng: VAE(6, 2, hidden=(8,), rng=rng, dtype="float64"),
+         data=binary_data((6,)),                      # rng -> NumPy batch (N, *event_shape)
+         event_shape=(6,),
+         likelihood="elbo", exact=False)              # the bound it has, named for what it is
+
+Fields (defaults in brackets):
+    likelihood   the method giving log p(x) or its named bound as a Tensor (N,) ["log_prob"];
+                 None for a model with neither (an unnormalised EBM, a GAN).
+    exact        likelihood is log p(x) itself (not a bound) [True].
+    needs_rng    likelihood / bits_per_dim draw random numbers: they get rng= [False].
+    bits         the model has bits_per_dim, checked against -likelihood / (D ln 2) [True
+                 when likelihood is not None].
+    objective    "likelihood": one short epoch of train.fit raises the mean likelihood;
+                 "moves": it changes every parameter group and the loss stays finite (a CD
+                 surrogate, an adversarial game) ["likelihood"].
+    step         "loss" (train.fit on model.loss) or "train_step" (GANs: model.train_step(x)) ["loss"].
+    sample_kwargs  extra arguments that keep sample() fast (e.g. k=5 Gibbs sweeps) [{}].
+    sample_dtype   dtype of the samples [the model's parameter dtype].
+    optimizer    params -> optimizer for train.fit [Adam(lr=1e-2)].
+
+Every model is float64 and tiny, so the whole table runs in seconds.
+"""
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+import tinydgm as td
+from tinydgm import optim
+from tinydgm.models import (DBM, DBN, MADE, NADE, BernoulliRBM, DequantizedFlow, ExponentialFamily,
+                            FullyVisibleBoltzmannMachine, GatedPixelCNN, GaussianBernoulliRBM, NeuralEBM,
+                            PixelCNN, build_maf, image_realnvp, planar_flow, radial_flow, toy_realnvp)
+from tinydgm.models.energy.ebm import ising_chain_statistics
+from tinydgm.models.flows import LogitTransform, UniformDequantization
+
+N = 32               # examples in a case's batch
+BATCH_SIZE = 8       # train.fit: 4 steps in the one epoch
+
+
+def adam(params):
+    return optim.Adam(params, lr=1e-2)
+
+
+def sgd(params):
+    return optim.SGD(params, lr=0.1)
+
+
+@dataclass
+class Case:
+    name: str
+    build: Callable
+    data: Callable
+    event_shape: tuple
+    likelihood: Optional[str] = "log_prob"
+    exact: bool = True
+    needs_rng: bool = False
+    bits: Optional[bool] = None
+    objective: str = "likelihood"
+    step: str = "loss"
+    sample_kwargs: dict = field(default_factory=dict)
+    sample_dtype: Optional[str] = None
+    optimizer: Callable = adam
+
+    def __post_init__(self):
+        if self.bits is None:
+            self.bits = self.likelihood is not None
+
+    def __repr__(self):             # the pytest id
+        return self.name
+
+
+# ----------------------------------------------------------------------------- data
+
+def binary_data(shape, p_high=0.85):
+    """Binary examples with structure to learn: half the units on with p_high, half off."""
+    def make(rng):
+        p = np.where(np.arange(int(np.prod(shape))) % 2 == 0, p_high, 1 - p_high).reshape(shape)
+        return (rng.random((N,) + tuple(shape)) < p).astype(np.float64)
+    return make
+
+
+def gaussian_data(dim, shift=1.5):
+    """Real vectors N(shift, 0.5^2): a standard-normal model must move to fit them."""
+    def make(rng):
+        return shift + 0.5 * rng.standard_normal((N, dim))
+    return make
+
+
+def level_data(dim, n_levels):
+    """Integer levels in {0, ..., n_levels - 1} (as floats), concentrated on the high ones."""
+    def make(rng):
+        return (n_levels - 1 - np.minimum(n_levels - 1, rng.poisson(0.5, (N, dim)))).astype(np.float64)
+    return make
+
+
+# ----------------------------------------------------------------------------- the table
+
+CASES = [
+    # energy-based models (losses are CD / moment-matching surrogates; the exact log p of
+    # these small models is what fit must raise)
+    Case("ExponentialFamily",
+         lambda rng: ExponentialFamily(ising_chain_statistics, 4, 7, dtype="float64", n_chains=64, n_steps=8),
+         binary_data((4,)), (4,), optimizer=sgd, sample_kwargs=dict(n_steps=40)),
+    Case("FullyVisibleBoltzmannMachine",
+         lambda rng: FullyVisibleBoltzmannMachine(4, rng=rng, dtype="float64"),
+         binary_data((4,)), (4,), optimizer=sgd, sample_kwargs=dict(n_sweeps=5)),
+    Case("NeuralEBM",
+         lambda rng: NeuralEBM(2, hidden=(8,), n_steps=5, buffer_size=64, rng=rng, dtype="float64"),
+         gaussian_data(2), (2,), likelihood=None, objective="moves", sample_kwargs=dict(n_steps=5)),
+    Case("BernoulliRBM", lambda rng: BernoulliRBM(6, 3, rng=rng, dtype="float64"),
+         binary_data((6,)), (6,), optimizer=sgd, sample_kwargs=dict(k=5)),
+    Case("BernoulliRBM:pcd", lambda rng: BernoulliRBM(6, 3, rng=rng, dtype="float64", k=2, persistent=True),
+         binary_data((6,)), (6,), optimizer=sgd, sample_kwargs=dict(k=5, mean=True)),
+    Case("GaussianBernoulliRBM", lambda rng: GaussianBernoulliRBM(3, 2, rng=rng, dtype="float64"),
+         gaussian_data(3, shift=1.0), (3,), optimizer=sgd, sample_kwargs=dict(k=5)),
+    Case("DBN", lambda rng: DBN([6, 3, 2], rng=rng, dtype="float64"),
+         binary_data((6,)), (6,), optimizer=sgd, sample_kwargs=dict(k=5)),
+    Case("DBM", lambda rng: DBM(6, 3, 2, rng=rng, dtype="float64"),
+         binary_data((6,)), (6,), optimizer=sgd, sample_kwargs=dict(k=5)),
+    # autoregressive models
+    Case("NADE", lambda rng: NADE(6, 5, rng=rng, dtype="float64"), binary_data((6,)), (6,)),
+    Case("MADE", lambda rng: MADE(6, [8], rng=rng, dtype="float64"), binary_data((6,)), (6,)),
+    Case("MADE:gaussian-masks", lambda rng: MADE(3, [8], "gaussian", n_masks=2, rng=rng, dtype="float64"),
+         gaussian_data(3), (3,)),
+    Case("PixelCNN", lambda rng: PixelCNN(1, channels=4, n_residual=1, kernel_size=3, image_size=(4, 4),
+                                          rng=rng, dtype="float64"),
+         binary_data((1, 4, 4)), (1, 4, 4)),
+    Case("GatedPixelCNN", lambda rng: GatedPixelCNN(1, channels=4, n_layers=2, kernel_size=3, first_kernel_size=3,
+                                                    image_size=(4, 4), rng=rng, dtype="float64"),
+         binary_data((1, 4, 4)), (1, 4, 4)),
+    # flows (the builders return a Flow)
+    Case("toy_realnvp", lambda rng: toy_realnvp(2, n_couplings=2, hidden=(8,), rng=rng, dtype="float64"),
+         gaussian_data(2), (2,)),
+    Case("image_realnvp", lambda rng: image_realnvp((1, 4, 4), n_scales=1, hidden_channels=4, n_blocks=1,
+                                                    n_final=1, rng=rng, dtype="float64"),
+         gaussian_data(16), (1, 4, 4)),
+    Case("build_maf", lambda rng: build_maf(2, n_layers=2, hidden_sizes=(8,), rng=rng, dtype="float64"),
+         gaussian_data(2), (2,)),
+    Case("planar_flow", lambda rng: planar_flow(2, n_layers=2, rng=rng, dtype="float64"), gaussian_data(2), (2,)),
+    Case("radial_flow", lambda rng: radial_flow(2, n_layers=2, rng=rng, dtype="float64"), gaussian_data(2), (2,)),
+    Case("DequantizedFlow",
+         lambda rng: DequantizedFlow(toy_realnvp(2, n_couplings=2, hidden=(8,), rng=rng, dtype="float64"),
+                                     UniformDequantization(4, dtype="float64"), LogitTransform(0.05, 4)),
+         level_data(2, 4), (2,), likelihood="log_prob_lower_bound", exact=False, needs_rng=True),
+]
+
+
+def data_of(case, seed=0):
+    """The case's batch, reshaped to (N, *event_shape)."""
+    return case.data(np.random.default_rng(seed)).reshape((N,) + tuple(case.event_shape))
+
+
+def build(case, seed=0):
+    return case.build(td.rng(seed))
