@@ -402,7 +402,7 @@ def autoregressive_section(out_dir, seed, quick, log):
         x_eval = x_test[:100] if quick else x_test
         nll = _mean_nll(model, x_eval.reshape(-1, 1, 28, 28) if name == "PixelCNN" else x_eval)
         start = time.perf_counter()
-        samples = backend.to_numpy(model.sample(n_samples, rng=rng, method="fast"))
+        samples = model.sample(n_samples, rng=rng, method="fast").numpy()
         sample_seconds = time.perf_counter() - start
         path = out_dir / f"ar_samples_{name.lower()}.png"
         plot.image_grid(samples.reshape(n_samples, 28, 28), path, scale=4,
@@ -515,9 +515,9 @@ def ebm_section(out_dir, seed, quick, log):
     with _one_blas_thread():                 # tiny matrices: BLAS threads only add contention
         model, history = ebm.fit_neural_ebm_on_toy("eight_gaussians", n_iters=steps, seed=seed)
         data_points = sample_toy("eight_gaussians", 500, rng)
-        samples = backend.to_numpy(model.sample(500, rng))
+        samples = model.sample(500, rng).numpy()
         mmd_after = float(ebm.mmd(samples, data_points))
-    initial = backend.to_numpy(ebm.NeuralEBM(2, rng=backend.rng(seed)).sample(500, backend.rng(seed)))
+    initial = ebm.NeuralEBM(2, rng=backend.rng(seed)).sample(500, backend.rng(seed)).numpy()
     mmd_before = float(ebm.mmd(initial, data_points))
     ebm.plot_density_and_samples(model, out_dir / files[1], samples=samples,
                                  title=f"neural EBM, {steps} PCD steps, MMD^2 {mmd_after:.3f}")
