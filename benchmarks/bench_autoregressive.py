@@ -295,10 +295,15 @@ def time_cases(fast, slow, repeats):
     return stats, outputs
 
 
+def _host(x):
+    """NumPy samples: the models' sample() returns a Tensor, the PyTorch side an array."""
+    return x.numpy() if isinstance(x, td.Tensor) else np.asarray(x)
+
+
 def _mismatch(a, b):
     """Pixels that differ between two sample sets (the first min(len) images of each)."""
     k = min(len(a), len(b))
-    return int((np.asarray(a)[:k].reshape(k, -1) != np.asarray(b)[:k].reshape(k, -1)).sum())
+    return int((_host(a)[:k].reshape(k, -1) != _host(b)[:k].reshape(k, -1)).sum())
 
 
 def bench_sample_nade(cfg, n=100, seed=0):
