@@ -33,16 +33,15 @@ sampled (the kernels) and how it is trained (moment matching, CD/PCD):
   whose gradient in theta is minus the lecture's likelihood gradient plus the regulariser
   (x_model is a constant: no gradient flows through the sampler).
 
-Helpers: ``mmd`` (a two-sample statistic to compare samples with the data), ``grid_log_density``
-and ``plot_density_and_samples`` (a 2-D EBM's density normalised on a grid, with chain
-samples), ``plot_mh_chains`` (MH trajectories over a 2-D target), ``mh_chains_on_toy``.
+The models at work (MH chains on a 2-D density, a neural EBM trained on a toy, its density
+normalised on a grid) are in the repository's demos/energy.py; the kernel MMD used to
+compare samples with data is ``tinydgm.evaluate.mmd``.
 
 Limitations: exact quantities enumerate 2^D states (D <= ~20); the neural EBM's
 normalisation is a grid sum (2-D only); Langevin/MH chains in training are short and
 persistent, so the model's samples are only approximately from exp(f).
 """
 import math
-import time
 
 from tinydgm import backend
 from tinydgm.autodiff.core import Tensor, no_grad, tensor
@@ -58,9 +57,7 @@ from tinydgm.nn.activations import ELU
 from tinydgm.nn.linear import Linear
 from tinydgm.nn.module import Module, Parameter, Sequential
 
-__all__ = ["ExponentialFamily", "ising_chain_statistics", "FullyVisibleBoltzmannMachine", "NeuralEBM",
-           "mmd", "grid_log_density", "plot_density_and_samples", "plot_mh_chains", "mh_chains_on_toy",
-           "eight_gaussians_mixture_params", "fit_neural_ebm_on_toy"]
+__all__ = ["ExponentialFamily", "ising_chain_statistics", "FullyVisibleBoltzmannMachine", "NeuralEBM"]
 
 MAX_ENUMERATION_DIMS = 20
 
@@ -475,135 +472,4 @@ class NeuralEBM(Module):
         rng = _generator(rng)
         x0 = self._uniform(n, rng) if x0 is None else x0
         return as_samples(self.run_chains(backend.to_device(x0, self.device), rng, n_steps)[0])
-
-
-# ============================================================================= helpers
-
-def mmd(x, y, bandwidth=1.0):
-    """The squared maximum mean discrepancy with a Gaussian kernel (Gretton et al. 2012, the
-    biased V-statistic): MMD^2 = mean k(x, x') + mean k(y, y') - 2 mean k(x, y),
-    k(a, b) = exp(-|a - b|^2 / (2 bandwidth^2)). x (n, d), y (m, d) arrays; returns a float
-    (0 when the samples coincide; small when they come from the same distribution)."""
-    xp = backend.get_array_module(x)
-    x, y = xp.asarray(x, dtype=xp.float64), xp.asarray(y, dtype=xp.float64)
-    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(f"mmd: x and y must be (n, d) and (m, d), got {tuple(x.shape)} and {tuple(y.shape)}")
-
-    def k(a, b):
-        sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
-        return xp.exp(-xp.maximum(sq, 0) / (2 * bandwidth ** 2))
-
-    return float(k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean())
-
-
-def grid_log_density(f, extent=(-4.0, 4.0, -4.0, 4.0), resolution=100, dtype=None, device=None):
-    """A 2-D unnormalised log-density f (Tensor (M, 2) -> (M,)) normalised on a grid:
-    log p = f - log(sum_grid exp(f) * cell area). Returns (xs, ys, log_p (ny, nx))."""
-    from tinydgm.plot import density_grid
-    xs, ys, log_f = density_grid(f, extent, resolution, dtype=dtype, device=device)
-    xp = backend.get_array_module(log_f)
-    cell = (xs[1] - xs[0]) * (ys[1] - ys[0])
-    top = log_f.max()
-    log_z = top + math.log(float(xp.exp(log_f - top).sum()) * cell)
-    return xs, ys, log_f - log_z
-
-
-def plot_density_and_samples(model, path, samples=None, extent=(-4.0, 4.0, -4.0, 4.0), resolution=150, title=None):
-    """Heatmap of a 2-D EBM's density exp(f) normalised on the grid, with ``samples`` (M, 2)
-    overlaid (e.g. ``model.sample(...)``); a PNG at ``path``. ``model``: a NeuralEBM or any
-    function f. Returns path."""
-    from tinydgm.plot import density_2d
-    f = model.f if isinstance(model, NeuralEBM) else model
-    dtype = model.dtype if isinstance(model, NeuralEBM) else None
-    _, _, log_p = grid_log_density(f, extent, resolution, dtype=dtype)
-    return density_2d(log_p, path, samples=samples, extent=extent, title=title)
-
-
-def plot_mh_chains(log_p, chains, path, extent=(-4.0, 4.0, -4.0, 4.0), resolution=150, title=None, max_chains=8):
-    """MH trajectories over a 2-D target: the density exp(log_p) as a heatmap and the first
-    ``max_chains`` chains of ``chains`` (T, C, 2) as lines (start: circle, end: cross).
-    log_p: Tensor (M, 2) -> (M,). Returns path."""
-    import os
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from tinydgm.plot import density_grid
-
-    chains = backend.to_numpy(chains)
-    if chains.ndim != 3 or chains.shape[2] != 2:
-        raise ValueError(f"plot_mh_chains: chains must have shape (T, C, 2), got {tuple(chains.shape)}")
-    xs, ys, log_f = density_grid(log_p, extent, resolution)
-    figure = Figure(figsize=(5, 5), dpi=100)
-    FigureCanvasAgg(figure)
-    ax = figure.add_subplot()
-    xp = backend.get_array_module(log_f)
-    ax.imshow(xp.exp(log_f - log_f.max()), origin="lower", extent=tuple(extent), cmap="viridis", aspect="auto")
-    for c in range(min(max_chains, chains.shape[1])):
-        path_c = chains[:, c]
-        line, = ax.plot(path_c[:, 0], path_c[:, 1], lw=0.8, alpha=0.9)
-        ax.plot(path_c[0, 0], path_c[0, 1], "o", color=line.get_color(), ms=4)
-        ax.plot(path_c[-1, 0], path_c[-1, 1], "x", color=line.get_color(), ms=6)
-    ax.set_xlim(extent[0], extent[1])
-    ax.set_ylim(extent[2], extent[3])
-    ax.set_xlabel("$x_1$")
-    ax.set_ylabel("$x_2$")
-    if title:
-        ax.set_title(title)
-    figure.tight_layout()
-    directory = os.path.dirname(os.fspath(path))
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    figure.savefig(path, format="png")
-    return path
-
-
-def eight_gaussians_mixture_params(radius=2.0, std=0.2):
-    """``kernels.mh.gaussian_mixture_log_p`` parameters (log_weights, means, stds) of the
-    8-Gaussians toy density (tinydgm.data.toy.eight_gaussians)."""
-    xp = backend.module_for_device("cpu")
-    angles = 2 * math.pi * xp.arange(8) / 8
-    means = radius * xp.stack([xp.cos(angles), xp.sin(angles)], axis=1)
-    return xp.full(8, -math.log(8.0)), xp.ascontiguousarray(means), xp.full(8, float(std))
-
-
-def mh_chains_on_toy(path=None, n_chains=8, n_steps=400, step_size=0.5, seed=0, radius=2.0, std=0.2):
-    """Random-walk MH chains (the Numba kernel) on the 8-Gaussians density from the origin;
-    every state kept (thin 1). Writes ``plot_mh_chains`` to ``path`` when given. Returns
-    (chains (n_steps, C, 2), acceptance rate per chain)."""
-    params = eight_gaussians_mixture_params(radius, std)
-    res = mh.metropolis_hastings(mh.gaussian_mixture_log_p, params, backend.module_for_device("cpu").zeros(
-        (n_chains, 2)), n_steps, backend.rng(seed), step_size=step_size)
-    if path is not None:
-        log_w, means, stds = (tensor(a, dtype="float64") for a in params)
-
-        def log_p(x):
-            x = x.astype("float64") if x.dtype != means.dtype else x
-            sq = ((x.reshape(-1, 1, 2) - means) ** 2).sum(axis=-1)
-            return logsumexp(log_w - 0.5 * sq / stds ** 2, axis=1)
-
-        plot_mh_chains(log_p, res.samples, path, title=f"MH on 8 Gaussians (acceptance {res.accept_rate.mean():.2f})")
-    return res.samples, res.accept_rate
-
-
-def fit_neural_ebm_on_toy(name="eight_gaussians", n_iters=1000, batch_size=128, lr=5e-3, seed=0, sampler="langevin",
-                          progress=False, **model_kwargs):
-    """Fit a NeuralEBM to a toy 2-D density (tinydgm.data.toy), fresh data every step, Adam.
-    Returns (model, history) with history = {"loss": [...], "time_s": float}."""
-    from tinydgm.data.toy import sample_toy
-    from tinydgm.optim import Adam
-
-    rng = backend.rng(seed)
-    model = NeuralEBM(2, sampler=sampler, rng=rng, **model_kwargs)
-    model.rng = rng
-    opt = Adam(model.parameters(), lr=lr, betas=(0.0, 0.999))     # no momentum, as Du & Mordatch (beta1 = 0)
-    losses, started = [], time.perf_counter()
-    for it in range(n_iters):
-        x = tensor(sample_toy(name, batch_size, rng), dtype=model.dtype)
-        opt.zero_grad()
-        loss = model.loss(x)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-        if progress and (it + 1) % 100 == 0:
-            print(f"NeuralEBM {name}: step {it + 1}/{n_iters} loss {losses[-1]:.4f}")
-    return model, {"loss": losses, "time_s": time.perf_counter() - started}
 

@@ -5,12 +5,11 @@ factor-out); isachenko-l07, "RealNVP: Affine coupling law"):
     toy_realnvp(dim=2, n_couplings=8, hidden=(64, 64), norm=None)    vectors (2-D toys)
     image_realnvp(event_shape=(1, 28, 28), n_scales=2, ...)          multi-scale, images
 
-each returning a ``Flow`` (base N(0, I)). Plus the MNIST set-up (``PAPER_CONFIG``,
-``reproduce``), a short trainer for the 2-D toys (``fit_toy``) and the demo panel
-(``flow_toys_panel``: density heatmaps and samples of planar and RealNVP flows).
+each returning a ``Flow`` (base N(0, I)), plus the MNIST set-up (``PAPER_CONFIG``,
+``reproduce``). The flows fitted to 2-D toys, with their density heatmaps, are in the
+repository's demos/flows.py.
 """
 import math
-import os
 import time
 
 from tinydgm import backend
@@ -19,11 +18,9 @@ from tinydgm.models.flows.base import Compose, Flow
 from tinydgm.models.flows.coupling import AffineCoupling, channel_mask, checkerboard_mask, half_mask
 from tinydgm.models.flows.image import (ActNormTransform, BatchNormTransform, InvertibleConv1x1, MultiScale,
                                         Squeeze)
-from tinydgm.models.flows.planar import planar_flow
 from tinydgm.nn.conditioners import CNNConditioner, MLPConditioner
 
-__all__ = ["toy_realnvp", "image_realnvp", "PAPER_CONFIG", "reproduce", "fit_toy", "toy_log_likelihood",
-           "flow_toys_panel"]
+__all__ = ["toy_realnvp", "image_realnvp", "PAPER_CONFIG", "reproduce"]
 
 NORMS = (None, "batchnorm", "actnorm")
 
@@ -229,93 +226,3 @@ def reproduce(dequantization="uniform", epochs=None, data_path=None, hidden_chan
             "epoch_time": epoch_time, "training_time": training_time, "config": config,
             "published_bits_per_dim": PAPER_CONFIG["published"]["mnist_bits_per_dim"]}
 
-
-# ----------------------------------------------------------------------------- 2-D toys
-
-def fit_toy(flow, toy, steps=500, batch_size=512, lr=1e-3, rng=None, dtype=None, log_every=None):
-    """Maximum likelihood on fresh draws of the 2-D ``toy`` (tinydgm.data.toy names) with
-    Adam: ``steps`` minibatches of ``batch_size``. Returns the list of losses (mean NLL)."""
-    from tinydgm.data.toy import sample_toy
-    from tinydgm.optim import Adam
-
-    rng = backend.rng(0) if rng is None else rng
-    dtype = dtype or _param_dtype(flow)
-    device = _param_device(flow)
-    optimizer = Adam(flow.parameters(), lr=lr)
-    flow.train()
-    losses = []
-    for step in range(steps):
-        x = Tensor(backend.to_device(sample_toy(toy, batch_size, rng).astype(dtype), device))
-        flow.zero_grad()
-        loss = flow.loss(x)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.item()))
-        if log_every and (step + 1) % log_every == 0:
-            print(f"{toy} step {step + 1}: nll {losses[-1]:.3f}")
-    flow.eval()
-    return losses
-
-
-def _param_dtype(module):
-    for p in module.parameters():
-        return p.dtype
-    return backend.get_default_dtype()
-
-
-def _param_device(module):
-    for p in module.parameters():
-        return p.device
-    return "cpu"
-
-
-def toy_log_likelihood(flow, toy, n=5000, rng=None):
-    """Mean log p(x) (nats) of the flow on n fresh draws of the toy (evaluation mode)."""
-    from tinydgm.data.toy import sample_toy
-
-    rng = backend.rng(12345) if rng is None else rng
-    x = sample_toy(toy, n, rng).astype(_param_dtype(flow))
-    flow.eval()
-    with no_grad():
-        return float(flow.log_prob(Tensor(backend.to_device(x, _param_device(flow)))).mean().item())
-
-
-def flow_toys_panel(out_dir, toys=("eight_gaussians", "two_moons", "checkerboard"), steps=1500,
-                    planar_layers=16, n_couplings=8, n_samples=2000, extent=(-4.0, 4.0, -4.0, 4.0), seed=0,
-                    log=print):
-    """Train a planar flow and a RealNVP on each 2-D toy for ``steps`` minibatches and write,
-    per (model, toy), a density heatmap with samples overlaid (``tinydgm.plot.density_2d``)
-    to ``out_dir/flow_<model>_<toy>.png``. Returns a list of dicts (model, toy, path,
-    test_log_likelihood, and true_log_likelihood where the toy's density is known).
-
-    Adam with lr 1e-3 (RealNVP) and 5e-3 (planar: many weak layers, slow to fit), batch 512.
-    Cost: roughly steps x 10-20 ms per flow on one core."""
-    from tinydgm import plot
-    from tinydgm.data import toy as toy_data
-
-    os.makedirs(out_dir, exist_ok=True)
-    rows = []
-    for name in toys:
-        true_ll = None
-        if toy_data.TOYS[name].log_density is not None:
-            x = toy_data.sample_toy(name, 5000, backend.rng(12345))
-            true_ll = float(toy_data.log_density(name, x).mean())
-        for model_name in ("planar", "realnvp"):
-            rng = backend.rng(seed)
-            if model_name == "planar":
-                flow = planar_flow(2, planar_layers, rng=rng, dtype="float32")
-            else:
-                flow = toy_realnvp(2, n_couplings, rng=rng, dtype="float32")
-            t0 = time.perf_counter()
-            fit_toy(flow, name, steps=steps, lr=5e-3 if model_name == "planar" else 1e-3, rng=rng)
-            ll = toy_log_likelihood(flow, name)
-            samples = flow.sample(n_samples, rng=rng).numpy()
-            path = plot.density_2d(lambda pts, flow=flow: flow.log_prob(pts), os.path.join(
-                out_dir, f"flow_{model_name}_{name}.png"), samples=samples, extent=extent,
-                title=f"{model_name}, {name}: log-lik {ll:.2f}" + (f" (true {true_ll:.2f})" if true_ll is not None else ""))
-            rows.append({"model": model_name, "toy": name, "path": path, "test_log_likelihood": ll,
-                         "true_log_likelihood": true_ll, "train_time": time.perf_counter() - t0})
-            if log:
-                log(f"{model_name} on {name}: test log-likelihood {ll:.3f}"
-                    + (f" (true density {true_ll:.3f})" if true_ll is not None else "") + f" -> {path}")
-    return rows
