@@ -5,3 +5,7 @@ from tinydgm.models.latent.decoders import Decoder, MLPDecoder, ConvDecoder  # n
 from tinydgm.models.latent.priors import Prior, StandardNormalPrior  # noqa: F401
 from tinydgm.models.latent.vae import VAE, kl_standard_normal, reparameterize  # noqa: F401
 from tinydgm.models.latent.iwae import IWAE, log_mean_exp  # noqa: F401
+from tinydgm.models.latent.linear_gaussian import FactorAnalysis, PPCA, linear_gaussian_log_prob  # noqa: F401
+from tinydgm.models.latent.gmm import GaussianMixture  # noqa: F401
+from tinydgm.models.latent.linear_autoencoder import LinearAutoencoder, principal_angles  # noqa: F401
+from tinydgm.models.latent.density_network import DensityNetwork  # noqa: F401
