@@ -23,7 +23,6 @@ by a Monte Carlo average over chains (contrastive divergence).
    Training", "RBM: Contrastive Divergence"): its filters and Gibbs samples
    -> rbm_filters.png, rbm_samples.png
 """
-import math
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 import _common
 from tinydgm import backend, data, evaluate, plot
 from tinydgm.autodiff.core import no_grad, tensor
+from tinydgm.autodiff.functional import expand_dims, logsumexp
 from tinydgm.data.toy import eight_gaussians_centres, eight_gaussians_log_density, sample_toy
 from tinydgm.kernels import mh
 from tinydgm.models.energy.ebm import NeuralEBM
@@ -42,7 +42,7 @@ EXTENT = (-4.0, 4.0, -4.0, 4.0)
 
 def run(out_dir, seed, quick, device, log):
     return _common.collect({
-        "mh": metropolis_hastings_chains(out_dir, seed, quick, log),
+        "mh": metropolis_hastings_chains(out_dir, seed, quick, device, log),
         "ebm": neural_ebm(out_dir, seed, quick, device, log),
         "rbm": restricted_boltzmann_machine(out_dir, seed, quick, device, log),
     })
@@ -50,27 +50,28 @@ def run(out_dir, seed, quick, device, log):
 
 # ============================================================================ 1. MCMC
 
-def eight_gaussians_mixture_params(radius=2.0, std=0.2):
-    """The 8-Gaussians toy (tinydgm.data.toy.eight_gaussians) as the (log_weights, means,
-    stds) of the MH kernel's mixture log-density ``kernels.mh.gaussian_mixture_log_p``."""
-    cpu = backend.module_for_device("cpu")
-    means = cpu.ascontiguousarray(eight_gaussians_centres(radius))
-    return cpu.full(8, -math.log(8.0)), means, cpu.full(8, float(std))
-
-
-def metropolis_hastings_chains(out_dir, seed, quick, log, n_chains=8, step_size=0.5):
+def metropolis_hastings_chains(out_dir, seed, quick, device, log, n_chains=8, step_size=0.5, std=0.2):
     """Random-walk MH from the origin: propose x' = x + step_size eps, eps ~ N(0, I) (a
-    symmetric Q, so log A = min(0, log P(x') - log P(x))), accept with probability A. The
-    chains run on the CPU (the Numba kernel), whatever the device."""
+    symmetric Q, so log A = min(0, log P(x') - log P(x))), accept with probability A. P is
+    the 8-Gaussians density up to its constant, which cancels in the ratio:
+
+        log P(x) = logsumexp_k [ -|x - c_k|^2 / (2 std^2) ]     (+ const)
+
+    All chains move at once (kernels.mh.metropolis_hastings_batched, on the device); the
+    Numba kernel of kernels/mh.py runs the same rule one chain at a time on the CPU."""
     n_steps = 100 if quick else 400
-    params = eight_gaussians_mixture_params()
-    x0 = backend.module_for_device("cpu").zeros((n_chains, 2))
-    result = mh.metropolis_hastings(mh.gaussian_mixture_log_p, params, x0, n_steps, backend.rng(seed),
-                                    step_size=step_size)
+    centres = tensor(eight_gaussians_centres(), dtype="float64", device=device)        # c_k, (8, 2)
+
+    def log_p(x):
+        sq = ((expand_dims(x, 1) - centres) ** 2).sum(axis=-1)                          # |x - c_k|^2, (C, 8)
+        return logsumexp(-sq / (2 * std ** 2), axis=-1)
+
+    x0 = backend.module_for_device(device).zeros((n_chains, 2))
+    result = mh.metropolis_hastings_batched(log_p, x0, n_steps, backend.rng(seed), step_size=step_size)
     accept = float(result.accept_rate.mean())
     title = _common.title(f"random-walk Metropolis-Hastings on 8 Gaussians: {n_chains} chains of {n_steps} "
                           f"steps from the origin (step {step_size}, acceptance {accept:.2f})", quick)
-    path = plot.chains_2d(lambda x: eight_gaussians_log_density(x.numpy()), result.samples,
+    path = plot.chains_2d(lambda x: eight_gaussians_log_density(x.numpy()), backend.to_numpy(result.samples),
                           out_dir / "mh_chains.png", extent=EXTENT, title=title)
     log(f"energy: MH on 8 Gaussians, {n_chains} chains x {n_steps} steps, acceptance {accept:.2f}")
     return {"chains": n_chains, "steps": n_steps, "step_size": step_size, "acceptance": accept,

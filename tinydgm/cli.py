@@ -1,6 +1,6 @@
 """The command line: ``python -m tinydgm <command>``.
 
-    demo        run the demo on embedded data (CPU) and write figures and reports
+    demo        run the demo gallery (the scripts in demos/) and write figures and reports
     gradcheck   check every op of the engine against finite differences
     info        versions, devices and BLAS threads
 
@@ -9,6 +9,8 @@ as an unavailable device) instead of exiting, so tests can call it in-process.
 """
 import argparse
 import importlib.metadata
+import importlib.util
+import json
 import platform
 import sys
 import time
@@ -27,15 +29,64 @@ def _error(command, message):
 
 # ----------------------------------------------------------------------------- demo
 
+NO_DEMOS = ("the demo scripts are not part of the installed package: they live in the demos/ folder of "
+            "the tinydgm source repository. From a checkout, run `python -m tinydgm demo` (the whole "
+            "gallery) or `python demos/<family>.py` (one family) there.")
+
+
+def demos_folder():
+    """demos/ beside the package in a source checkout; None in an installed copy without it."""
+    folder = Path(tinydgm.__file__).resolve().parent.parent / "demos"
+    return folder if (folder / "_common.py").is_file() else None
+
+
+def discover(folder):
+    """The demo scripts: every demos/*.py whose name does not start with "_", in name order."""
+    return sorted(p for p in Path(folder).glob("*.py") if not p.name.startswith("_"))
+
+
+def load_demo(path):
+    """Import a demo script by its path (the scripts import their shared ``_common`` by name)."""
+    folder = str(Path(path).parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(f"tinydgm_demos.{Path(path).stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def cmd_demo(args):
-    from tinydgm import demo      # imports matplotlib lazily, only for this command
+    try:
+        backend.module_for_device(args.device)        # fail at once, before any work
+    except (RuntimeError, ValueError) as err:
+        return _error("demo", err)
+    folder = demos_folder()
+    if folder is None:
+        return _error("demo", NO_DEMOS)
+    scripts = discover(folder)
+    unknown = sorted(set(args.only or ()) - {p.stem for p in scripts})
+    if unknown:
+        return _error("demo", f"no demo named {', '.join(unknown)} in {folder} "
+                              f"(there are: {', '.join(p.stem for p in scripts)})")
+    scripts = [p for p in scripts if not args.only or p.stem in args.only]
     out = Path(args.out).resolve()
-    print(f"tinydgm demo: writing to {out}{' (quick)' if args.quick else ''}")
+    print(f"tinydgm demo: {len(scripts)} demos from {folder}, writing to {out} on {args.device}"
+          + (" (quick)" if args.quick else ""))
     start = time.perf_counter()
-    summary = demo.run_demo(out, seed=args.seed, quick=args.quick)
-    print(f"tinydgm demo: done in {time.perf_counter() - start:.1f} s; files in {out}:")
-    for name, section in summary["sections"].items():
-        print(f"  {name:<10} " + ", ".join(section["files"]))
+    summaries = {}
+    for path in scripts:
+        argv = ["--out", str(out / path.stem), "--seed", str(args.seed), "--device", args.device]
+        code = load_demo(path).main(argv + (["--quick"] if args.quick else []))
+        if code != EXIT_OK:
+            return code
+        summaries[path.stem] = json.loads((out / path.stem / "summary.json").read_text())
+    seconds = time.perf_counter() - start
+    (out / "summary.json").write_text(json.dumps({"seed": args.seed, "quick": args.quick, "device": args.device,
+                                                  "seconds": round(seconds, 2), "demos": summaries}, indent=2) + "\n")
+    print(f"tinydgm demo: done in {seconds:.1f} s; files in {out}:")
+    for name, summary in summaries.items():
+        print(f"  {name + '/':<16} " + ", ".join(summary["files"] + ["summary.json"]))
     print("  summary.json")
     return EXIT_OK
 
@@ -124,13 +175,17 @@ def build_parser():
     parser.add_argument("-V", "--version", action="version", version=f"tinydgm {tinydgm.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="run the demo on embedded data (CPU) and write figures",
-                          description="Run every demo section on embedded data on the CPU and "
-                                      "write figures, reports and summary.json to --out.")
+    demo = sub.add_parser("demo", help="run the demo gallery (demos/*.py) and write figures",
+                          description="Run every script of the repository's demos/ folder (one per model "
+                                      "family) on embedded data and write its figures, reports and "
+                                      "summary.json to DIR/<family>/, and all summaries to DIR/summary.json.")
     demo.add_argument("--out", default="tinydgm_out", metavar="DIR",
                       help="output folder (default: ./tinydgm_out)")
     demo.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
     demo.add_argument("--quick", action="store_true", help="fewer steps and points (a smoke test)")
+    demo.add_argument("--device", default="cpu", choices=backend.DEVICES,
+                      help="cpu (NumPy) or cuda (CuPy) (default: cpu)")
+    demo.add_argument("--only", nargs="+", metavar="NAME", help="only these demos, e.g. --only engine flows")
     demo.set_defaults(handler=cmd_demo)
 
     check = sub.add_parser("gradcheck", help="check every op of the engine against finite differences",
