@@ -40,6 +40,9 @@ from tinydgm.models import (DBM, DBN, MADE, NADE, BernoulliRBM, DequantizedFlow,
                             PixelCNN, build_maf, image_realnvp, planar_flow, radial_flow, toy_realnvp)
 from tinydgm.models.energy.ebm import ising_chain_statistics
 from tinydgm.models.flows import LogitTransform, UniformDequantization
+from tinydgm.models.latent.density_network import DensityNetwork
+from tinydgm.models.latent.gmm import GaussianMixture
+from tinydgm.models.latent.linear_gaussian import FactorAnalysis, PPCA
 
 N = 32               # examples in a case's batch
 BATCH_SIZE = 8       # train.fit: 4 steps in the one epoch
@@ -150,6 +153,19 @@ CASES = [
          lambda rng: DequantizedFlow(toy_realnvp(2, n_couplings=2, hidden=(8,), rng=rng, dtype="float64"),
                                      UniformDequantization(4, dtype="float64"), LogitTransform(0.05, 4)),
          level_data(2, 4), (2,), likelihood="log_prob_lower_bound", exact=False, needs_rng=True),
+]
+
+
+CASES += [
+    # linear-Gaussian models, the Gaussian mixture and the density network (gradient training on loss;
+    # their EM fits are tested in tests/models/latent)
+    Case("FactorAnalysis", lambda rng: FactorAnalysis(3, 1, rng=rng, dtype="float64"), gaussian_data(3), (3,)),
+    Case("PPCA", lambda rng: PPCA(3, 1, rng=rng, dtype="float64"), gaussian_data(3), (3,)),
+    Case("GaussianMixture", lambda rng: GaussianMixture(2, 2, rng=rng, dtype="float64"), gaussian_data(2), (2,)),
+    Case("GaussianMixture:diag", lambda rng: GaussianMixture(2, 2, "diag", rng=rng, dtype="float64"),
+         gaussian_data(2), (2,)),
+    Case("DensityNetwork", lambda rng: DensityNetwork(2, 6, hidden_sizes=(8,), n_samples=16, rng=rng, dtype="float64"),
+         binary_data((6,)), (6,), likelihood="log_prob_estimate", exact=False, needs_rng=True, bits=False),
 ]
 
 

@@ -24,6 +24,7 @@ _EXPORTS = {
     "planar_flow": "flows", "radial_flow": "flows", "DequantizedFlow": "flows",
     "VAE": "latent", "IWAE": "latent", "MLPEncoder": "latent", "ConvEncoder": "latent",
     "MLPDecoder": "latent", "ConvDecoder": "latent", "StandardNormalPrior": "latent",
+    "FactorAnalysis": "latent", "PPCA": "latent", "GaussianMixture": "latent", "DensityNetwork": "latent",
 }
 _FAMILIES = ("energy", "autoregressive", "flows", "latent", "adversarial", "hybrid")
 
