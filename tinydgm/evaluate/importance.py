@@ -24,8 +24,10 @@ it can understate the error when the weights are heavy-tailed (q far from p(z|x)
 
 Memory: the k samples are drawn ``chunk_size`` at a time for ``batch_size`` examples at a
 time, so one pass holds batch_size * chunk_size (x, z) pairs (10,000 by default) and the
-running sums two float64 arrays per example; the peak is that of one decoder pass over
-those pairs (for a 784-400-20 MLP VAE in float32 about 100 MB, whatever k is).
+running sums two float64 arrays per example; the peak is that of one encoder and decoder
+pass over those pairs, whatever k is (a 784-400-20 MLP VAE with a Bernoulli decoder, float32:
+95 MB at batch_size = chunk_size = 100 and 48 MB at chunk_size = 50, traced with tracemalloc,
+about 9.5 kB per pair).
 """
 import math
 import numbers
