@@ -16,6 +16,7 @@ Fields (defaults in brackets):
                  None for a model with neither (an unnormalised EBM, a GAN).
     exact        likelihood is log p(x) itself (not a bound) [True].
     needs_rng    likelihood / bits_per_dim draw random numbers: they get rng= [False].
+    likelihood_kwargs  extra arguments of likelihood and bits_per_dim (e.g. k=50 samples) [{}].
     bits         the model has bits_per_dim, checked against -likelihood / (D ln 2) [True
                  when likelihood is not None].
     objective    "likelihood": one short epoch of train.fit raises the mean likelihood;
@@ -38,11 +39,13 @@ from tinydgm import optim
 from tinydgm.models import (DBM, DBN, MADE, NADE, BernoulliRBM, DequantizedFlow, ExponentialFamily,
                             FullyVisibleBoltzmannMachine, GatedPixelCNN, GaussianBernoulliRBM, NeuralEBM,
                             PixelCNN, build_maf, image_realnvp, planar_flow, radial_flow, toy_realnvp)
+from tinydgm.models.adversarial import GAN, WGAN, WGANGP, MLPDiscriminator, MLPGenerator
 from tinydgm.models.energy.ebm import ising_chain_statistics
 from tinydgm.models.flows import LogitTransform, UniformDequantization
 from tinydgm.models.latent.density_network import DensityNetwork
 from tinydgm.models.latent.gmm import GaussianMixture
 from tinydgm.models.latent.linear_gaussian import FactorAnalysis, PPCA
+from tinydgm.models.latent import IWAE, VAE, MLPDecoder, MLPEncoder
 
 N = 32               # examples in a case's batch
 BATCH_SIZE = 8       # train.fit: 4 steps in the one epoch
@@ -65,6 +68,7 @@ class Case:
     likelihood: Optional[str] = "log_prob"
     exact: bool = True
     needs_rng: bool = False
+    likelihood_kwargs: dict = field(default_factory=dict)
     bits: Optional[bool] = None
     objective: str = "likelihood"
     step: str = "loss"
@@ -153,6 +157,32 @@ CASES = [
          lambda rng: DequantizedFlow(toy_realnvp(2, n_couplings=2, hidden=(8,), rng=rng, dtype="float64"),
                                      UniformDequantization(4, dtype="float64"), LogitTransform(0.05, 4)),
          level_data(2, 4), (2,), likelihood="log_prob_lower_bound", exact=False, needs_rng=True),
+]
+
+
+def _vae(cls, rng, **kwargs):
+    return cls(MLPEncoder((6,), 2, hidden=(8,), rng=rng, dtype="float64"),
+               MLPDecoder(2, (6,), hidden=(8,), rng=rng, dtype="float64"), rng=rng, **kwargs)
+
+
+def _gan(cls, rng, **kwargs):
+    return cls(MLPGenerator(2, 2, hidden=(8,), rng=rng, dtype="float64"),
+               MLPDiscriminator(2, hidden=(8,), rng=rng, dtype="float64"), 2, rng=rng, **kwargs)
+
+
+CASES += [
+    # latent-variable models: the ELBO trains them, the importance-sampled estimate is their log p
+    Case("VAE", lambda rng: _vae(VAE, rng), binary_data((6,)), (6,), likelihood="log_prob_estimate", exact=False,
+         needs_rng=True, likelihood_kwargs=dict(k=50)),
+    Case("IWAE", lambda rng: _vae(IWAE, rng, k=3), binary_data((6,)), (6,), likelihood="log_prob_estimate",
+         exact=False, needs_rng=True, likelihood_kwargs=dict(k=50)),
+    # adversarial models: a train_step, no likelihood
+    Case("GAN", lambda rng: _gan(GAN, rng, lr=1e-2), gaussian_data(2), (2,), likelihood=None, objective="moves",
+         step="train_step"),
+    Case("WGAN", lambda rng: _gan(WGAN, rng, n_critic=2), gaussian_data(2), (2,), likelihood=None,
+         objective="moves", step="train_step"),
+    Case("WGANGP", lambda rng: _gan(WGANGP, rng, n_critic=2), gaussian_data(2), (2,), likelihood=None,
+         objective="moves", step="train_step"),
 ]
 
 

@@ -51,7 +51,7 @@ def test_rbm_loss_gradient_is_minus_the_cd_statistics(cls, persistent):
                                     rbm._sigma())
     np.testing.assert_allclose(-rbm.W.grad.numpy(), stats.vh_data - stats.vh_model, atol=1e-12)
     np.testing.assert_allclose(-rbm.c.grad.numpy(), stats.h_data - stats.h_model, atol=1e-12)
-    db = stats.v_data - stats.v_model                 # Gaussian: statistics of v / sigma, and dF/db = -(v - b) / sigma^2
+    db = stats.v_data - stats.v_model       # Gaussian: statistics of v / sigma, and dF/db = -(v - b) / sigma^2
     np.testing.assert_allclose(-rbm.b.grad.numpy(), db if cls is BernoulliRBM else db / rbm.sigma, atol=1e-12)
     if persistent:
         np.testing.assert_array_equal(rbm.h_chain, stats.h_chain)    # the chains moved on

@@ -272,6 +272,7 @@ class GAN(Module):
         return f"objective={self.objective}, k={self.k}"
 
     def __repr__(self):
+        # the Module summary's first line (parameter count, dtype, device), then one line per player
         return (f"{type(self).__name__}(latent_dim={self.latent_dim}, event_shape={self.event_shape}, "
-                f"{self.extra_repr()},\n  generator={_short(self.generator)},\n"
-                f"  discriminator={_short(self.discriminator)})")
+                f"{self.extra_repr()}): {self.summary()}\n  (generator): {_short(self.generator)}\n"
+                f"  (discriminator): {_short(self.discriminator)}")

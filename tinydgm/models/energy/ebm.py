@@ -107,7 +107,7 @@ class ExponentialFamily(Module):
         self.n_steps = _check_int(n_steps, "n_steps", "ExponentialFamily")
         self.theta = Parameter(init.zeros((n_stats,), dtype, device))
         self.chains = None                                  # persistent MCMC states (C, D)
-        self.rng = None                                     # the chains' generator in ``loss`` (train.fit lends its own)
+        self.rng = None                                     # the chains' generator in ``loss`` (fit lends its own)
 
     def extra_repr(self):
         return f"n_dims={self.n_dims}, n_stats={self.n_stats}"
