@@ -24,6 +24,8 @@ Fields (defaults in brackets):
                  surrogate, an adversarial game) ["likelihood"].
     step         "loss" (train.fit on model.loss) or "train_step" (GANs: model.train_step(x)) ["loss"].
     sample_kwargs  extra arguments that keep sample() fast (e.g. k=5 Gibbs sweeps) [{}].
+    samples      the model defines a distribution to sample; False only for a model that
+                 defines none (a plain autoencoder), which then must have no sample() [True].
     sample_dtype   dtype of the samples [the model's parameter dtype].
     optimizer    params -> optimizer for train.fit [Adam(lr=1e-2)].
 
@@ -45,7 +47,8 @@ from tinydgm.models.flows import LogitTransform, UniformDequantization
 from tinydgm.models.latent.density_network import DensityNetwork
 from tinydgm.models.latent.gmm import GaussianMixture
 from tinydgm.models.latent.linear_gaussian import FactorAnalysis, PPCA
-from tinydgm.models.latent import IWAE, VAE, MLPDecoder, MLPEncoder
+from tinydgm.models.latent import (IWAE, PPCA, VAE, DensityNetwork, FactorAnalysis, GaussianMixture,
+                                   LinearAutoencoder, MLPDecoder, MLPEncoder)
 
 N = 32               # examples in a case's batch
 BATCH_SIZE = 8       # train.fit: 4 steps in the one epoch
@@ -73,6 +76,7 @@ class Case:
     objective: str = "likelihood"
     step: str = "loss"
     sample_kwargs: dict = field(default_factory=dict)
+    samples: bool = True
     sample_dtype: Optional[str] = None
     optimizer: Callable = adam
 
@@ -176,6 +180,13 @@ CASES += [
          needs_rng=True, likelihood_kwargs=dict(k=50)),
     Case("IWAE", lambda rng: _vae(IWAE, rng, k=3), binary_data((6,)), (6,), likelihood="log_prob_estimate",
          exact=False, needs_rng=True, likelihood_kwargs=dict(k=50)),
+    Case("FactorAnalysis", lambda rng: FactorAnalysis(4, 2, rng=rng, dtype="float64"), gaussian_data(4), (4,)),
+    Case("PPCA", lambda rng: PPCA(4, 2, rng=rng, dtype="float64"), gaussian_data(4), (4,)),
+    Case("GaussianMixture", lambda rng: GaussianMixture(2, 2, rng=rng, dtype="float64"), gaussian_data(2), (2,)),
+    Case("DensityNetwork", lambda rng: DensityNetwork(2, 6, hidden_sizes=(8,), n_samples=16, rng=rng, dtype="float64"),
+         binary_data((6,)), (6,), likelihood="log_prob_estimate", exact=False, needs_rng=True, bits=False),
+    Case("LinearAutoencoder", lambda rng: LinearAutoencoder(4, 2, rng=rng, dtype="float64"), gaussian_data(4), (4,),
+         likelihood=None, objective="moves", samples=False),
     # adversarial models: a train_step, no likelihood
     Case("GAN", lambda rng: _gan(GAN, rng, lr=1e-2), gaussian_data(2), (2,), likelihood=None, objective="moves",
          step="train_step"),

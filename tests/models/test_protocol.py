@@ -36,7 +36,9 @@ def exported_models():
              (_is_model(getattr(models, name)) or not isinstance(getattr(models, name), type))}
     for family in models._FAMILIES:
         package = importlib.import_module(f"tinydgm.models.{family}")
-        names |= {name for name in getattr(package, "__all__", ()) if _is_model(getattr(package, name))}
+        public = getattr(package, "__all__", None) or [name for name in dir(package) if not name.startswith("_")]
+        names |= {name for name in public if _is_model(getattr(package, name))
+                  and getattr(package, name).__module__.startswith(package.__name__)}
     return names
 
 
@@ -120,7 +122,13 @@ def test_models_without_a_likelihood_have_no_log_prob():
 
 # ----------------------------------------------------------------------------- sample
 
-@pytest.mark.parametrize("case", CASES, ids=repr)
+def test_only_models_without_a_distribution_skip_sampling():
+    for case in CASES:
+        if not case.samples:
+            assert not hasattr(build(case), "sample"), case.name
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.samples], ids=repr)
 def test_sample_is_a_tensor_of_the_event_shape_without_graph(case):
     model = build(case)
     param = model.parameters()[0]
