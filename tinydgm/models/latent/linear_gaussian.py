@@ -251,7 +251,8 @@ class FactorAnalysis(_LinearGaussian):
             E-step:  G = (I + W^T Psi^{-1} W)^{-1},  beta = G W^T Psi^{-1}
                      (E[z_n] = beta (x_n - b),  E[z_n z_n^T] = G + E[z_n] E[z_n]^T)
             M-step:  W   <- S beta^T (G + beta S beta^T)^{-1}
-                     Psi <- diag(S - W beta S)
+                     Psi <- diag(S - W beta S)      (floored at 1e-6 x the mean variance: a
+                                                     factor may explain a variable exactly)
 
         Starts from a random W at the data's scale (rng, default ``self.rng``) and
         Psi = diag(S); stops after n_iter iterations or when the mean log-likelihood
@@ -269,7 +270,7 @@ class FactorAnalysis(_LinearGaussian):
             G = xp.linalg.inv(xp.eye(self.n_latent) + W.T @ (W / psi[:, None]))      # posterior covariance
             beta = G @ (W / psi[:, None]).T                                           # E[z|x] = beta (x - b)
             S_beta = S @ beta.T
-            W = S_beta @ xp.linalg.inv(G + beta @ S_beta)                             # sum E[z z^T] / N = G + beta S beta^T
+            W = S_beta @ xp.linalg.inv(G + beta @ S_beta)           # 1/N sum E[z z^T] = G + beta S beta^T
             psi = xp.maximum(xp.diag(S) - (W * S_beta).sum(axis=1), floor)            # diag(S - W beta S)
             history.append(self._mean_log_likelihood(x, W, b, psi))
             if history[-1] - history[-2] < tol:
