@@ -1,0 +1,215 @@
+"""The demo gallery (demos/*.py and ``python -m tinydgm demo``): every script is discovered and
+has the common interface; the quick gallery writes every file each script promises, with
+quick titles and numbers that could have come out wrong (training lowers the NLL, samples
+and densities stay below the true density); --device cuda without CuPy stops at once with
+the install hint; an installed copy without demos/ says where the demos are."""
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from paths import REPO_ROOT
+
+import tinydgm as td
+from tinydgm import cli
+
+DEMOS = REPO_ROOT / "demos"
+QUICK_MARK = "quick (smoke test)"
+PROMISED = {          # the files each family's script promises (demos/README.md)
+    "engine": ["gradcheck_report.md", "gradcheck_errors.png", "gmm_density.png", "gmm_training.png",
+               "toy_densities.png", "embedded_images.png"],
+    "energy": ["mh_chains.png", "ebm_density.png", "rbm_filters.png", "rbm_samples.png"],
+    "autoregressive": ["ar_samples_nade.png", "ar_samples_made.png", "ar_samples_pixelcnn.png",
+                       "made_toy_density.png"],
+    "flows": ["flow_toys.png", "flow_image_samples.png"],
+}
+
+
+def _demo(name):
+    return cli.load_demo(DEMOS / f"{name}.py")
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory):
+    """The whole gallery, quick, through the command line: (exit status, out folder, summary)."""
+    out = tmp_path_factory.mktemp("gallery")
+    code = cli.main(["demo", "--quick", "--out", str(out), "--seed", "3"])
+    summary = json.loads((out / "summary.json").read_text()) if code == 0 else None
+    return code, out, summary
+
+
+# ----------------------------------------------------------------------------- discovery and interface
+
+def test_the_gallery_discovers_every_script_and_each_has_the_interface():
+    found = [p.stem for p in cli.discover(DEMOS)]
+    assert found == sorted(p.stem for p in DEMOS.glob("*.py") if not p.name.startswith("_"))
+    assert set(PROMISED) <= set(found)
+    assert "_common" not in found
+    for name in found:
+        module = _demo(name)
+        assert callable(module.run) and callable(module.main), name
+        assert module.__doc__ and f"python demos/{name}.py" in module.__doc__, name
+
+
+def test_the_gallery_runs_every_script_and_writes_what_each_promises(gallery):
+    code, out, summary = gallery
+    assert code == 0
+    assert list(summary["demos"]) == [p.stem for p in cli.discover(DEMOS)]
+    assert summary["quick"] is True and summary["seed"] == 3 and summary["device"] == "cpu"
+    for name, demo in summary["demos"].items():
+        assert demo["demo"] == name and demo["quick"] is True
+        written = sorted(p.name for p in (out / name).iterdir())
+        assert written == sorted(demo["files"] + ["summary.json"]), name      # nothing missing, nothing extra
+        assert set(PROMISED.get(name, [])) <= set(demo["files"]), name
+        assert {f for f in demo["files"] if f.endswith(".png")} == set(demo["figures"]), name
+
+
+def test_every_quick_figure_is_a_picture_titled_as_a_smoke_test(gallery):
+    from matplotlib.image import imread
+    _, out, summary = gallery
+    for name, demo in summary["demos"].items():
+        for figure, title in demo["figures"].items():
+            assert title.startswith(QUICK_MARK), (name, figure, title)
+            assert (out / name / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            pixels = imread(out / name / figure)                        # decodes: not truncated
+            assert pixels.ndim == 3 and min(pixels.shape[:2]) >= 200, (figure, pixels.shape)
+            assert pixels[..., :3].std() > 0.05, figure                 # not a blank canvas
+
+
+def test_summary_numbers_are_finite(gallery):
+    _, _, summary = gallery
+
+    def walk(value, where):
+        if isinstance(value, float):
+            assert math.isfinite(value), where
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{where}.{k}")
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, f"{where}[{i}]")
+
+    walk(summary, "summary")
+
+
+# ----------------------------------------------------------------------------- what each family shows
+
+def test_engine_demo_checks_every_op_and_fits_the_mixture(gallery):
+    _, out, summary = gallery
+    engine = summary["demos"]["engine"]
+    check = engine["gradcheck"]
+    assert check["entries"] == len(td.autodiff.catalog.ENTRIES) and check["passed"] == check["entries"]
+    assert "| conv2d[groups] | passed |" in (out / "engine" / "gradcheck_report.md").read_text()
+    gmm = engine["gmm"]
+    assert gmm["final_nll"] < gmm["initial_nll"] - 0.5 and gmm["loss_gradcheck"] is True
+    assert gmm["final_nll"] > gmm["true_density_nll"] - 0.1          # cannot beat the data's own density by much
+    toys = engine["toys"]["toys"]
+    assert list(toys) == list(td.data.TOYS)
+    for name, entry in toys.items():
+        if entry["exact_density"]:                                   # the density holds all its mass on the grid
+            assert entry["mass_on_grid"] == pytest.approx(1.0, abs=0.03), name
+    assert toys["checkerboard"]["mean_log_density"] == pytest.approx(-math.log(8), abs=1e-6)
+    images = engine["images"]
+    # E[b] = x / 255 over 784k pixels: the Monte Carlo error is ~4e-4
+    assert images["binarized_fraction_on"] == pytest.approx(images["mean_gray_level"], abs=3e-3)
+
+
+def test_autoregressive_demo_beats_independent_pixels_even_when_quick(gallery):
+    _, _, summary = gallery
+    ar = summary["demos"]["autoregressive"]
+    assert list(ar["models"]) == ["NADE", "MADE", "PixelCNN"]
+    for name, m in ar["models"].items():
+        assert m["test_nll"] < m["test_nll_before"], name              # training lowered the exact NLL
+        assert m["beats_independent_pixels"] is True and m["test_nll"] < ar["independent_pixels_nll"], name
+        assert 0.0 < m["sample_fraction_on"] < 0.5, name               # binary samples, mostly off like the data
+    toy = ar["made_toy"]
+    assert toy["probability_sum"] == pytest.approx(1.0, abs=1e-4)      # exact p over all 2^8 codes
+    # the cross-entropy to the histogram is at least its entropy (Gibbs), far below uniform's log 256
+    assert toy["histogram_entropy"] - 1e-6 <= toy["train_nll"] < math.log(256) - 1.0
+
+
+def test_energy_demo_learns_and_mixes(gallery):
+    _, _, summary = gallery
+    energy = summary["demos"]["energy"]
+    assert 0.05 < energy["mh"]["acceptance"] < 0.95                    # moves, and rejects some steps
+    ebm = energy["ebm"]
+    assert ebm["test_log_likelihood"] > ebm["test_log_likelihood_before"] + 0.5
+    assert ebm["test_log_likelihood"] < ebm["true_log_likelihood"] + 0.1
+    rbm = energy["rbm"]
+    assert rbm["pseudo_log_likelihood_after"] > rbm["pseudo_log_likelihood_before"]
+
+
+def test_flows_demo_stays_below_the_true_density(gallery):
+    _, _, summary = gallery
+    flows = summary["demos"]["flows"]
+    assert [r["model"] for r in flows["toys"]["results"]] == ["planar", "RealNVP", "MAF"]
+    for r in flows["toys"]["results"]:
+        # a held-out log-likelihood cannot beat the true density's by more than Monte Carlo noise
+        assert r["gaussian_log_likelihood"] < r["test_log_likelihood"] < r["true_log_likelihood"] + 0.1, r
+    image = flows["image_flow"]
+    assert image["test_bits_per_dim"] < image["test_bits_per_dim_before"]
+
+
+def test_toy_cells_and_bits_round_trip():
+    ar = _demo("autoregressive")
+    xp = td.backend.module_for_device("cpu")
+    cells = ar.toy_cells(xp.array([[-3.2, -3.2], [0.0, 0.0], [3.19, -0.01], [9.0, -9.0]]))
+    assert cells.tolist() == [[0, 0], [8, 8], [15, 7], [15, 0]]
+    bits = ar.cells_to_bits(cells)
+    assert bits[2].tolist() == [1, 1, 1, 1, 0, 1, 1, 1]                 # 15 = 1111, 7 = 0111, MSB first
+    assert (bits.reshape(4, 2, 4) * xp.array([8, 4, 2, 1])).sum(-1).tolist() == cells.tolist()
+
+
+def test_gmm_log_prob_is_a_normalised_density():
+    engine = _demo("engine")
+    xp = td.backend.module_for_device("cpu")
+    axis = xp.linspace(-6, 6, 241)
+    gx, gy = xp.meshgrid(axis, axis)
+    points = td.tensor(xp.stack([gx.ravel(), gy.ravel()], axis=1), dtype="float64")
+    rng = td.rng(0)
+    params = [td.tensor(a, dtype="float64") for a in
+              (rng.standard_normal(3), rng.standard_normal((3, 2)), rng.uniform(-0.5, 0.3, (3, 2)))]
+    mass = float(td.exp(engine.gmm_log_prob(points, *params)).numpy().sum()) * (axis[1] - axis[0]) ** 2
+    assert mass == pytest.approx(1.0, abs=1e-3)
+
+
+# ----------------------------------------------------------------------------- command lines
+
+def test_a_script_runs_on_its_own(tmp_path):
+    done = subprocess.run([sys.executable, str(DEMOS / "engine.py"), "--quick", "--out", str(tmp_path / "e")],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "e" / "summary.json").read_text())
+    assert summary["demo"] == "engine" and summary["quick"] is True
+    assert all((tmp_path / "e" / f).stat().st_size > 0 for f in PROMISED["engine"])
+
+
+def test_only_runs_the_named_demos_and_rejects_unknown_names(tmp_path, capsys):
+    assert cli.main(["demo", "--only", "no_such_family", "--out", str(tmp_path)]) == 2
+    assert "no demo named no_such_family" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(td.cuda_available(), reason="a CUDA device is present: --device cuda runs")
+def test_cuda_without_a_gpu_stops_at_once_with_the_hint(tmp_path, capsys):
+    assert cli.main(["demo", "--device", "cuda", "--out", str(tmp_path / "g")]) == 2
+    assert _demo("flows").main(["--device", "cuda", "--out", str(tmp_path / "f")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("error:") == 2
+    if td.backend.cupy is None:
+        assert err.count('pip install -e ".[cuda12]"') == 2
+    assert not (tmp_path / "g").exists() and not (tmp_path / "f").exists()     # stopped before any work
+
+
+def test_an_installed_copy_without_demos_says_where_they_are(tmp_path):
+    site = tmp_path / "site-packages"
+    shutil.copytree(REPO_ROOT / "tinydgm", site / "tinydgm", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    done = subprocess.run([sys.executable, "-m", "tinydgm", "demo", "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert done.returncode == 2
+    assert "demos/ folder of the tinydgm source repository" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "o").exists()
