@@ -10,8 +10,9 @@ trained by gradient ascent on the Monte Carlo estimate of log p(x) with S prior 
     log p(x) ~= log 1/S sum_s p(x | f(z_s)) = logsumexp_s log p(x | f(z_s)) - log S,   z_s ~ p(z)
 
 The estimate of p(x) inside the log is unbiased, so by Jensen's inequality the estimate of
-log p(x) is biased LOW: E[estimate] <= log p(x), with equality as S -> infinity (the bias
-is about -Var/(2 S) for large S). That is why it is ``log_prob_estimate``, not log_prob.
+log p(x) is biased LOW: E[estimate] <= log p(x), with equality as S -> infinity (the bias is
+about -rho(x) / (2 S) for large S, rho below). That is why it is ``log_prob_estimate``,
+not log_prob.
 
 Why it "fails in high dimensions" (the slide's CONS, and what motivates amortised
 inference in the VAE): the prior rarely proposes a z where p(x | f(z)) is large. For the
