@@ -208,3 +208,14 @@ def test_made_784_500_works_out_of_the_box():
     with td.no_grad():
         assert model.log_prob(x).shape == (3,)
     assert model.sample(2, rng=td.rng(1)).shape == (2, 784)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", ["NADE", "MADE", "BernoulliRBM", "toy_realnvp"])
+def test_samples_and_loss_stay_on_the_models_device(name):
+    case = next(c for c in CASES if c.name == name)
+    model = build(case).to("cuda")
+    x = model.sample(5, rng=td.rng(11), **case.sample_kwargs)
+    assert isinstance(x, td.Tensor) and x.device == "cuda" and x.shape == (5,) + tuple(case.event_shape)
+    loss = model.loss(td.tensor(data_of(case), dtype="float64", device="cuda"))
+    assert loss.device == "cuda" and math.isfinite(loss.item())
