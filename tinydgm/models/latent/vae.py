@@ -38,6 +38,7 @@ from tinydgm import backend
 from tinydgm.autodiff.core import Tensor, no_grad
 from tinydgm.autodiff.elementwise import exp, square
 from tinydgm.distributions import Normal, StandardNormal
+from tinydgm.evaluate.importance import importance_log_likelihood
 from tinydgm.evaluate.units import bits_per_dim as _bits_per_dim
 from tinydgm.models.latent.encoders import event_size, positive_int
 from tinydgm.models.latent.priors import StandardNormalPrior
@@ -119,8 +120,8 @@ class VAE(Module):
         mu, log_var = self.encoder(x)
         shape = (n_samples,) + tuple(mu.shape)
         if eps is None:
-            eps = StandardNormal((), dtype=mu.dtype, device=mu.device).sample(shape, rng=self.rng if rng is None
-                                                                                  else rng)
+            rng = self.rng if rng is None else rng
+            eps = StandardNormal((), dtype=mu.dtype, device=mu.device).sample(shape, rng=rng)     # eps ~ N(0, I)
         else:
             eps = eps if isinstance(eps, Tensor) else Tensor(backend.as_array(eps, dtype=mu.dtype, device=mu.device))
             if tuple(eps.shape) != shape:
@@ -138,8 +139,9 @@ class VAE(Module):
         eps: optional noise of shape (S, N, L) (then S = eps.shape[0] unless n_samples says otherwise).
         """
         x = self._as_data(x, "elbo")
-        n_samples = self._count(n_samples if n_samples is not None else
-                                (eps.shape[0] if eps is not None else self.n_samples), "n_samples", "elbo")
+        if n_samples is None:
+            n_samples = self.n_samples if eps is None else eps.shape[0]
+        n_samples = self._count(n_samples, "n_samples", "elbo")
         mu, log_var, z = self._sample_latents(x, n_samples, eps, rng, "elbo")
         log_px_z = self.decoder.log_prob(x, z).mean(axis=0)                     # 1/S sum_s log p(x|z_s)
         if self.kl == "closed_form":
@@ -180,7 +182,6 @@ class VAE(Module):
         """log p(x) ~ log 1/k sum_i w_i, the importance-sampled estimate (= a draw of the
         IWAE bound F_k), (N,) in nats, without a graph; see
         tinydgm.evaluate.importance.importance_log_likelihood for the standard errors."""
-        from tinydgm.evaluate.importance import importance_log_likelihood
         return importance_log_likelihood(self, x, k, batch_size, chunk_size, rng).log_px
 
     def bits_per_dim(self, x, k=5000, batch_size=100, chunk_size=100, rng=None):
