@@ -249,6 +249,24 @@ def test_beta_weights_the_kl_and_leaves_the_decoder_gradient_alone():
 
 # ----------------------------------------------------------------------------- training and sampling
 
+def test_a_larger_beta_trains_a_posterior_closer_to_the_prior():
+    """beta-VAE (Higgins et al. 2017): with the KL weighted by beta = 8 the trained encoder's
+    KL(q || p) is smaller, and its ELBO lower, than with beta = 1 (same data, same start)."""
+    gen = np.random.default_rng(0)
+    x = (gen.random((64, 5)) < np.where(gen.random((64, 1)) < 0.5, 0.9, 0.1)).astype(np.float64)
+    kls, elbos = [], []
+    for beta in (1.0, 8.0):
+        model = small_vae(seed=2, beta=beta)
+        td.train.fit(model, x, td.optim.Adam(model.parameters(), lr=0.03), epochs=60, batch_size=64, seed=1,
+                     progress=False)
+        eps = np.random.default_rng(3).standard_normal((200, 64, 2))
+        rec, kl = model.elbo_terms(x, eps=eps)
+        kls.append(kl.numpy().mean())
+        elbos.append((rec - kl).numpy().mean())
+    assert kls[1] < 0.5 * kls[0], kls
+    assert elbos[1] < elbos[0], elbos
+
+
 def test_linear_vae_at_the_elbo_optimum_recovers_the_ppca_solution():
     """Linear decoder, fixed sigma: maximising the ELBO gives Tipping & Bishop's maximum-likelihood
     W^T W = U_L (Lambda_L - sigma^2 I) U_L^T and b = the data mean, with a tight bound (the

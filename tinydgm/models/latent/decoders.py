@@ -15,7 +15,7 @@ The network's output holds n_params blocks (1 for Bernoulli and the fixed-varian
     decoder.distribution(z) -> the Distribution over x, batch shape z.shape[:-1] + event_shape
     decoder.log_prob(x, z)  -> log p(x|z) summed over the event axes: z (..., N, L), x (N, *event) -> (..., N)
     decoder.mean(z)         -> E[x|z] (Bernoulli probabilities, the Gaussian mean, the exact
-                               mean over the logistic's levels)
+                               mean over the logistic's levels: it holds n_bins values per pixel)
     decoder.check_data(x, who) raises ValueError for data the observation model cannot score
                                (non-binary x for Bernoulli, off-level or out-of-range x for the
                                discretised logistic)
