@@ -1,5 +1,6 @@
 """MacKay's density network (MacKay 1995; tomczak-dgm, "Density Network"; intro lecture
-part II eqs. 12-13): a latent-variable model whose decoder is a neural network f,
+eqs. 12-13, "Learning deep latent variable models"): a latent-variable model whose
+decoder is a neural network f,
 
     p(z) = N(0, I_K),    p(x | z) = p(x | f(z))    (Bernoulli logits or Gaussian means),
     p(x) = integral p(z) p(x | f(z)) dz,

@@ -1,4 +1,4 @@
-"""The Gaussian mixture model fitted by EM (intro lecture part I eqs. 3-5, "My first
+"""The Gaussian mixture model fitted by EM (intro lecture eqs. 3-5, "My first
 generative model"; Dempster, Laird & Rubin 1977; Bishop PRML sec. 9.2):
 
     p(z = k) = pi_k,    p(x | z = k) = N(x | mu_k, Sigma_k),    p(x) = sum_k pi_k N(x | mu_k, Sigma_k)

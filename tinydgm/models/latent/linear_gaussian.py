@@ -1,6 +1,6 @@
 """Linear-Gaussian latent-variable models: factor analysis and probabilistic PCA
-(tomczak-dgm, "Latent variable model ... Factor Analysis"; intro lecture part I eqs. 6-8;
-Tipping & Bishop 1999; Ghahramani & Hinton 1996):
+(tomczak-dgm, "Latent variable model ... Factor Analysis"; intro lecture eqs. 6-8, "My
+second generative model"; Tipping & Bishop 1999; Ghahramani & Hinton 1996):
 
     p(z) = N(0, I_K),    p(x | z) = N(W z + b, Psi),    W: (D, K)
 
