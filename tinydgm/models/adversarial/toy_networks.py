@@ -1,5 +1,5 @@
 """MLP generator and discriminator for 2-D toy densities (8 Gaussians, a grid of Gaussians,
-two moons): the GAN of the lecture at a size whose decision surface can be drawn.
+two moons): the GAN of the intro lecture (part I) at a size whose decision surface can be drawn.
 
     MLPGenerator:      z (N, latent_dim) -> x (N, data_dim)   Linear-ReLU stack, linear output
     MLPDiscriminator:  x (N, data_dim) -> one logit/score (N,) Linear-LeakyReLU stack
