@@ -22,6 +22,8 @@ _EXPORTS = {
     "GatedPixelCNN": "autoregressive",
     "Flow": "flows", "toy_realnvp": "flows", "image_realnvp": "flows", "build_maf": "flows",
     "planar_flow": "flows", "radial_flow": "flows", "DequantizedFlow": "flows",
+    "GAN": "adversarial", "WGAN": "adversarial", "WGANGP": "adversarial", "DCGANGenerator": "adversarial",
+    "DCGANDiscriminator": "adversarial", "MLPGenerator": "adversarial", "MLPDiscriminator": "adversarial",
     "VAE": "latent", "IWAE": "latent", "MLPEncoder": "latent", "ConvEncoder": "latent",
     "MLPDecoder": "latent", "ConvDecoder": "latent", "StandardNormalPrior": "latent",
     "FactorAnalysis": "latent", "PPCA": "latent", "GaussianMixture": "latent", "DensityNetwork": "latent",
