@@ -21,11 +21,18 @@ test accuracy (``load_mnist_classifier().metadata``). They were made by
 i.e. ``train_mnist_classifier()`` with its defaults: the 60,000 MNIST training images,
 Adam (lr 1e-3, cosine decay to 0 over the run), batch 128, 12 epochs, seed 0, each
 training batch shifted by up to 2 pixels (a random translation per image, zero-filled);
-no early stopping, the test set was only evaluated at the end. The measured numbers (test
-accuracy, minutes on 2 CPU threads) are in the metadata and in ``SHIPPED`` below.
+no early stopping, the test set was only evaluated at the end. Test accuracy 98.51%
+(``metadata["test_accuracy"]``); 250 s on 2 CPU threads (``metadata["seconds"]``).
 
-Numbers computed with this network are comparable across the models of this project, and
-NOT with published FID or Inception Scores (a different network, features and data).
+Reference values through this network (``REFERENCE``; the best a model can hope for):
+the 10,000 MNIST test images against the 60,000 training images have a Frechet distance
+of 4.07, and an Inception Score of 9.32 (the ceiling for the test set's label frequencies,
+exp(H(y)), is 9.98; the training set scores 9.32 as well). The Frechet distance grows
+as samples shrink (two disjoint sets of 10,000 training images: 5.55; 500 embedded test
+images against the 1000 embedded training images: 117): compare models at the same,
+large sample size (10,000 samples for 256 features). Numbers computed with this network
+are comparable across the models of this project, and NOT with published FID or Inception
+Scores (a different network, features and data).
 """
 import math
 import os
@@ -39,7 +46,7 @@ from tinydgm.nn.linear import Linear
 from tinydgm.nn.module import Module
 
 __all__ = ["MNISTClassifier", "train_mnist_classifier", "load_mnist_classifier", "save_mnist_classifier",
-           "classifier_accuracy", "CLASSIFIER_FILE", "SHIPPED", "ClassifierFileError"]
+           "classifier_accuracy", "CLASSIFIER_FILE", "SHIPPED", "REFERENCE", "ClassifierFileError"]
 
 CLASSIFIER_FILE = "mnist_classifier.npz"
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081          # of the training pixels x / 255
@@ -48,6 +55,8 @@ METADATA_KEYS = ("hidden", "test_accuracy", "epochs", "seed", "batch_size", "lr"
                  "train_examples", "seconds", "command")
 # What the shipped file says about itself (checked against its metadata by the tests).
 SHIPPED = {"hidden": 256, "epochs": 12, "seed": 0}
+# MNIST test images vs training images through the shipped classifier (checked by the tests).
+REFERENCE = {"fid_test_vs_train": 4.07, "is_test": 9.32}
 
 
 class ClassifierFileError(ValueError):
