@@ -300,3 +300,23 @@ def test_quadrature_rejects_bad_input():
         evaluate.divergences_by_quadrature(lp, lambda x: np.zeros((len(x), 3)), [(-1, 1)], resolution=10)
     with pytest.raises(ValueError, match="log_p returned NaN or \\+inf"):
         evaluate.divergences_by_quadrature(lambda x: np.full(len(x), np.nan), lp, [(-1, 1)], resolution=10)
+
+
+def test_metrics_run_on_the_data_device(device):
+    """The metrics take their array module from the data: CuPy arrays give the NumPy values."""
+    import tinydgm as td
+    rng = np.random.default_rng(5)
+    f1, f2 = rng.normal(size=(60, 4)), rng.normal(size=(40, 4)) + 0.3
+    p = rng.dirichlet(np.ones(5), size=30)
+    x = rng.normal(size=(200, 2)) * 2
+    on = lambda a: td.backend.to_device(a, device)                                     # noqa: E731
+    assert evaluate.frechet_distance(on(f1), on(f2)) == pytest.approx(evaluate.frechet_distance(f1, f2), rel=1e-9)
+    assert evaluate.inception_score(on(p)) == pytest.approx(evaluate.inception_score(p), rel=1e-12)
+    centres, std = evaluate.toy_modes("eight_gaussians")
+    got = evaluate.mode_coverage(on(x), centres, std)
+    want = evaluate.mode_coverage(x, centres, std)
+    assert got[:3] == want[:3] and td.backend.device_of(got.counts) == device
+    np.testing.assert_array_equal(td.backend.to_numpy(got.counts), want.counts)
+    lp, lq = _normal_log_density(0, 1), _normal_log_density(0.5, 1.5)
+    assert evaluate.divergences_by_quadrature(lp, lq, [(-10, 10)], 500, device=device) == pytest.approx(
+        evaluate.divergences_by_quadrature(lp, lq, [(-10, 10)], 500), rel=1e-10)
