@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
+import tinydgm as td
 from tinydgm.data.toy import eight_gaussians_log_density
+from tinydgm.models.flows import toy_realnvp
 from tinydgm.models.adversarial import (GAN, MLPDiscriminator, MLPGenerator, compare_to_optimal,
                                         discriminator_value, jensen_shannon_divergence, optimal_discriminator,
                                         optimal_value, quadrature_grid)
@@ -100,6 +102,24 @@ def test_identity_in_two_dimensions_on_8_gaussians():
         assert values[-1] == pytest.approx(-math.log(4) + 2 * jsd, rel=1e-9)
         assert 0.0 < jsd < math.log(2)
     assert values[0] == pytest.approx(values[1], rel=1e-9)
+
+
+def test_a_flow_as_the_generator():
+    """p_G from a RealNVP's exact log_prob (random weights, so not a plain Gaussian): the
+    identity holds on a grid that holds the flow's mass."""
+    rng = np.random.default_rng(3)
+    flow = toy_realnvp(2, n_couplings=2, hidden=(8,), rng=rng, dtype="float64")
+    for p in flow.parameters():
+        p.data = p.data + 0.1 * rng.standard_normal(p.shape)
+    points, cell = quadrature_grid(-9.0, 9.0, 360, dim=2)
+    with td.no_grad():
+        log_p_g = flow.log_prob(td.tensor(points)).numpy()
+    log_p_data = eight_gaussians_log_density(points)
+    assert np.exp(log_p_g).sum() * cell == pytest.approx(1.0, abs=1e-5)       # the grid holds p_G
+    log_normal = stats.multivariate_normal(np.zeros(2), np.eye(2)).logpdf(points)
+    assert np.max(np.abs(log_p_g - log_normal)[np.exp(log_p_g) > 1e-3]) > 1.0     # not the base density
+    jsd = jensen_shannon_divergence(log_p_data, log_p_g, cell)
+    assert optimal_value(log_p_data, log_p_g, cell) == pytest.approx(-math.log(4) + 2 * jsd, abs=1e-5)
 
 
 def test_trained_discriminator_approaches_the_optimal_one():
