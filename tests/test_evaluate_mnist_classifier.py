@@ -73,8 +73,10 @@ def test_bad_inputs_are_named(classifier):
         classifier.features(np.full((2, 784), -0.5))
     with pytest.raises(TypeError, match="integer pixels 0..255 or floats"):
         classifier.features(np.zeros((2, 784), dtype=bool))
-    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+    with pytest.raises(ValueError, match="classifier_probs: batch_size must be a positive integer"):
         evaluate.classifier_probs(np.zeros((2, 784)), classifier, batch_size=0)
+    with pytest.raises(ValueError, match=r"classifier_features: images must be a non-empty batch.*\(0, 784\)"):
+        evaluate.classifier_features(np.zeros((0, 784)), classifier)
 
 
 # ----------------------------------------------------------------------------- the file checks

@@ -188,27 +188,29 @@ def _classifier(classifier):
     return classifier
 
 
-def _batched(fn, images, batch_size):
+def _batched(fn, images, batch_size, who):
     """fn over images in batches, without a graph; the results concatenated along axis 0."""
     if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    n = images.shape[0]
+        raise ValueError(f"{who}: batch_size must be a positive integer, got {batch_size!r}")
+    if not (isinstance(images, Tensor) or backend.is_array(images)):
+        images = backend.as_array(images)
+    if images.ndim < 2 or images.shape[0] == 0:
+        raise ValueError(f"{who}: images must be a non-empty batch (N, 28, 28), (N, 1, 28, 28) or (N, 784), "
+                         f"got shape {tuple(images.shape)}")
     with no_grad():
-        parts = [fn(images[start:start + batch_size]).data for start in range(0, n, int(batch_size))]
-    if not parts:
-        raise ValueError("no images given (shape (0, ...))")
+        parts = [fn(images[start:start + batch_size]).data for start in range(0, images.shape[0], int(batch_size))]
     return backend.xp_of(parts[0]).concatenate(parts, axis=0)
 
 
 def classifier_features(images, classifier=None, batch_size=1000):
     """The classifier's penultimate features (N, hidden) of images (N, 28, 28), (N, 1, 28, 28)
     or (N, 784) (integers 0..255 or floats in [0, 1]); default classifier: the shipped one."""
-    return _batched(_classifier(classifier).features, images, batch_size)
+    return _batched(_classifier(classifier).features, images, batch_size, "classifier_features")
 
 
 def classifier_probs(images, classifier=None, batch_size=1000):
     """The classifier's p(y | x) (N, 10) of images (as in ``classifier_features``)."""
-    return _batched(_classifier(classifier).probs, images, batch_size)
+    return _batched(_classifier(classifier).probs, images, batch_size, "classifier_probs")
 
 
 def mnist_frechet_distance(images1, images2, classifier=None, batch_size=1000):
