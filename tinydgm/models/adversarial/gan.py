@@ -92,7 +92,8 @@ class GAN(Module):
         (Radford et al. 2016: lr = 2e-4, beta1 = 0.5).
     d_optimizer, g_optimizer: optimizers over the discriminator's and the generator's
         parameters (each made here with Adam(lr, betas) when None).
-    rng: NumPy Generator, int seed or None (the process-wide generator) for z and batches.
+    rng: NumPy Generator, int seed or None (the process-wide generator): draws z (and the
+        interpolation weights of WGAN-GP) when a step is given no rng of its own.
 
     The event shape is found by passing two latent vectors through the generator (in
     evaluation mode, no graph) and its output through the discriminator; a generator and

@@ -106,7 +106,9 @@ class WGAN(GAN):
 class WGANGP(WGAN):
     """WGAN-GP: WGAN with the gradient penalty instead of weight clipping.
 
-    lam: lambda >= 0, the weight of the penalty (10 in the paper).
+    lam: lambda >= 0, the weight of the penalty (10 in the paper, for images; the authors'
+        released code uses 0.1 on 2-D toys; with 10, the small toy networks of the tests
+        kept jumping between modes for thousands of steps).
     lr, betas: Adam for both players (Gulrajani et al.: 1e-4, (0, 0.9)).
     The critic must score each example on its own (no batch norm): the penalty is per sample.
     """
