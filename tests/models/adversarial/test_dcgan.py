@@ -5,7 +5,7 @@ import pytest
 
 import tinydgm as td
 from tinydgm.models.adversarial import GAN, DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
-from tinydgm.nn import BatchNorm, ConvTranspose2d
+from tinydgm.nn import BatchNorm, ConvTranspose2d, Linear
 
 
 @pytest.mark.parametrize("output, low, high", [("tanh", -1.0, 1.0), ("sigmoid", 0.0, 1.0)])
@@ -16,15 +16,27 @@ def test_generator_shapes_and_output_range(output, low, high):
     assert x.shape == (3, 1, 28, 28)
     assert x.numpy().min() >= low and x.numpy().max() <= high
     assert x.numpy().min() < low + 0.1 and x.numpy().max() > high - 0.1      # the whole range is reached
-    layers = [m for m in generator.modules() if isinstance(m, (ConvTranspose2d, BatchNorm))]
-    assert [type(m).__name__ for m in layers] == ["ConvTranspose2d", "BatchNorm"] * 2 + ["ConvTranspose2d"]
+    layers = [m for m in generator.modules() if isinstance(m, (Linear, ConvTranspose2d, BatchNorm))]
+    assert [type(m).__name__ for m in layers] == ["Linear", "BatchNorm", "ConvTranspose2d", "BatchNorm",
+                                                  "ConvTranspose2d"]
+
+
+def test_projection_is_a_transposed_convolution_from_one_pixel():
+    """DCGAN's first layer, ConvTranspose2d(latent_dim, 2F, 7) on z as a 1 x 1 image, equals the
+    dense projection with the weight reshaped."""
+    rng = np.random.default_rng(5)
+    generator = DCGANGenerator(latent_dim=3, features=2, rng=rng, dtype="float64")
+    z = td.tensor(rng.standard_normal((4, 3)))
+    weight = generator.project.weight.numpy().reshape(3, 4, 7, 7)
+    as_conv = td.conv_transpose2d(z.reshape(4, 3, 1, 1), td.tensor(weight))
+    np.testing.assert_allclose(generator.project(z).numpy().reshape(4, 4, 7, 7), as_conv.numpy(), rtol=1e-12)
 
 
 def test_dcgan_initialisation():
     generator = DCGANGenerator(latent_dim=100, features=64, rng=np.random.default_rng(0))
-    w = generator.up1.weight.numpy()
+    w = generator.project.weight.numpy()
     assert abs(w.std() - 0.02) < 0.001 and abs(w.mean()) < 0.001
-    assert generator.up1.bias is None                         # followed by batch norm
+    assert generator.project.bias is None and generator.up2.bias is None     # followed by batch norm
     assert np.all(generator.up3.bias.numpy() == 0)
 
 

@@ -4,10 +4,16 @@
 Generator, an up-convolutional network (the recognition CNN reversed): strided transposed
 convolutions double the resolution, batch norm and ReLU between them, tanh or sigmoid out.
 
-    z (N, latent_dim) -> (N, latent_dim, 1, 1)
-      ConvTranspose2d(latent_dim, 2F, 7)          -> (N, 2F, 7, 7)    BatchNorm, ReLU
+    z (N, latent_dim)
+      project: z W reshaped                       -> (N, 2F, 7, 7)    BatchNorm, ReLU
       ConvTranspose2d(2F, F, 4, stride 2, pad 1)  -> (N, F, 14, 14)   BatchNorm, ReLU
       ConvTranspose2d(F, C, 4, stride 2, pad 1)   -> (N, C, 28, 28)   tanh (x in [-1, 1]) or sigmoid ([0, 1])
+
+The projection is DCGAN's first layer, ConvTranspose2d(latent_dim, 2F, 7) on z seen as a
+1 x 1 image, written as the dense layer it is: out[n, c, i, j] = sum_l z[n, l] W[l, c, i, j],
+so a Linear(latent_dim, 2F * 7 * 7) with weight W.reshape(latent_dim, -1) (and much faster
+here than a transposed convolution from a single pixel). To copy it into a PyTorch
+ConvTranspose2d, reshape the weight to (latent_dim, 2F, 7, 7).
 
 Discriminator, a recognition CNN: strided convolutions halve the resolution (no pooling),
 LeakyReLU(0.2) between them, and one output per image (the logit; the sigmoid is applied
@@ -27,6 +33,7 @@ batch norm makes each example's score depend on the rest of the batch (Gulrajani
 from tinydgm.autodiff.elementwise import leaky_relu, relu, sigmoid, tanh
 from tinydgm.nn import init
 from tinydgm.nn.conv import Conv2d, ConvTranspose2d
+from tinydgm.nn.linear import Linear
 from tinydgm.nn.module import Module
 from tinydgm.nn.norm import BatchNorm
 
@@ -61,7 +68,7 @@ class DCGANGenerator(Module):
                              f"got {output!r}")
         self.latent_dim, self.channels, self.features, self.output = latent_dim, channels, features, output
         f, opts = features, dict(dtype=dtype, device=device)
-        self.up1 = _dcgan_init(ConvTranspose2d(latent_dim, 2 * f, 7, bias=False, **opts), rng)
+        self.project = _dcgan_init(Linear(latent_dim, 2 * f * 7 * 7, bias=False, **opts), rng)
         self.norm1 = BatchNorm(2 * f, **opts)
         self.up2 = _dcgan_init(ConvTranspose2d(2 * f, f, 4, stride=2, padding=1, bias=False, **opts), rng)
         self.norm2 = BatchNorm(f, **opts)
@@ -70,8 +77,8 @@ class DCGANGenerator(Module):
     def forward(self, z):
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"DCGANGenerator: z must have shape (N, {self.latent_dim}), got shape {z.shape}")
-        h = z.reshape(z.shape[0], self.latent_dim, 1, 1)
-        h = relu(self.norm1(self.up1(h)))               # 7 x 7
+        h = self.project(z).reshape(z.shape[0], 2 * self.features, 7, 7)
+        h = relu(self.norm1(h))                         # 7 x 7
         h = relu(self.norm2(self.up2(h)))               # 14 x 14
         logits = self.up3(h)                            # 28 x 28
         return tanh(logits) if self.output == "tanh" else sigmoid(logits)
