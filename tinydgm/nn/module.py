@@ -17,7 +17,7 @@ looking at its own attributes, in the order they were assigned:
 ``load_state_dict`` checks names and shapes and says exactly what does not match.
 
 ``repr(module)`` is a short summary, never an array: the class and its key sizes
-(``extra_repr``), the parameter count, dtype and device, then the sub-modules by
+(``extra_repr``), the parameter count, dtype and device (if it has parameters), then the sub-modules by
 indentation, ``REPR_DEPTH`` levels deep, a run of identical siblings on one line
 ("(0-7): 8 x AffineCoupling(...)"), at most ``REPR_LINES`` lines:
 
@@ -212,7 +212,8 @@ class Module:
         return f"{sum(p.size for p in params):,} parameters, {dtypes}, {devices}"
 
     def __repr__(self):
-        lines = [f"{self._head()}: {self.summary()}"] + self._child_lines(1)
+        head = f"{self._head()}: {self.summary()}" if self.parameters() else self._head()   # Tanh() stays Tanh()
+        lines = [head] + self._child_lines(1)
         if len(lines) > REPR_LINES:
             lines = lines[:REPR_LINES - 1] + [f"  ... ({len(lines) - REPR_LINES + 1} more lines)"]
         return "\n".join(lines)
