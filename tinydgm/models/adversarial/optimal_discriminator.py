@@ -110,7 +110,7 @@ def _discriminate(discriminator, points, chunk):
     with no_grad():
         for start in range(0, points.shape[0], chunk):
             logits = discriminator(Tensor(points[start:start + chunk])).data.reshape(-1)
-            out.append(1.0 / (1.0 + xp.exp(-logits.astype("float64"))))
+            out.append(xp.exp(-xp.logaddexp(0.0, -logits.astype("float64"))))     # sigmoid, no overflow
     return xp.concatenate(out)
 
 
