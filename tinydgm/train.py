@@ -30,8 +30,13 @@ attribute name) is outside this contract. Epochs and steps are counted from 1.
 
 Checkpoints (``checkpoint_path``) are written atomically at the end of every
 ``checkpoint_every``-th epoch, at the last epoch and when a callback stops the run. A NaN
-or infinite loss raises ``TrainingError`` before the optimizer step, so the parameters
-are those of the last finite step and the last checkpoint on disk is untouched.
+or infinite loss raises ``TrainingError`` before the optimizer step, and the step is
+undone: computing the loss may already have changed state (batch-norm running
+statistics, act-norm's data-dependent initialisation, persistent chains, generator
+draws), so fit saves every module's attributes (arrays copied) and every generator's
+state before each step and puts them back when the loss is refused or raises. The
+model, optimizer and generators are then exactly as after the last finite step, and the
+last checkpoint on disk is untouched.
 ``resume=True`` continues from the checkpoint (model, optimizer, scheduler, generator,
 epoch, step, history): 2 epochs + resume for 2 more gives the same bits as 4 epochs.
 """
@@ -116,7 +121,7 @@ def fit(model, data, optimizer, epochs, batch_size, rng=None, seed=None, valid_d
             history[key] = [float(v) for v in state.history.get(key, [])]
 
     run = _Run(model, optimizer, scheduler if scheduler_interval == "step" else None, clip_grad_norm,
-               step, history, checkpoint_path, saved_epoch, steps_per_epoch)
+               step, history, checkpoint_path, saved_epoch, steps_per_epoch, rng)
     was_training = getattr(model, "training", True)
     borrowed = _lend_generator(model, rng)
     try:
@@ -154,8 +159,9 @@ class _Run:
     """The state that one epoch of training needs (so that ``fit`` reads as the outer loop)."""
 
     def __init__(self, model, optimizer, step_scheduler, clip_grad_norm, step, history, checkpoint_path,
-                 saved_epoch, steps_per_epoch):
+                 saved_epoch, steps_per_epoch, rng):
         self.model, self.optimizer, self.step_scheduler, self.history = model, optimizer, step_scheduler, history
+        self.rng = rng
         self.clip_grad_norm, self.params = clip_grad_norm, list(model.parameters())
         self.step, self.saved_epoch, self.checkpoint_path = step, saved_epoch, checkpoint_path
         self.steps_per_epoch = steps_per_epoch
@@ -167,10 +173,16 @@ class _Run:
         losses = []
         for batch in minibatches:
             self.step += 1
+            before = _ModelState(self.model, self.rng)
             self.optimizer.zero_grad()
-            loss = self.model.loss(_to_tensors(batch, self.placement))
-            value = _loss_value(loss)
-            if not math.isfinite(value):        # stop before the update: the parameters stay finite
+            try:
+                loss = self.model.loss(_to_tensors(batch, self.placement))
+                value = _loss_value(loss)
+            except BaseException:
+                before.restore()
+                raise
+            if not math.isfinite(value):        # refuse the step: no update, and the loss's side effects undone
+                before.restore()
                 raise self._nan_error(value, epoch, len(losses) + 1)
             loss.backward()
             del loss                            # free the graph before the update
@@ -309,6 +321,67 @@ def _to_tensors(batch, placement):
 def _to_tensor(array, device, dtype):
     cast = dtype is not None and backend.is_floating(array.dtype) and array.dtype != dtype
     return tensor(array, dtype=dtype if cast else None, device=device)
+
+
+# ----------------------------------------------------------------------------- undoing a refused step
+
+class _ModelState:
+    """What computing ``model.loss(batch)`` may change, saved so that a refused step leaves
+    no trace: every module's attributes, with each array copied (parameters, which act-norm's
+    initialisation rewrites; buffers such as running statistics and ``initialized`` flags;
+    persistent chains, which some samplers update in place), and the state of every
+    Generator the model holds and of the run's ``rng``. The optimizer is not saved: it only
+    changes in ``optimizer.step()``, after the loss has been accepted."""
+
+    def __init__(self, model, rng):
+        modules = model.modules() if hasattr(model, "modules") else [model]
+        self.generators = {id(rng): rng}
+        self.attributes = [(module, {name: self._save(value) for name, value in vars(module).items()})
+                           for module in modules]
+        self.generator_states = [(g, g.bit_generator.state) for g in self.generators.values()]
+
+    def _save(self, value):
+        if isinstance(value, Tensor):
+            return _SavedTensor(value, value.data.copy())
+        if backend.is_array(value):
+            return value.copy()
+        if isinstance(value, (tuple, list)):
+            return _rebuilt(value, [self._save(v) for v in value])
+        if isinstance(value, dict):
+            return {key: self._save(v) for key, v in value.items()}
+        if isinstance(value, backend.module_for_device("cpu").random.Generator):
+            self.generators[id(value)] = value
+        return value
+
+    def restore(self):
+        for module, attributes in self.attributes:
+            vars(module).clear()
+            vars(module).update((name, _restored(value)) for name, value in attributes.items())
+        for generator, state in self.generator_states:
+            generator.bit_generator.state = state
+
+
+class _SavedTensor:
+    def __init__(self, tensor, data):
+        self.tensor, self.data = tensor, data
+
+
+def _restored(value):
+    if isinstance(value, _SavedTensor):
+        value.tensor.data = value.data
+        return value.tensor
+    if isinstance(value, (tuple, list)):
+        return _rebuilt(value, [_restored(v) for v in value])
+    if isinstance(value, dict):
+        return {key: _restored(v) for key, v in value.items()}
+    return value
+
+
+def _rebuilt(sequence, items):
+    """A list, tuple or named tuple of the same type as ``sequence`` holding ``items``."""
+    if isinstance(sequence, tuple) and hasattr(sequence, "_fields"):
+        return type(sequence)(*items)
+    return type(sequence)(items)
 
 
 # ----------------------------------------------------------------------------- the model's generators

@@ -1,0 +1,125 @@
+"""Bad input never poisons a model (issue 12, "Robustness"): a refused training step leaves
+no trace, a checkpoint that does not fit changes nothing, the planar flow stays invertible
+at extreme parameters, log-space densities stay finite at extreme scales, integer input
+runs in the model's dtype, and the gated PixelCNN's receptive field is exact."""
+import numpy as np
+import pytest
+
+import tinydgm as td
+from tinydgm import nn, optim
+from tinydgm.models.flows import Compose, Flow
+from tinydgm.models.flows.image import ActNormTransform, BatchNormTransform
+from tinydgm.train import TrainingError, fit
+
+from protocol_cases import CASES, build, data_of
+
+
+# ----------------------------------------------------------------------------- 1. a refused step leaves no trace
+
+def _arrays_of(value):
+    """The arrays inside a module attribute (an array, a tuple or dict of them), copied."""
+    if isinstance(value, td.Tensor):
+        return [value.numpy().copy()]
+    if isinstance(value, np.ndarray):
+        return [value.copy()]
+    if isinstance(value, (tuple, list)):
+        return [a for v in value for a in _arrays_of(v)]
+    if isinstance(value, dict):
+        return [a for v in value.values() for a in _arrays_of(v)]
+    return []
+
+
+def _everything(model, optimizer, rng):
+    """Every piece of state a step could touch: parameters and buffers, every other array a
+    module holds (persistent chains), flags, the optimizer's state and the generator."""
+    modules = {}
+    for name, module in model.named_modules():
+        modules[name] = {attr: _arrays_of(value) for attr, value in vars(module).items() if _arrays_of(value)}
+        modules[name]["training"] = module.training
+    return {"state_dict": model.state_dict(), "modules": modules, "optimizer": optimizer.state_dict(),
+            "rng": rng.bit_generator.state}
+
+
+def _assert_same(before, after, where=""):
+    if isinstance(before, dict):
+        assert set(before) == set(after), f"{where}: keys {sorted(before)} became {sorted(after)}"
+        for key in before:
+            _assert_same(before[key], after[key], f"{where}/{key}")
+    elif isinstance(before, (list, tuple)):
+        assert len(before) == len(after), f"{where}: length changed"
+        for i, (b, a) in enumerate(zip(before, after)):
+            _assert_same(b, a, f"{where}[{i}]")
+    elif isinstance(before, np.ndarray):
+        np.testing.assert_array_equal(after, before, err_msg=f"{where} changed")
+    else:
+        assert before == after, f"{where}: {before!r} became {after!r}"
+
+
+def _norm_flow(kind):
+    layer = {"actnorm": ActNormTransform, "batchnorm": BatchNormTransform}[kind](3, dtype="float64")
+    return Flow(Compose([layer]), (3,))
+
+
+class _NormLayers(nn.Module):
+    """The bare layers of tinydgm.nn.norm under a loss that is finite for finite data."""
+
+    def __init__(self):
+        super().__init__()
+        self.batch_norm = nn.BatchNorm(3, dtype="float64")
+        self.act_norm = nn.ActNorm(3, dtype="float64")
+
+    def loss(self, x):
+        y = self.act_norm(self.batch_norm(x))
+        return (y * y).mean() + self.act_norm.log_det(x).mean()
+
+
+def _poisoned(x):
+    bad = x.copy()
+    bad.reshape(len(x), -1)[1, 0] = np.nan
+    return bad
+
+
+LAYER_MODELS = {"ActNormTransform": lambda: _norm_flow("actnorm"),
+                "BatchNormTransform": lambda: _norm_flow("batchnorm"),
+                "nn.BatchNorm+nn.ActNorm": _NormLayers}
+
+
+@pytest.mark.parametrize("name", sorted(LAYER_MODELS))
+def test_refused_first_step_leaves_norm_layers_untouched_and_trainable(name):
+    """A NaN in the very first batch: act-norm must not initialise itself from it nor
+    batch-norm's running statistics absorb it; afterwards training on clean data gives the
+    same bits as a twin that never saw the bad batch."""
+    x = np.random.default_rng(0).normal(2.0, 3.0, (16, 3))
+    model, twin = LAYER_MODELS[name](), LAYER_MODELS[name]()
+    opt, twin_opt = optim.Adam(model.parameters(), lr=1e-2), optim.Adam(twin.parameters(), lr=1e-2)
+    rng = td.rng(1)
+    before = _everything(model, opt, rng)
+    with pytest.raises(TrainingError):
+        fit(model, _poisoned(x), opt, epochs=1, batch_size=8, rng=rng, shuffle=False, progress=False)
+    _assert_same(before, _everything(model, opt, rng), name)
+
+    fit(model, x, opt, epochs=2, batch_size=8, rng=rng, shuffle=False, progress=False)
+    fit(twin, x, twin_opt, epochs=2, batch_size=8, rng=td.rng(1), shuffle=False, progress=False)
+    for (key, a), b in zip(model.state_dict().items(), twin.state_dict().values()):
+        assert np.isfinite(a).all(), key
+        np.testing.assert_array_equal(a, b, err_msg=key)
+
+
+FIT_CASES = [case for case in CASES if case.step == "loss"]
+
+
+@pytest.mark.parametrize("case", FIT_CASES, ids=repr)
+def test_refused_step_restores_every_state_of_every_model(case):
+    """Every model of the protocol table: after one clean epoch (optimizer moments, running
+    statistics, chains exist), a batch with a NaN is refused (TrainingError, or a ValueError
+    from the model's own input check) and nothing changed: parameters, buffers, flags,
+    persistent chains, optimizer state, the generator."""
+    model = build(case)
+    x = data_of(case, seed=1)[:16]
+    opt = case.optimizer(model.parameters())
+    rng = td.rng(2)
+    fit(model, x, opt, epochs=1, batch_size=8, rng=rng, shuffle=False, progress=False)
+    before = _everything(model, opt, rng)
+    with pytest.raises((TrainingError, ValueError)):
+        fit(model, _poisoned(x), opt, epochs=2, batch_size=8, rng=rng, shuffle=False, progress=False)
+    _assert_same(before, _everything(model, opt, rng), case.name)
