@@ -123,3 +123,26 @@ def test_refused_step_restores_every_state_of_every_model(case):
     with pytest.raises((TrainingError, ValueError)):
         fit(model, _poisoned(x), opt, epochs=2, batch_size=8, rng=rng, shuffle=False, progress=False)
     _assert_same(before, _everything(model, opt, rng), case.name)
+
+
+def test_norm_layers_outside_fit_keep_their_state_on_a_bad_batch():
+    """Without fit to undo anything (e.g. a first log_prob on bad data): act-norm does not
+    initialise itself from a batch with a NaN (an explicit initialize says why), and
+    batch-norm's running statistics move only for the features whose statistics are finite."""
+    x = np.random.default_rng(3).normal(2.0, 3.0, (16, 3))
+    act = nn.ActNorm(3, dtype="float64")
+    assert not np.isfinite(act(td.tensor(_poisoned(x))).numpy()).all()
+    assert not bool(act.initialized)
+    np.testing.assert_array_equal(act.scale.numpy(), np.ones(3))
+    with pytest.raises(ValueError, match=r"ActNorm\(3\): the initialising batch .* NaN"):
+        act.initialize(td.tensor(_poisoned(x)))
+    act(td.tensor(x))                                   # the first finite batch initialises it
+    assert bool(act.initialized)
+    np.testing.assert_allclose(act(td.tensor(x)).numpy().std(axis=0), 1, rtol=1e-5)
+
+    norm = nn.BatchNorm(3, dtype="float64")
+    norm(td.tensor(_poisoned(x)))                        # feature 0 holds the NaN
+    expected = 0.1 * x[:, 1:].mean(axis=0)
+    np.testing.assert_array_equal(norm.running_mean[0], 0.0)
+    np.testing.assert_array_equal(norm.running_var[0], 1.0)
+    np.testing.assert_allclose(norm.running_mean[1:], expected, rtol=1e-12)

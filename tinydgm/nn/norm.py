@@ -103,9 +103,16 @@ class BatchNorm(Module):
         return mu, sigma2
 
     def _update_running(self, batch_mean, batch_var):
+        """Move the running statistics towards the batch's, per feature, only where both
+        batch statistics are finite: a batch holding NaN or inf (whose output is then not
+        finite either) must not poison the statistics used in evaluation."""
         m, dtype = self.momentum, self.running_mean.dtype
-        self.running_mean = (1 - m) * self.running_mean + m * batch_mean.astype(dtype)
-        self.running_var = (1 - m) * self.running_var + m * batch_var.astype(dtype)
+        xp = backend.xp_of(self.running_mean)
+        finite = xp.isfinite(batch_mean) & xp.isfinite(batch_var)
+        new_mean = (1 - m) * self.running_mean + m * batch_mean.astype(dtype)
+        new_var = (1 - m) * self.running_var + m * batch_var.astype(dtype)
+        self.running_mean = xp.where(finite, new_mean, self.running_mean)
+        self.running_var = xp.where(finite, new_var, self.running_var)
 
     def forward(self, x):
         axes, shape, _ = _feature_geometry(self, x)
@@ -148,7 +155,9 @@ class ActNorm(Module):
     that this batch's output has zero mean and (up to eps) unit variance per channel;
     after that s and b are ordinary parameters. The buffer ``initialized`` records it, so a
     model restored from a state dict is not re-initialised. A channel that is constant on
-    the first batch gets s = 1 / eps.
+    the first batch gets s = 1 / eps. A batch holding NaN or inf never initialises it
+    (``initialize`` raises ValueError; forward and log_det leave it uninitialised, with a
+    non-finite output, until a finite batch comes).
     """
 
     def __init__(self, num_features, axis=1, eps=1e-6, dtype=None, device=None):
@@ -166,12 +175,22 @@ class ActNorm(Module):
             data = x.data
             std = data.std(axis=axes)
             scale = 1 / (std + self.eps)
+            bias = -data.mean(axis=axes) * scale
+            xp = backend.xp_of(data)
+            if not bool(xp.isfinite(scale).all() & xp.isfinite(bias).all()):
+                raise ValueError(f"ActNorm({self.num_features}): the initialising batch (shape {x.shape}) holds "
+                                 "NaN or infinite values; the layer stays uninitialised")
             self.scale.data = scale.astype(self.scale.dtype)
-            self.bias.data = (-data.mean(axis=axes) * scale).astype(self.bias.dtype)
+            self.bias.data = bias.astype(self.bias.dtype)
         self.initialized = backend.xp_of(self.initialized).ones((), dtype=bool)
 
     def _maybe_initialize(self, x):
-        if not bool(self.initialized):
+        # a batch that is not finite does not initialise the layer: its output is then not
+        # finite either (train.fit refuses the step), and the next finite batch initialises it
+        if bool(self.initialized):
+            return
+        _feature_geometry(self, x)                      # the shape and type errors first
+        if bool(backend.xp_of(x.data).isfinite(x.data).all()):
             self.initialize(x)
 
     def forward(self, x):
