@@ -240,7 +240,8 @@ def load(path, model=None, optimizer=None, scheduler=None):
 
     Raises FileNotFoundError for a missing file and CheckpointError for a file that is not
     a tinydgm checkpoint, lacks the state asked for, or does not fit the model (with
-    ``load_state_dict``'s message: missing, unexpected or mis-shaped keys).
+    ``load_state_dict``'s message: missing, unexpected or mis-shaped keys). All or nothing:
+    when it raises, the model, optimizer and scheduler are as they were before the call.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -266,14 +267,13 @@ def load(path, model=None, optimizer=None, scheduler=None):
     if "tree/extra" in archive:
         ckpt.extra = _decode(json.loads(str(archive["tree/extra"])), archive)
 
-    if model is not None:
-        _restore(model, model_state, path, "model")
-    for owner, state, what in ((optimizer, ckpt.optimizer_state, "optimizer"),
-                               (scheduler, ckpt.scheduler_state, "scheduler")):
-        if owner is not None:
-            if state is None:
-                raise CheckpointError(f"load: {path} holds no {what} state (it was saved without one)")
-            _restore(owner, state, path, what)
+    targets = [(owner, state, what) for owner, state, what in
+               ((model, model_state, "model"), (optimizer, ckpt.optimizer_state, "optimizer"),
+                (scheduler, ckpt.scheduler_state, "scheduler")) if owner is not None]
+    for owner, state, what in targets:
+        if state is None:
+            raise CheckpointError(f"load: {path} holds no {what} state (it was saved without one)")
+    _restore_all(targets, path)
     return ckpt
 
 
@@ -292,6 +292,23 @@ def _read(path):
         raise CheckpointError(f"load: {path} is a damaged .npz ({type(err).__name__}: {err})") from None
     finally:
         archive.close()
+
+
+def _restore_all(targets, path):
+    """Restore every (owner, state, what) or none: each ``load_state_dict`` checks its
+    state before changing anything, but a later one (the optimizer's) can still refuse
+    after an earlier one (the model's) has been applied. So the current state of every
+    owner is saved first and, if any refuses, those already restored are put back."""
+    current = [owner.state_dict() for owner, _, _ in targets]
+    touched = []
+    try:
+        for (owner, state, what), saved in zip(targets, current):
+            touched.append((owner, saved))          # the one that refuses may have changed something too
+            _restore(owner, state, path, what)
+    except BaseException:
+        for owner, saved in reversed(touched):      # the scheduler sets the optimizer's lr: undo it first
+            owner.load_state_dict(saved)
+        raise
 
 
 def _restore(owner, state, path, what):

@@ -146,3 +146,45 @@ def test_norm_layers_outside_fit_keep_their_state_on_a_bad_batch():
     np.testing.assert_array_equal(norm.running_mean[0], 0.0)
     np.testing.assert_array_equal(norm.running_var[0], 1.0)
     np.testing.assert_allclose(norm.running_mean[1:], expected, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- 2. checkpoint.load: all or nothing
+
+class _Net(nn.Module):
+    def __init__(self, seed):
+        super().__init__()
+        self.linear = nn.Linear(3, 2, rng=np.random.default_rng(seed), dtype="float64")
+        self.norm = nn.BatchNorm(2, dtype="float64")
+
+    def loss(self, x):
+        return (self.norm(self.linear(x)) ** 2).mean()
+
+
+def _trained(seed, steps=2):
+    model = _Net(seed)
+    opt = optim.Adam(model.parameters(), lr=0.1)
+    schedule = optim.StepLR(opt, step_size=1, gamma=0.5)
+    fit(model, np.random.default_rng(seed).standard_normal((8, 3)), opt, epochs=steps, batch_size=4, seed=seed,
+        scheduler=schedule, progress=False)
+    return model, opt, schedule
+
+
+@pytest.mark.parametrize("mismatch", ["optimizer type", "optimizer size", "no optimizer state", "scheduler"])
+def test_checkpoint_load_that_does_not_fit_changes_nothing(tmp_path, mismatch):
+    """The model's part of the file fits, the optimizer's (or scheduler's) does not: load
+    raises and the model, optimizer and scheduler are exactly as before the call."""
+    saved_model, saved_opt, saved_schedule = _trained(seed=0)
+    path = tmp_path / "ckpt.npz"
+    td.checkpoint.save(path, saved_model, None if mismatch == "no optimizer state" else saved_opt,
+                       saved_schedule if mismatch != "no optimizer state" else None)
+    model, opt, schedule = _trained(seed=1, steps=3)
+    if mismatch == "optimizer type":
+        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    elif mismatch == "optimizer size":
+        opt = optim.Adam(model.parameters()[:1], lr=0.1)
+    elif mismatch == "scheduler":
+        schedule = optim.CosineLR(opt, total_steps=10)
+    before = (model.state_dict(), opt.state_dict(), schedule.state_dict(), opt.lr)
+    with pytest.raises(td.checkpoint.CheckpointError):
+        td.checkpoint.load(path, model, opt, schedule)
+    _assert_same(before, (model.state_dict(), opt.state_dict(), schedule.state_dict(), opt.lr), mismatch)
