@@ -49,6 +49,7 @@ from tinydgm.models.latent.gmm import GaussianMixture
 from tinydgm.models.latent.linear_gaussian import FactorAnalysis, PPCA
 from tinydgm.models.latent import (IWAE, PPCA, VAE, DensityNetwork, FactorAnalysis, GaussianMixture,
                                    LinearAutoencoder, MLPDecoder, MLPEncoder)
+from tinydgm.models.latent.m2 import M2
 
 N = 32               # examples in a case's batch
 BATCH_SIZE = 8       # train.fit: 4 steps in the one epoch
@@ -187,6 +188,9 @@ CASES += [
          binary_data((6,)), (6,), likelihood="log_prob_estimate", exact=False, needs_rng=True, bits=False),
     Case("LinearAutoencoder", lambda rng: LinearAutoencoder(4, 2, rng=rng, dtype="float64"), gaussian_data(4), (4,),
          likelihood=None, objective="moves", samples=False),
+    # M2 on a plain batch: every example unlabelled, the loss -mean U(x) (the exact sum over classes)
+    Case("M2", lambda rng: M2(6, 2, latent_dim=2, hidden=(8,), rng=rng, dtype="float64"), binary_data((6,)), (6,),
+         likelihood="unlabelled_elbo", exact=False, needs_rng=True, bits=False),
     # adversarial models: a train_step, no likelihood
     Case("GAN", lambda rng: _gan(GAN, rng, lr=1e-2), gaussian_data(2), (2,), likelihood=None, objective="moves",
          step="train_step"),

@@ -27,6 +27,7 @@ _EXPORTS = {
     "VAE": "latent", "IWAE": "latent", "MLPEncoder": "latent", "ConvEncoder": "latent",
     "MLPDecoder": "latent", "ConvDecoder": "latent", "StandardNormalPrior": "latent",
     "FactorAnalysis": "latent", "PPCA": "latent", "GaussianMixture": "latent", "DensityNetwork": "latent",
+    "M2": "latent",
 }
 _FAMILIES = ("energy", "autoregressive", "flows", "latent", "adversarial", "hybrid")
 

@@ -1,5 +1,6 @@
 """Latent-variable models: p(x) = integral of p(z) p(x | z) dz (tomczak-dgm, intro lecture
-part II, isachenko-l07). Home of the linear-Gaussian models, density networks and VAEs."""
+part II, isachenko-l07). Home of the linear-Gaussian models, density networks, VAEs and the
+semi-supervised M2."""
 from tinydgm.models.latent.encoders import GaussianEncoder, MLPEncoder, ConvEncoder  # noqa: F401
 from tinydgm.models.latent.decoders import Decoder, MLPDecoder, ConvDecoder  # noqa: F401
 from tinydgm.models.latent.priors import Prior, StandardNormalPrior  # noqa: F401
@@ -9,3 +10,5 @@ from tinydgm.models.latent.linear_gaussian import FactorAnalysis, PPCA, linear_g
 from tinydgm.models.latent.gmm import GaussianMixture  # noqa: F401
 from tinydgm.models.latent.linear_autoencoder import LinearAutoencoder, principal_angles  # noqa: F401
 from tinydgm.models.latent.density_network import DensityNetwork  # noqa: F401
+from tinydgm.models.latent.m2 import (M2, UNLABELLED, class_conditional_grid, paper_alpha,  # noqa: F401
+                                      semi_supervised_data)
