@@ -11,9 +11,11 @@ Inference networks:
     q(y|x) = Cat(y; softmax(logits_phi(x)))                 the classifier             (eq. 36)
     q(z|x, y) = N(z; mu_phi(x, y), diag(exp(log_var_phi(x, y))))   input [x, onehot(y)]  (eq. 37)
 
-Sign convention: the deck writes L and U as the lower bounds themselves (maximised); the
-paper writes their negatives (minimised). Here ``labelled_elbo`` and ``unlabelled_elbo``
-return the bounds, in nats per example:
+The intro lecture's p(x|y, z) is a Gaussian; for binary images (the paper's MNIST) it is a
+Bernoulli, as here. Sign convention: the intro lecture writes L and U as the lower bounds
+themselves (maximised); the paper writes their negatives (minimised). Here ``labelled_elbo``
+and ``unlabelled_elbo`` return the bounds, in nats per example (the slide's U subtracts
+q(z|x, y) where ln q(z|x, y) is meant):
 
     L(x, y) = E_q(z|x,y)[log p(x|y, z) + log p(y) + log p(z) - log q(z|x, y)]  <=  log p(x, y)
             = E_q(z|x,y)[log p(x|y, z)] - log K - KL(q(z|x, y) || N(0, I))
@@ -29,8 +31,9 @@ The objective (eq. 38), maximised:
 
 alpha weighs the classifier's log-likelihood on each labelled example, since q(y|x) gets no
 other signal from labelled data. The paper writes alpha' E_labelled[-log q(y|x)] with
-alpha' = 0.1 N (N examples in all); as a sum over the N_l labelled examples that is
-alpha = 0.1 N / N_l per example (``paper_alpha``; about 50 for MNIST with 100 labels).
+alpha' = 0.1 N; reading N as the number of examples and E_labelled as the mean over the N_l
+labelled ones, that is alpha = 0.1 N / N_l per labelled example (``paper_alpha``; 50 for
+MNIST's 50,000 training images with 100 labels).
 
 Training with ``tinydgm.train.fit``: one stream of pairs (x, y) in which y = -1
 (``UNLABELLED``) marks an unlabelled example; ``loss((x, y))`` is -J / (batch size), an
@@ -59,8 +62,8 @@ UNLABELLED = -1         # the label that marks an unlabelled example in a (x, y)
 
 
 def paper_alpha(n_examples, n_labelled):
-    """alpha per labelled example equal to the paper's alpha' = 0.1 N on E_labelled:
-    0.1 N / N_l (Kingma et al. 2014, section 3.1.2)."""
+    """alpha per labelled example equal to the paper's alpha' = 0.1 N on E_labelled (the mean
+    over the N_l labelled examples): 0.1 N / N_l (Kingma et al. 2014, section 3.1.2)."""
     return 0.1 * n_examples / n_labelled
 
 
