@@ -188,3 +188,29 @@ def test_checkpoint_load_that_does_not_fit_changes_nothing(tmp_path, mismatch):
     with pytest.raises(td.checkpoint.CheckpointError):
         td.checkpoint.load(path, model, opt, schedule)
     _assert_same(before, (model.state_dict(), opt.state_dict(), schedule.state_dict(), opt.lr), mismatch)
+
+
+# ----------------------------------------------------------------------------- 6. the gated PixelCNN's exact reach
+
+def _measured_reach(model, size):
+    """(up, left, right) of the pixels that the logits at the bottom-right-most interior
+    pixel depend on, from the engine's Jacobian (tests/contracts.py)."""
+    from contracts import dependency_matrix
+    h, w = size
+    x = np.random.default_rng(0).random((2, 1, h, w))
+    dep = dependency_matrix(lambda t: model.logits(t), x)          # (outputs, inputs)
+    i, j = h - 1, w - 1 - (w // 2)                                   # a pixel with room on both sides
+    rows, cols = np.divmod(np.flatnonzero(dep[i * w + j]), w)
+    return int(i - rows.min()), int(j - cols.min()), int(cols.max() - j)
+
+
+@pytest.mark.parametrize("n_layers, kernel_size, first_kernel_size", [(2, 3, 3), (3, 3, 5), (1, 5, 7), (2, 5, 3)])
+def test_gated_pixelcnn_reach_is_exact(n_layers, kernel_size, first_kernel_size):
+    from tinydgm.models import GatedPixelCNN
+    model = GatedPixelCNN(channels=3, n_layers=n_layers, kernel_size=kernel_size, first_kernel_size=first_kernel_size,
+                          dtype="float64", rng=np.random.default_rng(1))
+    up, left, right = model.reach()
+    size = (up + 3, left + right + 5)                              # larger than the receptive field
+    assert _measured_reach(model, size) == (up, left, right)
+    if (n_layers, kernel_size, first_kernel_size) == (2, 3, 3):
+        assert (up, left, right) == (3, 3, 2)                     # 2 layers of 3x3: 3 up, 3 left, 2 right

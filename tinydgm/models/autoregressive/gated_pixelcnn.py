@@ -62,12 +62,15 @@ class GatedPixelCNN(AutoregressiveImageModel):
         return self.conv_out(relu(self.head(relu(h))))
 
     def reach(self):
-        """Per block with half-width p: the vertical stack looks p rows up and p columns
-        either side, the horizontal one p (+1 for type A) columns left and, through the
-        shifted vertical stack, one more row up."""
-        half = [self.first_kernel_size // 2] + [self.kernel_size // 2] * (self.n_layers - 1)
-        up = sum(p + 1 for p in half)
-        return up, up, sum(half)
+        """Exactly (up, left, right) = (P + 1, P + 1, P), P = sum of the blocks' half-widths p.
+
+        Each block's vertical stack adds p rows up and p columns either side, so the last
+        one has seen P rows up and P columns either side, and reaches the horizontal stack
+        shifted down one row: P + 1 up, P right. The horizontal stack adds p columns left
+        per block, p + 1 for the first (type A excludes the pixel itself): P + 1 left.
+        The shift is paid once, not per block."""
+        total = self.first_kernel_size // 2 + (self.kernel_size // 2) * (self.n_layers - 1)
+        return total + 1, total + 1, total
 
     def _activation_cache(self, n, cond, image_size):
         """The vertical stack cached per row, the horizontal stack per pixel
