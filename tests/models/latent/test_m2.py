@@ -376,6 +376,10 @@ def test_bad_labels_noise_and_configuration():
         M2(4, 2, alpha=-1)
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
         model.sample(2, y=5)
+    with pytest.raises(ValueError, match="3 labelled examples but 2 labels"):
+        semi_supervised_data(x, np.array([0, 1]), x)
+    with pytest.raises(ValueError, match=r"labelled examples of shape \(4,\), unlabelled of shape \(5,\)"):
+        semi_supervised_data(x, np.array([0, 1, 2]), np.zeros((2, 5)))
 
 
 def test_repr_is_a_short_summary():

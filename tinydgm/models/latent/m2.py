@@ -205,7 +205,8 @@ class M2(Module):
         return total
 
     def loss(self, batch):
-        """-J / B for a minibatch of B examples, what ``train.fit`` minimises.
+        """-J / B for a minibatch of B examples, what ``train.fit`` minimises (for a shuffled
+        stream, an unbiased estimate of -J / N over the whole stream).
 
         batch: a Tensor x (all unlabelled: -mean U(x)), or a pair (x, y) with y = -1
         (UNLABELLED) for the unlabelled examples.
@@ -233,16 +234,19 @@ class M2(Module):
         rng = self.rng if rng is None else rng
         like = self._parameter()
         with no_grad():
-            if y is None:
-                uniform = Categorical(Tensor(backend.module_for_device(like.device).zeros(
-                    self.n_classes, dtype=like.dtype)))
-                y = uniform.sample((n,), rng=rng).data
-            elif isinstance(y, numbers.Integral) and not isinstance(y, bool):
-                y = backend.module_for_device(like.device).full(n, int(y), dtype="int64")
-            y = self._as_labels(y, n, "sample")
+            y = self._classes_to_sample(n, y, rng, like)
             z = StandardNormal((), dtype=like.dtype, device=like.device).sample((n, self.latent_dim), rng=rng)
             p_x = self.decoder.distribution(self._decoder_input(z, self._one_hot(y, like)))
             return p_x.mean if mean else p_x.sample(rng=rng)
+
+    def _classes_to_sample(self, n, y, rng, like):
+        """n class labels: y ~ p(y) = 1/K for y=None, n copies of an int y, or y itself."""
+        xp = backend.module_for_device(like.device)
+        if y is None:
+            y = Categorical(Tensor(xp.zeros(self.n_classes, dtype=like.dtype))).sample((n,), rng=rng).data
+        elif isinstance(y, numbers.Integral) and not isinstance(y, bool):
+            y = xp.full(n, int(y), dtype="int64")
+        return self._as_labels(y, n, "sample")
 
     def class_grid(self, n_rows, z=None, rng=None, mean=True):
         """The class-conditional grid (n_rows, K, *event_shape): z fixed along each row (drawn
