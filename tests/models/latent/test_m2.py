@@ -177,6 +177,26 @@ def test_unlabelled_bound_is_below_log_px_by_exactly_the_kl_to_the_joint_posteri
     assert np.all(np.abs(mc - u) < 4 * se + 1e-9), (mc, u, se)
 
 
+def test_importance_weights_average_to_u_and_the_estimate_reaches_log_px():
+    """With the proposal q(y, z|x): E[log w] = U(x) (the exact U by quadrature) and the k-sample
+    estimate log 1/k sum w approaches log p(x) (F_1 < F_5000 ~ log p(x), within its errors)."""
+    model = small_m2(n_dims=3, n_classes=2, latent_dim=1, hidden=(4,), seed=2)
+    x = np.array([[(i >> b) & 1 for b in range(3)] for i in range(8)], dtype=np.float64)
+    log_px, u, kl, _, _ = exact_quantities(model, x)
+    log_w = model.log_importance_weights(x, 20000, rng=np.random.default_rng(0)).numpy()
+    assert log_w.shape == (20000, 8)
+    se = log_w.std(0) / np.sqrt(20000)
+    assert np.all(np.abs(log_w.mean(0) - u) < 4 * se), (log_w.mean(0), u, se)
+    estimate = td.evaluate.importance.importance_log_likelihood(model, x, k=5000, rng=np.random.default_rng(1))
+    assert np.all(np.abs(estimate.log_px.numpy() - log_px) < 4 * estimate.stderr.numpy() + 1e-4)
+    assert np.all(estimate.stderr.numpy() < 0.25 * kl)          # tight enough to tell log p(x) from U(x)
+    np.testing.assert_allclose(model.log_prob_estimate(x, k=5000, rng=np.random.default_rng(1)).numpy(),
+                               estimate.log_px.numpy(), rtol=1e-12)
+    log_p50 = model.log_prob_estimate(x, k=50, rng=np.random.default_rng(2)).numpy()
+    np.testing.assert_allclose(model.bits_per_dim(x, k=50, rng=np.random.default_rng(2)).numpy(),
+                               -log_p50 / (3 * np.log(2)), rtol=1e-12)
+
+
 # ----------------------------------------------------------------------------- gradients
 
 def objectives():
@@ -334,7 +354,8 @@ def test_bad_batches_raise_clear_errors_and_change_nothing(bad, message):
     before = parameters_of(model)
     labels = np.array([0, 1, UNLABELLED])
     for call in (model.loss, lambda x: model.loss((x, labels)), model.unlabelled_elbo, model.classify,
-                 lambda x: model.labelled_elbo(x, np.zeros(3, dtype=int))):
+                 lambda x: model.labelled_elbo(x, np.zeros(3, dtype=int)),
+                 lambda x: model.log_importance_weights(x, 2)):
         with pytest.raises(ValueError, match=message):
             call(bad)
     optimizer = td.optim.Adam(model.parameters(), lr=0.1)
@@ -364,6 +385,9 @@ def test_bad_labels_noise_and_configuration():
         model.unlabelled_elbo(x, eps=np.zeros((1, 3, 2)))
     with pytest.raises(ValueError, match="n_samples must be an int >= 1"):
         model.unlabelled_elbo(x, n_samples=0)
+    for k in (0, 2.5, True):
+        with pytest.raises(ValueError, match="k must be an int >= 1"):
+            model.log_importance_weights(x, k)
     with pytest.raises(ValueError, match="a pair"):
         model.loss((x, np.array([0, 1, 2]), x))
     with pytest.raises(ValueError, match="no examples"):

@@ -41,6 +41,10 @@ unbiased minibatch estimate of -J / N. With few labels, repeat the labelled exam
 most batches hold some (``semi_supervised_data(..., repeat=r)``; each repeat counts as an
 example of J). ``loss(x)`` on a plain batch treats every example as unlabelled.
 
+Evaluation: ``log_importance_weights`` draws (y, z) from the model's own q(y, z|x), so
+tinydgm.evaluate.importance estimates log p(x) (``log_prob_estimate``, ``bits_per_dim``)
+as for the VAE; ``predict`` gives the classifier's labels.
+
 Randomness: eps comes from ``eps=`` (to hold the noise fixed) or from ``rng`` /
 ``self.rng`` (``train.fit`` lends its generator to ``self.rng``).
 """
@@ -50,7 +54,9 @@ import numbers
 from tinydgm import backend
 from tinydgm.autodiff.core import Tensor, no_grad
 from tinydgm.autodiff.shape import broadcast_to, concatenate
-from tinydgm.distributions import Categorical, StandardNormal
+from tinydgm.distributions import Categorical, Normal, StandardNormal
+from tinydgm.evaluate.importance import importance_log_likelihood
+from tinydgm.evaluate.units import bits_per_dim as _bits_per_dim
 from tinydgm.models.latent.decoders import MLPDecoder
 from tinydgm.models.latent.encoders import MLPEncoder, as_event_shape, event_size, mlp, positive_int
 from tinydgm.models.latent.vae import kl_standard_normal, reparameterize
@@ -223,6 +229,39 @@ class M2(Module):
         labelled = xp.flatnonzero(y != UNLABELLED)
         unlabelled = xp.flatnonzero(y == UNLABELLED)
         return -self.objective(Tensor(x.data[labelled]), y[labelled], Tensor(x.data[unlabelled])) / x.shape[0]
+
+    # ----------------------------------------------------------------------------- evaluation
+
+    def log_importance_weights(self, x, k, rng=None):
+        """log w_i = log p(x, y_i, z_i) - log q(y_i, z_i|x), y_i ~ q(y|x), z_i ~ q(z|x, y_i):
+        shape (k, N), the interface of tinydgm.evaluate.importance (Burda et al. 2016). The
+        proposal is the model's own q(y, z|x), so E[log w] = U(x). y is drawn discretely:
+        for evaluation, not a training objective."""
+        x = self._as_data(x, "log_importance_weights")
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ValueError(f"M2.log_importance_weights: k must be an int >= 1, got {k!r}")
+        k, n = int(k), x.shape[0]
+        rng = self.rng if rng is None else rng
+        q_y = Categorical(self.classifier(x.reshape(n, -1)))
+        y = q_y.sample((k,), rng=rng)                                               # (k, N)
+        x_k, onehot = concatenate([x] * k, axis=0), self._one_hot(y.data.reshape(-1), x)
+        mu, log_var = self._encode(x_k, onehot)
+        eps = StandardNormal((), dtype=mu.dtype, device=mu.device).sample(tuple(mu.shape), rng=rng)
+        z = reparameterize(mu, log_var, eps)                                         # (k N, L)
+        log_joint = (self.decoder.log_prob(x_k, self._decoder_input(z, onehot)) - math.log(self.n_classes)
+                     + StandardNormal((), dtype=z.dtype, device=z.device).log_prob(z).sum(axis=-1))
+        log_qz = Normal(mu, log_var=log_var).log_prob(z).sum(axis=-1)
+        return (log_joint - log_qz).reshape(k, n) - q_y.log_prob(y)
+
+    def log_prob_estimate(self, x, k=5000, batch_size=100, chunk_size=100, rng=None):
+        """log p(x) ~ log 1/k sum_i w_i (the importance-sampled estimate, a draw of the IWAE
+        bound F_k over (y, z)), (N,) in nats, no graph; standard errors from
+        tinydgm.evaluate.importance.importance_log_likelihood."""
+        return importance_log_likelihood(self, x, k, batch_size, chunk_size, rng).log_px
+
+    def bits_per_dim(self, x, k=5000, batch_size=100, chunk_size=100, rng=None):
+        """-log p(x) / (D ln 2) from the k-sample estimate, (N,)."""
+        return _bits_per_dim(-self.log_prob_estimate(x, k, batch_size, chunk_size, rng), event_size(self.event_shape))
 
     # ----------------------------------------------------------------------------- generation
 
