@@ -15,6 +15,7 @@ Invertibility constraints (appendix A.1), enforced by the parametrisation so tha
 parameter values are valid:
 
     planar:  u_hat = u + (m(w^T u) - w^T u) w / |w|^2,  m(a) = -1 + softplus(a)   =>  w^T u_hat >= -1
+             (kept at least -1 + sqrt(eps) and computed so that it holds in floating point)
     radial:  alpha = softplus(alpha_raw) > 0,  beta = -alpha + softplus(beta_raw)   =>  beta >= -alpha
 
 What is exact:
@@ -31,7 +32,7 @@ What is exact:
 """
 from tinydgm import backend
 from tinydgm.autodiff.core import Tensor, no_grad
-from tinydgm.autodiff.elementwise import abs, log, log1p, softplus, sqrt, tanh, where
+from tinydgm.autodiff.elementwise import abs, log, log1p, maximum, softplus, sqrt, tanh, where
 from tinydgm.models.flows.base import Compose, Flow, Transform
 from tinydgm.nn import init
 from tinydgm.nn.module import Parameter
@@ -63,28 +64,43 @@ class PlanarFlow(Transform):
         self.b = Parameter(init.zeros((), dtype, device))
 
     def u_hat(self):
-        """u_hat = u + (m(w^T u) - w^T u) w / |w|^2, m(a) = -1 + softplus(a): w^T u_hat = m(w^T u) >= -1."""
+        """u_hat = u + (m(w^T u) - w^T u) w / |w|^2: w^T u_hat = m(w^T u) > -1 (see ``_constrained``)."""
+        return self._constrained()[0]
+
+    def _constrained(self):
+        """(u_hat, c) with c = w^T u_hat = max(m(w^T u), -1 + delta), m(a) = -1 + softplus(a).
+
+        The same u_hat as the paper's formula, computed so that the constraint holds in
+        floating point: u_hat = u_perp + c w / |w|^2 with u_perp, the part of u orthogonal
+        to w, projected out twice (one pass leaves a rounding error of size eps |w^T u|
+        along w, which for w^T u = -1e6 in float32 pushes w^T u_hat well below -1; the
+        second pass leaves eps |u_perp| |w|). delta = sqrt(eps) of the dtype is the margin
+        that keeps c above -1 where softplus underflows (w^T u below about -17 in float32)
+        and covers that remaining rounding for |u_perp| |w| up to about 1 / sqrt(eps)."""
+        w_w = (self.w * self.w).sum()
         w_u = (self.w * self.u).sum()
-        m = softplus(w_u) - 1
-        return self.u + (m - w_u) * self.w / (self.w * self.w).sum()
+        u_perp = self.u - (w_u / w_w) * self.w
+        u_perp = u_perp - ((self.w * u_perp).sum() / w_w) * self.w
+        delta = float(backend.xp_of(self.w.data).finfo(self.w.dtype).eps) ** 0.5
+        c = maximum(softplus(w_u) - 1, delta - 1)
+        return u_perp + (c / w_w) * self.w, c
 
     def forward(self, x):
         _check_event(x, self.dim, "PlanarFlow")
-        u_hat = self.u_hat()
+        u_hat, c = self._constrained()
         a = x @ self.w + self.b                              # w^T x + b, shape (N,)
         h = tanh(a)
         z = x + h.reshape(-1, 1) * u_hat                      # eq. 10
-        # u_hat^T psi = h'(a) w^T u_hat with h' = 1 - tanh^2 (eq. 11-12)
-        log_det = log(abs(1 + (1 - h * h) * (u_hat * self.w).sum()))
+        # u_hat^T psi = h'(a) w^T u_hat = h'(a) c with h' = 1 - tanh^2 (eq. 11-12); 1 + h' c >= delta > 0
+        log_det = log(abs(1 + (1 - h * h) * c))
         return z, log_det
 
     def inverse(self, z):
         _check_event(z, self.dim, "PlanarFlow.inverse")
         with no_grad():
-            u_hat = self.u_hat().data
+            u_hat, c = (t.data for t in self._constrained())  # c = w^T u_hat >= -1 + delta
             w, b = self.w.data, self.b.data
             xp = backend.xp_of(z.data)
-            c = (w * u_hat).sum()                             # w^T u_hat >= -1
             y = z.data @ w + b                                # = a + c tanh(a)
             a = _solve_planar(xp, y, c)
             h = xp.tanh(a)
