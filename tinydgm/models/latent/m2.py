@@ -126,6 +126,9 @@ class M2(Module):
     def classify(self, x):
         """q(y|x) = Cat(softmax(logits(x))), batch shape (N,) (eq. 36); differentiable."""
         x = self._as_data(x, "classify")
+        return self._q_y(x)
+
+    def _q_y(self, x):
         return Categorical(self.classifier(x.reshape(x.shape[0], -1)))
 
     def predict(self, x):
@@ -187,7 +190,7 @@ class M2(Module):
         return self._unlabelled(x, eps, n_samples, rng, "unlabelled_elbo")
 
     def _unlabelled(self, x, eps, n_samples, rng, who):
-        q_y = Categorical(self.classifier(x.reshape(x.shape[0], -1)))
+        q_y = self._q_y(x)
         bounds = self._elbo_per_class(x, eps, n_samples, rng, who)                   # (N, K)
         return (q_y.probs * bounds).sum(axis=-1) + q_y.entropy()
 
@@ -200,7 +203,7 @@ class M2(Module):
             y = self._as_labels(y_labelled, x.shape[0], "objective")
             eps = self._noise(eps_labelled, None, None, (x.shape[0], self.latent_dim), x, "objective",
                               "(S, N_l, L)")
-            log_q_y = Categorical(self.classifier(x.reshape(x.shape[0], -1))).log_prob(y)
+            log_q_y = self._q_y(x).log_prob(y)
             total = (self._bound(x, self._one_hot(y, x), eps) + self.alpha * log_q_y).sum()
         if x_unlabelled is not None and len(x_unlabelled) > 0:
             x = self._as_data(x_unlabelled, "objective")
@@ -242,7 +245,7 @@ class M2(Module):
             raise ValueError(f"M2.log_importance_weights: k must be an int >= 1, got {k!r}")
         k, n = int(k), x.shape[0]
         rng = self.rng if rng is None else rng
-        q_y = Categorical(self.classifier(x.reshape(n, -1)))
+        q_y = self._q_y(x)
         y = q_y.sample((k,), rng=rng)                                               # (k, N)
         x_k, onehot = concatenate([x] * k, axis=0), self._one_hot(y.data.reshape(-1), x)
         mu, log_var = self._encode(x_k, onehot)
