@@ -42,7 +42,7 @@ from tinydgm.autodiff import functional as F
 from tinydgm.autodiff.core import Tensor, no_grad
 from tinydgm.autodiff.functional import (binary_cross_entropy_with_logits, broadcast_to, exp,
                                          expand_dims, log, log1mexp, log1p, log_sigmoid,
-                                         log_softmax, logsumexp, sigmoid, softmax, softplus,
+                                         log_softmax, logsumexp, minimum, sigmoid, softmax, softplus,
                                          square, where)
 
 __all__ = ["Distribution", "Normal", "StandardNormal", "Bernoulli", "Categorical",
@@ -163,6 +163,47 @@ def _one_hot(indices, n, like):
     return _constant((indices[..., None] == xp.arange(n)).astype(like.dtype))
 
 
+def _scaled(residual, log_scale):
+    """residual / s = residual * exp(-log_scale), finite wherever the true quotient is.
+
+    exp(-log_scale) overflows where s is below 1 / (the dtype's max), i.e. log s < -88.7
+    in float32 (-709.8 in float64), and residual * inf would give NaN at residual = 0.
+    There the quotient is taken from logs, sign(r) exp(log|r| - log s): 0 at r = 0, else a
+    number or +-inf, as a constant (its gradient, of size 1 / s^2, is not representable
+    either). Elsewhere it is the plain product, through a log_scale with those entries
+    replaced by 0, so no inf reaches the graph (or its gradient) there.
+    """
+    xp = backend.xp_of(log_scale.data)
+    overflow = -log_scale.data > math.log(float(xp.finfo(log_scale.dtype).max))
+    quotient = residual * exp(-where(overflow, 0, log_scale))
+    r = xp.broadcast_to(residual.data, quotient.shape)
+    magnitude = xp.where(r == 0, 1, xp.abs(r))
+    with _quiet(xp):
+        far = xp.exp(xp.log(magnitude) - log_scale.data)             # may overflow to inf: the honest value
+    far = xp.where(r == 0, 0, xp.where(r < 0, -far, far))
+    return where(overflow, _constant(far.astype(quotient.dtype)), quotient)
+
+
+def _quiet(xp):
+    """Silence overflow warnings where an overflow to inf is the right answer."""
+    return xp.errstate(over="ignore") if hasattr(xp, "errstate") else _NoContext()
+
+
+class _NoContext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _entropy_terms(log_p):
+    """-p log p from log p, with 0 log 0 = 0: a bin or class of zero probability (log p =
+    -inf) adds nothing, instead of 0 * -inf = NaN, in value and gradient."""
+    finite = backend.xp_of(log_p.data).isfinite(log_p.data)
+    return -(exp(log_p) * where(finite, log_p, 0))
+
+
 # ----------------------------------------------------------------------------- base
 
 class Distribution:
@@ -210,7 +251,9 @@ class Normal(Distribution):
     The scale is given in exactly one way: ``sigma`` (> 0), ``log_var`` = log sigma^2
     (what a VAE encoder outputs) or ``log_scale`` = log sigma. From the log forms the
     density uses log sigma = log_var / 2 and 1 / sigma = exp(-log_var / 2) directly, so
-    no exp(log_var) can overflow or underflow into log(0) on the way.
+    no exp(log_var) can overflow or underflow into log(0) on the way, and (x - mu) / sigma
+    stays exact where 1 / sigma overflows (``_scaled``): log_prob is finite at x = mu for
+    any finite log_var, and -inf, never NaN, where the true value is beyond the dtype.
 
     rsample: z = mu + sigma * eps, eps ~ N(0, I) (the reparameterisation trick).
     """
@@ -267,7 +310,7 @@ class Normal(Distribution):
 
     def log_prob(self, x):
         x = _value("Normal.log_prob", x, self.mu, self.batch_shape)
-        z = (x - self.mu) * self._inv_sigma()              # standardised residual
+        z = _scaled(x - self.mu, self.log_scale)            # standardised residual (x - mu) / sigma
         return -0.5 * _LOG_2PI - self.log_scale - 0.5 * square(z)
 
     def rsample(self, shape=(), rng=None):
@@ -509,6 +552,20 @@ class Categorical(Distribution):
 
 # ----------------------------------------------------------------------------- discretised logistics
 
+def _log1mexp_of_width(width, log_scale):
+    """log(1 - exp(-t)) with t = width / s given as log t = log(width) - log s.
+
+    Where t underflows (a logistic much wider than a bin), log(1 - e^-t) = log t - t/2 +
+    O(t^2) is taken from log t itself, so the mass stays log(width / s) + ... instead of
+    log(0); where t overflows (much narrower), it is 0. The two branches meet at t = 1e-8, where the series error t^2/24 is below
+    float64's resolution; each branch is fed only values it can take (no inf in the graph)."""
+    log_t = math.log(width) - log_scale
+    small = log_t.data < math.log(1e-8)
+    t = exp(minimum(where(small, 0, log_t), 50.0))   # e^-t is 0 beyond t = e^50: no t = inf in the graph
+    series = where(small, log_t, 0) - 0.5 * exp(where(small, log_t, 0)) * _constant(small.astype(log_t.dtype))
+    return where(small, series, log1mexp(-t))
+
+
 def _log_bin_mass(x, mu, log_scale, half_width, low, high):
     """log P(x) of a logistic(mu, s = exp(log_scale)) integrated over the bin [x - h, x + h],
     the lowest bin extended to -inf and the highest to +inf (Salimans et al. 2017, eq. 2).
@@ -526,11 +583,10 @@ def _log_bin_mass(x, mu, log_scale, half_width, low, high):
     linear space and, where it is below 1e-5, falls back to the mid-point density
     pdf(x) 2h: that fallback (and the jump of its threshold) is not needed here.
     """
-    inv_s = exp(-log_scale)
     centred = x - mu
-    a = (centred - half_width) * inv_s
-    b = (centred + half_width) * inv_s
-    interior = log_sigmoid(b) - softplus(a) + log1mexp(-2 * half_width * inv_s)
+    a = _scaled(centred - half_width, log_scale)
+    b = _scaled(centred + half_width, log_scale)
+    interior = log_sigmoid(b) - softplus(a) + _log1mexp_of_width(2 * half_width, log_scale)
     lowest = log_sigmoid(b)
     highest = log_sigmoid(-a)
     # the edge bins are chosen by which level x is (a constant mask: x is data, not a parameter)
@@ -580,9 +636,8 @@ class _Discretized(Distribution):
         return (exp(self.bin_log_probs()) * square(centres)).sum(axis=-1) - square(self.mean)
 
     def entropy(self):
-        """H = -sum_i P(c_i) log P(c_i) over the n_bins levels (exact), per element."""
-        log_p = self.bin_log_probs()
-        return -(exp(log_p) * log_p).sum(axis=-1)
+        """H = -sum_i P(c_i) log P(c_i) over the n_bins levels (exact; 0 log 0 = 0), per element."""
+        return _entropy_terms(self.bin_log_probs()).sum(axis=-1)
 
 
 class DiscretizedLogistic(_Discretized):
@@ -690,7 +745,7 @@ class DiscretizedLogisticMixture(_Discretized):
 def _kl_normal_normal(p, q):
     """log(s_q / s_p) + (s_p^2 + (m_p - m_q)^2) / (2 s_q^2) - 1/2, from log-scales."""
     var_ratio = exp(2 * (p.log_scale - q.log_scale))               # s_p^2 / s_q^2
-    mahalanobis = square((p.mu - q.mu) * q._inv_sigma())           # (m_p - m_q)^2 / s_q^2
+    mahalanobis = square(_scaled(p.mu - q.mu, q.log_scale))        # (m_p - m_q)^2 / s_q^2
     return (q.log_scale - p.log_scale) + 0.5 * (var_ratio + mahalanobis) - 0.5
 
 

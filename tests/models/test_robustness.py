@@ -251,3 +251,83 @@ def test_planar_flow_stays_invertible_at_extreme_parameters(dtype, w_dot_u):
     tol = 1e-3 if dtype == "float32" else 1e-8
     np.testing.assert_allclose(inv_log_det.numpy()[ok], -log_det.numpy()[ok], rtol=tol, atol=tol)
     np.testing.assert_allclose(back.numpy()[ok], x.numpy()[ok], rtol=tol, atol=tol * max(1.0, np.abs(u_hat).max()))
+
+
+# ----------------------------------------------------------------------------- 4. log-space densities at extreme scales
+
+from tinydgm.distributions import (DiscretizedLogistic, DiscretizedLogisticMixture, MixtureOfGaussians,  # noqa: E402
+                                   Normal, kl_divergence)
+
+# log sigma far beyond what exp reaches in each dtype, both ways (float32: exp overflows at 88.7)
+EXTREME_LOG_SCALES = {"float32": [-250.0, -100.0, -89.0, 89.0, 100.0, 250.0],
+                      "float64": [-800.0, -710.0, 710.0, 800.0]}
+EXTREME = [(dtype, s) for dtype, scales in EXTREME_LOG_SCALES.items() for s in scales]
+
+
+def _grads_are_numbers(value, *params):
+    value.sum().backward()
+    for p in params:
+        assert not np.isnan(p.grad.numpy()).any(), "a NaN gradient"
+
+
+def _param(values, dtype):
+    return td.tensor(np.asarray(values, dtype=dtype), dtype=dtype, requires_grad=True)
+
+
+@pytest.mark.parametrize("dtype, log_scale", EXTREME)
+def test_normal_log_forms_stay_finite_at_extreme_scales(dtype, log_scale):
+    """log N(x | mu, sigma^2) from log_var or log_scale: at x = mu it is -log(2 pi)/2 - log sigma
+    (finite however small sigma is); elsewhere it is finite or, where the true value is
+    beyond the dtype, -inf; never NaN, nor NaN gradients."""
+    mu = np.array([0.5, 0.5, -2.0], dtype=dtype)
+    x = np.array([0.5, 0.75, 1.0], dtype=dtype)                      # x = mu, then x != mu
+    for kind, value in (("log_scale", log_scale), ("log_var", 2 * log_scale)):
+        m, s = _param(mu, dtype), _param([value] * 3, dtype)
+        log_p = Normal(m, **{kind: s}).log_prob(x)
+        got = log_p.numpy()
+        assert log_p.dtype == dtype and not np.isnan(got).any(), (kind, got)
+        np.testing.assert_allclose(got[0], -0.5 * np.log(2 * np.pi) - log_scale, rtol=1e-6)
+        if log_scale > 0:                                            # a very wide Gaussian: all finite
+            np.testing.assert_allclose(got, -0.5 * np.log(2 * np.pi) - log_scale, rtol=1e-6)
+        else:                                                        # a spike: -inf off its centre
+            assert (got[1:] == -np.inf).all(), got
+        _grads_are_numbers(log_p, m, s)
+        np.testing.assert_allclose(s.grad.numpy()[0], -1.0 if kind == "log_scale" else -0.5, rtol=1e-6)
+        assert m.grad.numpy()[0] == 0
+
+
+@pytest.mark.parametrize("dtype, log_scale", EXTREME)
+def test_mixture_and_kl_stay_finite_at_extreme_scales(dtype, log_scale):
+    means = np.array([[0.5], [3.0]], dtype=dtype)
+    mog = MixtureOfGaussians(np.zeros(2, dtype=dtype), means, np.full((2, 1), log_scale, dtype=dtype))
+    log_p = mog.log_prob(np.array([[0.5]], dtype=dtype)).numpy()
+    weight = 0.5 if log_scale < 0 else 1.0          # a spike at 0.5 and one at 3; or two equal, very wide bumps
+    np.testing.assert_allclose(log_p, np.log(weight) - 0.5 * np.log(2 * np.pi) - log_scale, rtol=1e-6)
+    p = Normal(_param([0.5, 0.5], dtype), log_scale=_param([log_scale, 0.0], dtype))
+    kl = kl_divergence(p, Normal(np.array([0.5, 0.5], dtype=dtype), log_scale=np.array([log_scale, 0.0], dtype=dtype)))
+    np.testing.assert_array_equal(kl.numpy(), 0.0)                   # KL(p || p) = 0, not NaN
+
+
+@pytest.mark.parametrize("dtype, log_scale", EXTREME)
+def test_discretized_logistics_stay_finite_at_extreme_scales(dtype, log_scale):
+    """Three levels -1, 0, 1 (half-width h = 1/2). A very narrow logistic centred on a bin
+    edge puts half its mass in each neighbour; centred on a level, all of it. A very wide
+    one puts mass 2h / (4 s) (its density at the centre times the bin width) in the middle
+    bin: log mass = log(2h) - log s - log 4, finite although 2h / s underflows."""
+    x = np.array([0.0, 0.0, 1.0], dtype=dtype)
+    mean = _param([0.5, 0.0, 1.0], dtype)                           # a bin edge, a level, the top level
+    s = _param([log_scale] * 3, dtype)
+    for dist in (DiscretizedLogistic(mean, s, n_bins=3),
+                 DiscretizedLogisticMixture(td.tensor(np.zeros((3, 1), dtype=dtype)), mean.reshape(3, 1),
+                                            s.reshape(3, 1), n_bins=3)):
+        mean.grad = s.grad = None
+        log_p = dist.log_prob(x)
+        got = log_p.numpy()
+        assert log_p.dtype == dtype and not np.isnan(got).any(), got
+        if log_scale < 0:
+            np.testing.assert_allclose(got, [np.log(0.5), 0.0, 0.0], atol=1e-6)
+        else:
+            np.testing.assert_allclose(got[:2], np.log(1.0) - log_scale - np.log(4), rtol=1e-6)
+            np.testing.assert_allclose(got[2], np.log(0.5), rtol=1e-6)          # the top bin: half the mass
+        assert np.isfinite(dist.entropy().numpy()).all()
+        _grads_are_numbers(log_p, mean, s)
