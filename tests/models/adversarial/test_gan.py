@@ -139,3 +139,68 @@ def test_bad_arguments():
         model.generate(np.zeros((3, 4)))
     with pytest.raises(ValueError, match="n must be a non-negative int"):
         model.sample(-1)
+
+
+def test_dcgan_rounds_match_a_pytorch_twin():
+    """Same weights, data and z: after three rounds (one discriminator and one non-saturating
+    generator step each, batch norm in training mode) every parameter and running statistic
+    agrees with PyTorch to float64 precision (the generator's projection copied into a Linear;
+    the default optimizers, Adam with DCGAN's lr = 2e-4 and beta1 = 0.5)."""
+    torch = pytest.importorskip("torch")
+    from tinydgm.models.adversarial import DCGANDiscriminator, DCGANGenerator
+    nn = torch.nn
+    td.set_default_dtype("float64")
+    rng = np.random.default_rng(0)
+    generator = DCGANGenerator(latent_dim=5, features=3, rng=rng, dtype="float64")
+    discriminator = DCGANDiscriminator(features=3, rng=rng, dtype="float64")
+    model = GAN(generator, discriminator, 5, rng=1)
+
+    def copy_into(layer, ours, transpose=False):
+        layer = layer.double()                           # before the copy: no float32 rounding
+        with torch.no_grad():
+            layer.weight.copy_(torch.tensor(ours.weight.numpy().T if transpose else ours.weight.numpy()))
+            if ours.bias is not None:
+                layer.bias.copy_(torch.tensor(ours.bias.numpy()))
+        return layer
+    t_generator = nn.Sequential(
+        copy_into(nn.Linear(5, 6 * 49, bias=False), generator.project, transpose=True), nn.Unflatten(1, (6, 7, 7)),
+        nn.BatchNorm2d(6), nn.ReLU(),
+        copy_into(nn.ConvTranspose2d(6, 3, 4, 2, 1, bias=False), generator.up2), nn.BatchNorm2d(3), nn.ReLU(),
+        copy_into(nn.ConvTranspose2d(3, 1, 4, 2, 1), generator.up3), nn.Tanh()).double()
+    t_discriminator = nn.Sequential(
+        copy_into(nn.Conv2d(1, 3, 4, 2, 1), discriminator.down1), nn.LeakyReLU(0.2),
+        copy_into(nn.Conv2d(3, 6, 4, 2, 1), discriminator.down2), nn.LeakyReLU(0.2),
+        copy_into(nn.Conv2d(6, 1, 7), discriminator.out), nn.Flatten(0)).double()
+    opt_d = torch.optim.Adam(t_discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(t_generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    bce = nn.functional.binary_cross_entropy_with_logits
+    draws = np.random.default_rng(1)                     # the model's rng: z of each step
+    for round_ in range(3):
+        x = np.tanh(np.random.default_rng(10 + round_).standard_normal((6, 1, 28, 28)))
+        report = model.train_step(x)
+        with torch.no_grad():
+            x_fake = t_generator(torch.tensor(draws.standard_normal((6, 5))))
+        real = torch.tensor(x)
+        d_loss = bce(t_discriminator(real), torch.ones(6, dtype=torch.float64)) + \
+            bce(t_discriminator(x_fake), torch.zeros(6, dtype=torch.float64))
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        g_loss = bce(t_discriminator(t_generator(torch.tensor(draws.standard_normal((6, 5))))),
+                     torch.ones(6, dtype=torch.float64))
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        assert report["discriminator_loss"] == pytest.approx(d_loss.item(), rel=1e-10)
+        assert report["generator_loss"] == pytest.approx(g_loss.item(), rel=1e-10)
+    np.testing.assert_allclose(generator.project.weight.numpy(), t_generator[0].weight.detach().numpy().T,
+                               rtol=1e-9, atol=1e-12)
+    pairs = [(generator.up2, t_generator[4]), (generator.up3, t_generator[7]),
+             (discriminator.down1, t_discriminator[0]), (discriminator.down2, t_discriminator[2]),
+             (discriminator.out, t_discriminator[4])]
+    for ours, theirs in pairs:
+        np.testing.assert_allclose(ours.weight.numpy(), theirs.weight.detach().numpy(), rtol=1e-9, atol=1e-12)
+    for ours, theirs in ((generator.norm1, t_generator[2]), (generator.norm2, t_generator[5])):
+        np.testing.assert_allclose(ours.weight.numpy(), theirs.weight.detach().numpy(), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(ours.running_mean, theirs.running_mean.numpy(), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(ours.running_var, theirs.running_var.numpy(), rtol=1e-9, atol=1e-12)
