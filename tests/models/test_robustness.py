@@ -331,3 +331,16 @@ def test_discretized_logistics_stay_finite_at_extreme_scales(dtype, log_scale):
             np.testing.assert_allclose(got[2], np.log(0.5), rtol=1e-6)          # the top bin: half the mass
         assert np.isfinite(dist.entropy().numpy()).all()
         _grads_are_numbers(log_p, mean, s)
+
+
+@pytest.mark.parametrize("log_scale", [-3.0, 2.0, 25.0, 60.0])
+def test_discretized_logistic_gradients_on_both_sides_of_the_width_series(log_scale):
+    """Gradcheck (and second order) of the bin masses where 2h / s is ordinary and where it
+    is below 1e-8 (the log-space series branch), in float64."""
+    rng = np.random.default_rng(5)
+    x = td.tensor(rng.integers(0, 3, 6) - 1.0, dtype="float64")
+    mean = td.tensor(rng.normal(0, 0.7, 6), dtype="float64", requires_grad=True)
+    s = td.tensor(log_scale + 0.1 * rng.standard_normal(6), dtype="float64", requires_grad=True)
+    fn = lambda m, ls: DiscretizedLogistic(m, ls, n_bins=3).log_prob(x)                      # noqa: E731
+    assert td.gradcheck(fn, [mean, s])
+    assert td.gradgradcheck(fn, [mean, s])
