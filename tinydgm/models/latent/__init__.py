@@ -3,8 +3,13 @@ part II, isachenko-l07). Home of the linear-Gaussian models, density networks, V
 semi-supervised M2."""
 from tinydgm.models.latent.encoders import GaussianEncoder, MLPEncoder, ConvEncoder  # noqa: F401
 from tinydgm.models.latent.decoders import Decoder, MLPDecoder, ConvDecoder  # noqa: F401
-from tinydgm.models.latent.priors import Prior, StandardNormalPrior  # noqa: F401
+from tinydgm.models.latent.priors import (AggregatedPosterior, AutoregressivePrior, FlowPrior,  # noqa: F401
+                                          MixtureOfGaussiansPrior, Prior, StandardNormalPrior, VampPrior,
+                                          encoder_mixture_log_prob)
 from tinydgm.models.latent.vae import VAE, kl_standard_normal, reparameterize  # noqa: F401
+from tinydgm.models.latent.elbo_surgery import (BetaVAEDecomposition, ElboSurgery,  # noqa: F401
+                                                beta_vae_decomposition, elbo_surgery, elbo_surgery_table,
+                                                format_elbo_surgery_table)
 from tinydgm.models.latent.iwae import IWAE, log_mean_exp  # noqa: F401
 from tinydgm.models.latent.linear_gaussian import FactorAnalysis, PPCA, linear_gaussian_log_prob  # noqa: F401
 from tinydgm.models.latent.gmm import GaussianMixture  # noqa: F401
