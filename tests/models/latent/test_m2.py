@@ -1,7 +1,8 @@
 """The semi-supervised M2 model (tinydgm/models/latent/m2.py; Kingma et al. 2014, intro lecture
 eqs. 36-38): the labelled bound against its formula, the exact sum over classes against its
 parts and against a Monte Carlo over q(y|x), U(x) <= log p(x) with the gap equal to
-KL(q(y, z|x) || p(y, z|x) ) on a model small enough to integrate by quadrature, gradchecks and
+KL(q(y, z|x) || p(y, z|x)) on a model small enough to integrate by quadrature (where the
+importance-sampled estimate also reaches log p(x)), gradchecks and
 gradgradchecks of L, U and the alpha objective with the noise held fixed, a short
 semi-supervised training run where the unlabelled data help, class-conditional generation,
 and bad input."""
