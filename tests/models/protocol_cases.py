@@ -50,6 +50,8 @@ from tinydgm.models.latent.linear_gaussian import FactorAnalysis, PPCA
 from tinydgm.models.latent import (IWAE, PPCA, VAE, DensityNetwork, FactorAnalysis, GaussianMixture,
                                    LinearAutoencoder, MLPDecoder, MLPEncoder)
 from tinydgm.models.latent.m2 import M2
+from tinydgm.models.latent.infovae import InfoVAE
+from tinydgm.models.latent.priors import VampPrior
 
 N = 32               # examples in a case's batch
 BATCH_SIZE = 8       # train.fit: 4 steps in the one epoch
@@ -170,6 +172,12 @@ def _vae(cls, rng, **kwargs):
                MLPDecoder(2, (6,), hidden=(8,), rng=rng, dtype="float64"), rng=rng, **kwargs)
 
 
+def _vamp_vae(rng):
+    encoder = MLPEncoder((6,), 2, hidden=(8,), rng=rng, dtype="float64")
+    return VAE(encoder, MLPDecoder(2, (6,), hidden=(8,), rng=rng, dtype="float64"),
+               prior=VampPrior(encoder, 3, init_std=0.5, rng=rng), rng=rng)
+
+
 def _gan(cls, rng, **kwargs):
     return cls(MLPGenerator(2, 2, hidden=(8,), rng=rng, dtype="float64"),
                MLPDiscriminator(2, hidden=(8,), rng=rng, dtype="float64"), 2, rng=rng, **kwargs)
@@ -180,6 +188,12 @@ CASES += [
     Case("VAE", lambda rng: _vae(VAE, rng), binary_data((6,)), (6,), likelihood="log_prob_estimate", exact=False,
          needs_rng=True, likelihood_kwargs=dict(k=50)),
     Case("IWAE", lambda rng: _vae(IWAE, rng, k=3), binary_data((6,)), (6,), likelihood="log_prob_estimate",
+         exact=False, needs_rng=True, likelihood_kwargs=dict(k=50)),
+    # InfoVAE: ELBO terms reweighted plus the MMD of the batch's aggregated posterior to the prior
+    Case("InfoVAE", lambda rng: _vae(InfoVAE, rng, alpha=0.5, lambda_=2.0), binary_data((6,)), (6,),
+         likelihood="log_prob_estimate", exact=False, needs_rng=True, likelihood_kwargs=dict(k=50)),
+    # a VAE whose prior has parameters and shares the encoder (the VampPrior's pseudo-inputs train too)
+    Case("VAE:vamp_prior", lambda rng: _vamp_vae(rng), binary_data((6,)), (6,), likelihood="log_prob_estimate",
          exact=False, needs_rng=True, likelihood_kwargs=dict(k=50)),
     Case("FactorAnalysis", lambda rng: FactorAnalysis(4, 2, rng=rng, dtype="float64"), gaussian_data(4), (4,)),
     Case("PPCA", lambda rng: PPCA(4, 2, rng=rng, dtype="float64"), gaussian_data(4), (4,)),

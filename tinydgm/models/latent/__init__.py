@@ -10,6 +10,7 @@ from tinydgm.models.latent.vae import VAE, kl_standard_normal, reparameterize  #
 from tinydgm.models.latent.elbo_surgery import (BetaVAEDecomposition, ElboSurgery,  # noqa: F401
                                                 beta_vae_decomposition, elbo_surgery, elbo_surgery_table,
                                                 format_elbo_surgery_table)
+from tinydgm.models.latent.infovae import InfoVAE, imq_kernel, mmd_squared, rbf_kernel  # noqa: F401
 from tinydgm.models.latent.iwae import IWAE, log_mean_exp  # noqa: F401
 from tinydgm.models.latent.linear_gaussian import FactorAnalysis, PPCA, linear_gaussian_log_prob  # noqa: F401
 from tinydgm.models.latent.gmm import GaussianMixture  # noqa: F401
