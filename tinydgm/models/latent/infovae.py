@@ -1,4 +1,4 @@
-"""InfoVAE (Zhao, Song & Ermon 2019, "InfoVAE: Balancing Learning and Inference in Variational
+"""InfoVAE (Zhao, Song et al. 2019, "InfoVAE: Balancing Learning and Inference in Variational
 Autoencoders", AAAI; kuleshov-l12 "Information Preference"): a VAE objective that keeps the
 code informative when the decoder is flexible enough to ignore it.
 
