@@ -97,7 +97,7 @@ def build(name, quick, rng, device):
         # random connectivity: fewer than D - 1 = 783 hidden units cannot hold every degree evenly
         model = made.MADE(784, [256] if quick else [500], connectivity="random", rng=rng)
         return model.to(device)
-    return pixelcnn.PixelCNN(channels=8 if quick else 32, n_residual=1 if quick else 3, rng=rng, device=device)
+    return pixelcnn.PixelCNN(channels=8 if quick else 16, n_residual=1 if quick else 2, rng=rng, device=device)
 
 
 # (epochs, Adam's lr, batch size): the full run, and the quick one (bolder steps on 300 images,
@@ -105,7 +105,7 @@ def build(name, quick, rng, device):
 SCHEDULE = {
     "NADE": {False: (20, 1e-2, 100), True: (5, 2e-2, 50)},
     "MADE": {False: (25, 3e-3, 100), True: (10, 1e-2, 50)},
-    "PixelCNN": {False: (15, 2e-3, 32), True: (4, 1e-2, 32)},
+    "PixelCNN": {False: (15, 5e-3, 32), True: (4, 1e-2, 32)},
 }
 
 
