@@ -27,7 +27,8 @@ _EXPORTS = {
     "VAE": "latent", "IWAE": "latent", "MLPEncoder": "latent", "ConvEncoder": "latent",
     "MLPDecoder": "latent", "ConvDecoder": "latent", "StandardNormalPrior": "latent",
     "FactorAnalysis": "latent", "PPCA": "latent", "GaussianMixture": "latent", "DensityNetwork": "latent",
-    "M2": "latent",
+    "M2": "latent", "InfoVAE": "latent", "MixtureOfGaussiansPrior": "latent", "VampPrior": "latent",
+    "FlowPrior": "latent", "AutoregressivePrior": "latent", "AggregatedPosterior": "latent",
 }
 _FAMILIES = ("energy", "autoregressive", "flows", "latent", "adversarial", "hybrid")
 

@@ -320,3 +320,15 @@ def test_repr_is_short():
     assert repr(make_prior("mixture")).startswith("MixtureOfGaussiansPrior(latent_dim=2, n_components=3)")
     assert repr(make_prior("vamp")).startswith("VampPrior(latent_dim=2, n_pseudo_inputs=4)")
     assert repr(make_prior("aggregated")).startswith("AggregatedPosterior(latent_dim=2, n=5)")
+
+
+@pytest.mark.parametrize("name", [n for n in PRIORS if n != "standard_normal"])
+def test_elbo_and_samples_on_every_device(name, device):
+    model = vae_with(name)
+    x = binary_data(3, seed=2)
+    eps = np.random.default_rng(3).standard_normal((2, 3, 2))
+    expected = model.elbo(x, eps=eps).numpy()
+    model.to(device)
+    np.testing.assert_allclose(model.elbo(x, eps=eps).numpy(), expected, rtol=1e-10)
+    assert model.prior.sample(4, rng=np.random.default_rng(0)).device == device
+    assert model.sample(3, rng=np.random.default_rng(0)).device == device
