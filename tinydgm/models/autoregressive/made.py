@@ -39,6 +39,15 @@ computed once, about one forward pass per sample; ``method="naive"`` makes D for
 through the engine. Same seed, same samples. Gaussian MADEs have only the naive loop
 (x_d = mu_d + exp(log_scale_d) eps_d): ``method="fast"`` falls back to it.
 
+Conditioning (Kingma et al. 2016, "Improving Variational Inference with Inverse
+Autoregressive Flow", sec. 4 and fig. 2): with ``context_dim = C`` a context vector h (N, C),
+e.g. a VAE encoder's, feeds every hidden layer through an unmasked weight V^l,
+
+    h^l = relu(h^{l-1} (W^l * M^l) + h V^l + b^l)
+
+so every output may depend on h while the autoregressive structure in x is untouched;
+``forward(x, context=h)``. Without a context (the default) nothing changes.
+
 Limitations: log_scale is not clamped (a very confident Gaussian MADE can overflow exp in
 float32); the fast sampler needs at least one hidden layer (the constructor requires it).
 """
@@ -53,6 +62,7 @@ from tinydgm.distributions import Normal
 from tinydgm.evaluate import bits_per_dim as _bits_per_dim
 from tinydgm.kernels import made_sampler
 from tinydgm.models.protocol import as_samples
+from tinydgm.nn.linear import Linear
 from tinydgm.nn.masked_linear import MADEMasks, MaskedLinear
 from tinydgm.nn.module import Module, ModuleList
 
@@ -64,7 +74,7 @@ _OUTPUTS = {"bernoulli": 1, "gaussian": 2}
 class MADE(Module):
     """MADE(n_inputs, hidden_sizes, output="bernoulli"|"gaussian", ordering="natural",
     connectivity="random", n_masks=1, resample_every_step=False, direct=False, rng=None,
-    dtype=None).
+    dtype=None, context_dim=None).
 
         model = MADE(784, [500])        # the paper's 784-500-784 (hidden degrees drawn at random)
 
@@ -78,6 +88,8 @@ class MADE(Module):
     resample_every_step: a fresh mask set at every training minibatch, drawn with
     ``self.rng`` (then n_masks must stay 1).
     direct: direct input-to-output connections (masked by M^A).
+    context_dim: C, the size of a conditioning vector h fed unmasked into every hidden layer
+    (None: no context; see the module docstring).
     rng: NumPy Generator for the initialisation, the mask draws and the default sampling
     generator (None: ``tinydgm.backend.default_generator()``).
 
@@ -87,7 +99,7 @@ class MADE(Module):
 
     def __init__(self, n_inputs, hidden_sizes, output="bernoulli", ordering="natural",
                  connectivity="random", n_masks=1, resample_every_step=False, direct=False, rng=None,
-                 dtype=None):
+                 dtype=None, context_dim=None):
         super().__init__()
         if output not in _OUTPUTS:
             raise ValueError(f'MADE: output must be "bernoulli" or "gaussian", got {output!r}')
@@ -110,6 +122,14 @@ class MADE(Module):
         self.direct_layer = MaskedLinear(n_inputs, sizes[-1], bias=False, rng=self.rng, dtype=dtype) \
             if direct else None
         self.masks.apply(self.layers, self.direct_layer)
+        if context_dim is not None and (isinstance(context_dim, bool) or not isinstance(context_dim, int)
+                                        or context_dim < 1):
+            raise ValueError(f"MADE: context_dim must be a positive int or None, got {context_dim!r}")
+        self.context_dim = context_dim
+        # V^l: unmasked, no bias (b^l is already there); drawn after the masked layers so that a
+        # MADE without context is initialised exactly as before
+        self.context_layers = None if context_dim is None else ModuleList(
+            [Linear(context_dim, h, bias=False, rng=self.rng, dtype=dtype) for h in hidden_sizes])
 
     # ----------------------------------------------------------------------------- the network
 
@@ -118,12 +138,17 @@ class MADE(Module):
         """m^0 of the current mask set: x_d is the m^0(d)-th variable sampled."""
         return self.masks.ordering
 
-    def forward(self, x):
-        """y = MADE(x): (N, D) logits, or (N, 2D) = [mu | log_scale] for Gaussian outputs."""
+    def forward(self, x, context=None):
+        """y = MADE(x): (N, D) logits, or (N, 2D) = [mu | log_scale] for Gaussian outputs.
+        context: (N, C) when the MADE was built with context_dim = C (else None)."""
         x = self._as_input(x, "forward")
+        context = self._as_context(context, x)
         h = x
-        for layer in self.layers[:-1]:
-            h = relu(layer(h))                                 # h^l = relu(h^{l-1} (W^l * M^l) + b^l)
+        for l, layer in enumerate(self.layers[:-1]):
+            a = layer(h)                                       # h^{l-1} (W^l * M^l) + b^l
+            if context is not None:
+                a = a + self.context_layers[l](context)        # + h V^l (unmasked: every output may see h)
+            h = relu(a)
         y = self.layers[-1](h)                                 # y = h^L (W^V * M^V) + b^V
         if self.direct_layer is not None:
             y = y + self.direct_layer(x)                       # + x (A * M^A)
@@ -251,9 +276,26 @@ class MADE(Module):
             raise ValueError(f"MADE.{who}: x must have shape (N, D) = (N, {self.n_inputs}), got {x.shape}")
         return x
 
+    def _as_context(self, context, x):
+        if self.context_dim is None:
+            if context is not None:
+                raise ValueError("MADE.forward: a context was given but the MADE was built without one "
+                                 "(context_dim=None)")
+            return None
+        if context is None:
+            raise ValueError(f"MADE.forward: this MADE is conditioned on a context (context_dim="
+                             f"{self.context_dim}); pass context of shape (N, {self.context_dim})")
+        if not isinstance(context, Tensor):
+            context = tensor(context, dtype=x.dtype, device=x.device)
+        if context.ndim != 2 or tuple(context.shape) != (x.shape[0], self.context_dim):
+            raise ValueError(f"MADE.forward: context must have shape (N, C) = ({x.shape[0]}, {self.context_dim}), "
+                             f"got {tuple(context.shape)}")
+        return context
+
     def extra_repr(self):
+        context = "" if self.context_dim is None else f", context_dim={self.context_dim}"
         return (f"n_inputs={self.n_inputs}, hidden_sizes={self.hidden_sizes}, output={self.output!r}, "
-                f"n_masks={self.n_masks}, direct={self.direct_layer is not None}")
+                f"n_masks={self.n_masks}, direct={self.direct_layer is not None}{context}")
 
 
 # ----------------------------------------------------------------------------- the paper's set-up

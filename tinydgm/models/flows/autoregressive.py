@@ -42,8 +42,15 @@ Stability: alpha is the MADE's raw output softly bounded, alpha = B tanh(raw / B
 B = ``alpha_bound`` (default 8: |alpha| < 8, so one layer scales by at most e^8 ~ 3000, and
 alpha ~ raw while |raw| << B). Unbounded (alpha_bound=None, the paper's form) a confident layer
 can overflow exp in float32 and training on sharp densities (the checkerboard) diverged.
-Limitations: the MADE's hidden units are ReLU; IAF's conditioning on a context h (the VAE encoder's) is
-not part of these layers.
+Context (Kingma et al. 2016, sec. 4 and fig. 2): an IAF step in a VAE posterior also reads
+the encoder's context h, mu, alpha = MADE(u, h), with h fed unmasked into every hidden layer
+of the MADE (tinydgm.models.autoregressive.made, ``context_dim``). ``IAFLayer(..., context_dim=C)``
+then takes ``inverse(u, context=h)`` and ``forward(x, context=h)``; h is held fixed by the
+layer, so the Jacobian in u stays triangular and the log-determinant is unchanged. The
+sequential direction with a context runs through the engine (the kernel knows no context).
+Without a context (the default) both layers behave exactly as before.
+
+Limitations: the MADE's hidden units are ReLU.
 """
 import time
 
@@ -79,39 +86,40 @@ class _AffineAutoregressive(Transform):
     """The MADE and the two solves shared by MAF and IAF: ``params(v) -> (mu, alpha)`` in one
     pass, and ``solve(y, direction) -> (v, sum alpha)`` sequentially (see maf_sampler)."""
 
-    def __init__(self, n_dims, hidden_sizes=(64, 64), ordering="natural", rng=None, dtype=None, alpha_bound=8.0):
+    def __init__(self, n_dims, hidden_sizes=(64, 64), ordering="natural", rng=None, dtype=None, alpha_bound=8.0,
+                 context_dim=None):
         super().__init__()
         if alpha_bound is not None and not alpha_bound > 0:
             raise ValueError(f"{type(self).__name__}: alpha_bound must be positive or None, got {alpha_bound!r}")
         self.n_dims, self.alpha_bound = n_dims, alpha_bound
         self.made = MADE(n_dims, list(hidden_sizes), output="gaussian", ordering=ordering, connectivity="natural",
-                         rng=rng, dtype=dtype)
+                         rng=rng, dtype=dtype, context_dim=context_dim)
 
-    def params(self, v):
-        """mu, alpha = split(MADE(v)), alpha softly bounded (see the module docstring): each
-        (N, D), entry i a function of v_<i."""
-        mu, raw = split(self.made(v), 2, axis=-1)
+    def params(self, v, context=None):
+        """mu, alpha = split(MADE(v[, h])), alpha softly bounded (see the module docstring): each
+        (N, D), entry i a function of v_<i (and of the context h, when the layer has one)."""
+        mu, raw = split(self.made(v, context=context), 2, axis=-1)
         return mu, maf_sampler.soft_bound(raw, self.alpha_bound)
 
     def _needs_graph(self, y):
         return is_grad_enabled() and (y.requires_grad or any(p.requires_grad for p in self.parameters()))
 
-    def solve(self, y, direction):
+    def solve(self, y, direction, context=None):
         """v with v_i = y_i exp(alpha_i(v_<i)) + mu_i(v_<i) ("sample") or
         v_i = (y_i - mu_i(v_<i)) exp(-alpha_i(v_<i)) ("normalize"), and sum_i alpha_i."""
-        if not self._needs_graph(y):
+        if context is None and not self._needs_graph(y):
             weights, biases, degrees = self.made._sampler_arrays()
             v, alpha_sum = maf_sampler.autoregressive_affine(weights, biases, degrees, y.data, direction,
                                                              alpha_bound=self.alpha_bound)
             return Tensor(v.astype(y.dtype)), Tensor(alpha_sum.astype(y.dtype))
-        return self._solve_through_engine(y, direction)
+        return self._solve_through_engine(y, direction, context)
 
-    def _solve_through_engine(self, y, direction):
+    def _solve_through_engine(self, y, direction, context=None):
         """D passes through the engine, one variable per pass, differentiable."""
         columns = [_zeros(y)] * self.n_dims                   # v, column by column, unknowns at 0
         alpha = None
         for d in ordering_positions(self.made.ordering).tolist():
-            mu, alpha = self.params(stack(columns, axis=1))
+            mu, alpha = self.params(stack(columns, axis=1), context)
             if direction == "sample":
                 columns[d] = y[:, d] * exp(alpha[:, d]) + mu[:, d]
             else:
@@ -120,7 +128,8 @@ class _AffineAutoregressive(Transform):
         return stack(columns, axis=1), alpha.sum(axis=1)
 
     def extra_repr(self):
-        return f"n_dims={self.n_dims}, hidden_sizes={self.made.hidden_sizes}"
+        context = "" if self.made.context_dim is None else f", context_dim={self.made.context_dim}"
+        return f"n_dims={self.n_dims}, hidden_sizes={self.made.hidden_sizes}{context}"
 
 
 class MAFLayer(_AffineAutoregressive):
@@ -133,6 +142,9 @@ class MAFLayer(_AffineAutoregressive):
     ordering is the MADE's m^0 ("natural", "random" or a permutation of 1..D); alpha_bound:
     the soft bound on alpha (None: unbounded, as in the paper).
     """
+
+    def __init__(self, n_dims, hidden_sizes=(64, 64), ordering="natural", rng=None, dtype=None, alpha_bound=8.0):
+        super().__init__(n_dims, hidden_sizes, ordering, rng, dtype, alpha_bound)
 
     def forward(self, x):
         _check_vectors(x, self.n_dims, "MAFLayer.forward")
@@ -154,17 +166,24 @@ class IAFLayer(_AffineAutoregressive):
         inverse   x = u * exp(alpha(u)) + mu(u),   log |det dx/du| = +sum_i alpha_i          (one pass)
         forward   u_i = (x_i - mu_i(u_<i)) exp(-alpha_i(u_<i)),  log |det du/dx| = -sum_i alpha_i  (sequential)
 
-    Same constructor as MAFLayer.
+    IAFLayer(n_dims, hidden_sizes=(64, 64), ordering="natural", rng=None, dtype=None,
+    alpha_bound=8.0, context_dim=None): as MAFLayer, plus context_dim = C for a layer whose
+    MADE also reads a context h (N, C) in every hidden layer (Kingma et al. 2016, fig. 2):
+    mu, alpha = MADE(u, h); pass ``context=h`` to ``inverse`` and ``forward``.
     """
 
-    def forward(self, x):
+    def __init__(self, n_dims, hidden_sizes=(64, 64), ordering="natural", rng=None, dtype=None, alpha_bound=8.0,
+                 context_dim=None):
+        super().__init__(n_dims, hidden_sizes, ordering, rng, dtype, alpha_bound, context_dim)
+
+    def forward(self, x, context=None):
         _check_vectors(x, self.n_dims, "IAFLayer.forward")
-        u, alpha_sum = self.solve(x, "normalize")
+        u, alpha_sum = self.solve(x, "normalize", context)
         return u, -alpha_sum
 
-    def inverse(self, u):
+    def inverse(self, u, context=None):
         _check_vectors(u, self.n_dims, "IAFLayer.inverse")
-        mu, alpha = self.params(u)
+        mu, alpha = self.params(u, context)
         return u * exp(alpha) + mu, alpha.sum(axis=1)
 
 

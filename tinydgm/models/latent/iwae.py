@@ -35,14 +35,15 @@ def log_mean_exp(log_w, axis=0):
 
 
 class IWAE(VAE):
-    """IWAE(encoder, decoder, prior=None, k=5, rng=None): the VAE trained on F_k.
+    """IWAE(encoder, decoder, prior=None, k=5, rng=None, posterior=None): the VAE trained on F_k.
 
     k: importance samples per data point in the training objective (k = 1: the ELBO with
-    a Monte Carlo KL). Any prior of the prior interface works (the bound needs log p(z) only).
+    a Monte Carlo KL). Any prior of the prior interface works (the bound needs log p(z) only),
+    and any flow posterior (posteriors.py: the weights use log q_K).
     """
 
-    def __init__(self, encoder, decoder, prior=None, k=5, rng=None):
-        super().__init__(encoder, decoder, prior=prior, rng=rng)
+    def __init__(self, encoder, decoder, prior=None, k=5, rng=None, posterior=None):
+        super().__init__(encoder, decoder, prior=prior, rng=rng, posterior=posterior)
         self.k = self._count(k, "k", "__init__")
 
     def iwae_bound(self, x, k=None, eps=None, rng=None):

@@ -27,6 +27,17 @@ E_q[log p(x|z)] - beta KL(q(z|x) || p(z)); beta = 1 is the ELBO, beta > 1 presse
 towards the prior (disentanglement, at the price of a looser bound). ``elbo`` always
 returns the true bound (beta = 1); ``objective`` and ``loss`` use beta.
 
+Flow posteriors (posteriors.py; isachenko-l07 "Flows-based VAE posterior", Rezende & Mohamed
+2015, Kingma et al. 2016): with ``posterior=`` the encoder's Gaussian is the base q_0(z_0|x)
+and the posterior's steps map z_0 to z = z_K (x-dependent), so that
+
+    log q_K(z_K|x) = log q_0(z_0|x) - sum_k log |det dz_k / dz_{k-1}|
+    L(x) = E_{q_0}[log p(x|z_K) + log p(z_K) - log q_K(z_K|x)]
+
+with the Monte Carlo KL 1/S sum_s [log q_K(z_s|x) - log p(z_s)] (no closed form for q_K).
+The same z_K and log q_K serve the importance weights, so ``log_prob_estimate`` evaluates
+these models too. Without a posterior the code path is the plain Gaussian one, unchanged.
+
 Randomness: eps comes from ``eps=`` (to hold the noise fixed, e.g. for gradcheck) or from
 ``rng`` / ``self.rng`` (a NumPy Generator; ``train.fit`` lends its own to ``self.rng``).
 Data are checked on entry (shape, finiteness, and what the decoder's observation model
@@ -61,7 +72,7 @@ def kl_standard_normal(mu, log_var):
 
 
 class VAE(Module):
-    """VAE(encoder, decoder, prior=None, beta=1.0, n_samples=1, kl=None, rng=None).
+    """VAE(encoder, decoder, prior=None, beta=1.0, n_samples=1, kl=None, rng=None, posterior=None).
 
     encoder: a GaussianEncoder (``forward(x) -> (mu, log_var)``, ``latent_dim``, ``event_shape``).
     decoder: a Decoder (``log_prob(x, z)``, ``distribution(z)``, ``check_data``, same shapes).
@@ -71,9 +82,12 @@ class VAE(Module):
     kl: "closed_form" (eq. 30; only for the N(0, I) prior) or "monte_carlo"; None picks
         the closed form when the prior allows it.
     rng: NumPy Generator for eps (None: the default generator).
+    posterior: None for the diagonal Gaussian q(z|x) of the encoder, or a flow posterior
+        (posteriors.py: ``transform(z_0, x) -> (z_K, log_det)``, ``latent_dim``, ``event_shape``);
+        it needs kl="monte_carlo" (the default then).
     """
 
-    def __init__(self, encoder, decoder, prior=None, beta=1.0, n_samples=1, kl=None, rng=None):
+    def __init__(self, encoder, decoder, prior=None, beta=1.0, n_samples=1, kl=None, rng=None, posterior=None):
         super().__init__()
         who = type(self).__name__
         if encoder.latent_dim != decoder.latent_dim:
@@ -86,13 +100,18 @@ class VAE(Module):
         self.latent_dim, self.event_shape = encoder.latent_dim, tuple(encoder.event_shape)
         self.prior = StandardNormalPrior(self.latent_dim) if prior is None else prior
         self._check_prior(who)
+        self.posterior = posterior
+        self._check_posterior(who)
         if kl is None:
-            kl = "closed_form" if isinstance(self.prior, StandardNormalPrior) else "monte_carlo"
+            kl = "closed_form" if isinstance(self.prior, StandardNormalPrior) and posterior is None else "monte_carlo"
         if kl not in ("closed_form", "monte_carlo"):
             raise ValueError(f'{who}: kl must be "closed_form", "monte_carlo" or None, got {kl!r}')
         if kl == "closed_form" and not isinstance(self.prior, StandardNormalPrior):
             raise ValueError(f'{who}: kl="closed_form" needs the N(0, I) prior; the prior '
                              f'{type(self.prior).__name__} needs kl="monte_carlo"')
+        if kl == "closed_form" and posterior is not None:
+            raise ValueError(f'{who}: kl="closed_form" applies to the Gaussian posterior only; the flow posterior '
+                             f'{type(posterior).__name__} needs kl="monte_carlo"')
         self.kl = kl
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
             raise ValueError(f"{who}: beta must be a number >= 0, got {beta!r}")
@@ -108,6 +127,19 @@ class VAE(Module):
         if getattr(self.prior, "latent_dim", self.latent_dim) != self.latent_dim:
             raise ValueError(f"{who}: the prior's latent_dim {self.prior.latent_dim} differs from the "
                              f"encoder's {self.latent_dim}")
+
+    def _check_posterior(self, who):
+        if self.posterior is None:
+            return
+        if not callable(getattr(self.posterior, "transform", None)):
+            raise TypeError(f"{who}: the posterior must have transform(z_0, x) -> (z_K, log_det); "
+                            f"{type(self.posterior).__name__} has none")
+        if self.posterior.latent_dim != self.latent_dim:
+            raise ValueError(f"{who}: the posterior's latent_dim {self.posterior.latent_dim} differs from the "
+                             f"encoder's {self.latent_dim}")
+        if tuple(self.posterior.event_shape) != self.event_shape:
+            raise ValueError(f"{who}: the posterior reads examples of shape {tuple(self.posterior.event_shape)} "
+                             f"but the encoder reads {self.event_shape}")
 
     # ----------------------------------------------------------------------------- inference
 
@@ -129,6 +161,13 @@ class VAE(Module):
                                  f"got {tuple(eps.shape)}")
         return mu, log_var, reparameterize(mu, log_var, eps)
 
+    def _sample_flow_posterior(self, x, n_samples, eps, rng, who):
+        """z_K = g(z_0; x) and log q_K(z_K|x) = log q_0(z_0|x) - log |det dz_K/dz_0|, (S, N, L) and (S, N)."""
+        mu, log_var, z0 = self._sample_latents(x, n_samples, eps, rng, who)
+        log_q0 = Normal(mu, log_var=log_var).log_prob(z0).sum(axis=-1)          # log q_0(z_0|x)
+        z, log_det = self.posterior.transform(z0, x)
+        return z, log_q0 - log_det
+
     # ----------------------------------------------------------------------------- bounds
 
     def elbo_terms(self, x, n_samples=None, eps=None, rng=None):
@@ -142,6 +181,10 @@ class VAE(Module):
         if n_samples is None:
             n_samples = self.n_samples if eps is None else eps.shape[0]
         n_samples = self._count(n_samples, "n_samples", "elbo")
+        if self.posterior is not None:                                          # q_K: Monte Carlo KL only
+            z, log_qz = self._sample_flow_posterior(x, n_samples, eps, rng, "elbo")
+            log_px_z = self.decoder.log_prob(x, z).mean(axis=0)
+            return log_px_z, (log_qz - self.prior.log_prob(z)).mean(axis=0)
         mu, log_var, z = self._sample_latents(x, n_samples, eps, rng, "elbo")
         log_px_z = self.decoder.log_prob(x, z).mean(axis=0)                     # 1/S sum_s log p(x|z_s)
         if self.kl == "closed_form":
@@ -172,6 +215,9 @@ class VAE(Module):
         The interface of tinydgm.evaluate.importance and of the IWAE bound; differentiable."""
         x = self._as_data(x, "log_importance_weights")
         k = self._count(k, "k", "log_importance_weights")
+        if self.posterior is not None:
+            z, log_qz = self._sample_flow_posterior(x, k, eps, rng, "log_importance_weights")
+            return self.decoder.log_prob(x, z) + self.prior.log_prob(z) - log_qz
         mu, log_var, z = self._sample_latents(x, k, eps, rng, "log_importance_weights")
         log_qz = Normal(mu, log_var=log_var).log_prob(z).sum(axis=-1)
         return self.decoder.log_prob(x, z) + self.prior.log_prob(z) - log_qz
@@ -206,7 +252,8 @@ class VAE(Module):
             return p_x_z.mean if mean else p_x_z.sample(rng=rng)
 
     def reconstruct(self, x, rng=None, sample_latent=False):
-        """E[x|z] at z = mu(x) (``sample_latent=False``) or at z ~ q(z|x); (N, *event_shape), no graph."""
+        """E[x|z] at z = mu(x) (``sample_latent=False``) or at z ~ q(z|x); (N, *event_shape), no graph.
+        With a flow posterior, z_0 = mu(x) (or a draw of q_0) goes through its steps first."""
         with no_grad():
             x = self._as_data(x, "reconstruct")
             mu, log_var = self.encoder(x)
@@ -214,6 +261,8 @@ class VAE(Module):
             if sample_latent:
                 eps = StandardNormal((), dtype=mu.dtype, device=mu.device).sample(mu.shape, rng=self.rng if rng is None else rng)
                 z = reparameterize(mu, log_var, eps)
+            if self.posterior is not None:
+                z, _ = self.posterior.transform(z, x)
             return self.decoder.mean(z)
 
     # ----------------------------------------------------------------------------- inputs
@@ -254,6 +303,7 @@ class VAE(Module):
 
     def extra_repr(self):
         prior = type(self.prior).__name__
-        return (f"latent_dim={self.latent_dim}, event_shape={self.event_shape}, prior={prior}, kl={self.kl!r}, "
+        posterior = "" if self.posterior is None else f"posterior={type(self.posterior).__name__}, "
+        return (f"latent_dim={self.latent_dim}, event_shape={self.event_shape}, prior={prior}, {posterior}kl={self.kl!r}, "
                 f"beta={self.beta}, n_samples={self.n_samples}")
 
