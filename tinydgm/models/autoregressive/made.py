@@ -45,8 +45,11 @@ e.g. a VAE encoder's, feeds every hidden layer through an unmasked weight V^l,
 
     h^l = relu(h^{l-1} (W^l * M^l) + h V^l + b^l)
 
-so every output may depend on h while the autoregressive structure in x is untouched;
-``forward(x, context=h)``. Without a context (the default) nothing changes.
+so the outputs may depend on h while the autoregressive structure in x is untouched;
+``forward(x, context=h)``. The first variable's outputs see no hidden unit (they are the
+output biases, as p(x_1) is unconditional in any MADE) and so do not see h either; an IAF
+posterior reverses the ordering between steps, so every variable is conditioned on h in
+some step. Without a context (the default) nothing changes.
 
 Limitations: log_scale is not clamped (a very confident Gaussian MADE can overflow exp in
 float32); the fast sampler needs at least one hidden layer (the constructor requires it).
