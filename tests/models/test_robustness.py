@@ -344,3 +344,50 @@ def test_discretized_logistic_gradients_on_both_sides_of_the_width_series(log_sc
     fn = lambda m, ls: DiscretizedLogistic(m, ls, n_bins=3).log_prob(x)                      # noqa: E731
     assert td.gradcheck(fn, [mean, s])
     assert td.gradgradcheck(fn, [mean, s])
+
+
+# ----------------------------------------------------------------------------- 5. integer input runs in the model's dtype
+
+def _likelihood_or_loss(model, case, x):
+    td.seed(7)                                      # the same draws for every input (chains, eps)
+    kwargs = dict(case.likelihood_kwargs)
+    if case.needs_rng:
+        kwargs["rng"] = np.random.default_rng(7)
+    if case.likelihood is None:
+        return model.loss(x)
+    return getattr(model, case.likelihood)(x, **kwargs)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.step == "loss"], ids=repr)
+def test_integer_input_runs_in_the_models_dtype(case):
+    """Every model of the protocol table, cast to float32: the same whole-number batch as an
+    int64 array, an int64 Tensor, a bool/uint8 array where it is binary, or a float64 array
+    gives exactly what the float32 Tensor gives (docs/architecture.md: one input rule)."""
+    def fresh():                                     # persistent chains must not carry over between inputs
+        return build(case).to(dtype="float32")
+
+    values = np.rint(data_of(case)[:4])
+    reference = _likelihood_or_loss(fresh(), case, td.tensor(values, dtype="float32"))
+    inputs = {"int64 array": values.astype(np.int64), "int64 Tensor": td.tensor(values.astype(np.int64)),
+              "float64 array": values}
+    if set(np.unique(values)) <= {0.0, 1.0}:
+        inputs["uint8 array"] = values.astype(np.uint8)
+    for name, x in inputs.items():
+        got = _likelihood_or_loss(fresh(), case, x)
+        assert got.dtype == reference.dtype, f"{name}: {got.dtype}, the model's dtype gives {reference.dtype}"
+        np.testing.assert_allclose(got.numpy(), reference.numpy(), rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+def test_integer_input_to_layers_runs_in_their_dtype():
+    """nn layers take the same rule through module(x); Embedding keeps its integer labels."""
+    linear = nn.Linear(3, 2, dtype="float32", rng=np.random.default_rng(0))
+    x = np.array([[1, 0, 2], [0, 1, 1]])
+    expected = linear(td.tensor(x, dtype="float32")).numpy()
+    for given in (x, td.tensor(x), x.astype(bool).astype(np.uint8) * 1, x.astype(np.float64)):
+        y = linear(given)
+        assert y.dtype == np.float32
+    np.testing.assert_array_equal(linear(x).numpy(), expected)
+    np.testing.assert_array_equal(linear(td.tensor(x)).numpy(), expected)
+    assert linear(td.tensor(x, dtype="float64")).dtype == np.float64      # a floating Tensor: the caller's choice
+    embedding = nn.Embedding(4, 2, dtype="float32", rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(embedding(np.array([3, 1])).numpy(), embedding.weight.numpy()[[3, 1]])

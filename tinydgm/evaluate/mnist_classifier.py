@@ -68,6 +68,8 @@ class MNISTClassifier(Module):
     softmax. Inputs: (N, 28, 28), (N, 1, 28, 28) or (N, 784) pixels, integers 0..255 or
     floats in [0, 1] (map tanh samples in [-1, 1] with ``tinydgm.data.symmetric_to_unit``)."""
 
+    own_input_rule = True      # integer pixels mean 0..255: ``_pixels`` converts them, not the generic cast
+
     def __init__(self, hidden=256, rng=None, dtype=None, device=None):
         super().__init__()
         if isinstance(hidden, bool) or int(hidden) != hidden or hidden < 1:

@@ -18,6 +18,8 @@ class Embedding(Module):
     Initialisation: W ~ N(0, 1) (PyTorch's default).
     """
 
+    own_input_rule = True       # its input stays integer labels (no cast to the weight's dtype)
+
     def __init__(self, num_embeddings, embedding_dim, rng=None, dtype=None, device=None):
         super().__init__()
         for arg, value in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim)):

@@ -16,6 +16,15 @@ looking at its own attributes, in the order they were assigned:
 ``state_dict()`` maps dotted names (``"hidden.weight"``) to NumPy arrays;
 ``load_state_dict`` checks names and shapes and says exactly what does not match.
 
+Input dtype, one rule for every layer and model (``as_input``): data that is not a
+floating Tensor (a NumPy/CuPy array of any dtype; an integer or boolean Tensor such as
+uint8 pixels) becomes a constant Tensor in the module's dtype on its device; a floating
+Tensor is used as given. Layers apply it to the first argument of ``module(x)``, models to
+the first argument of the protocol methods (``DATA_METHODS``: loss, log_prob, the named
+bounds, bits_per_dim), so an integer batch never silently runs a float32 model in float64.
+A module whose input's integer dtype carries meaning (Embedding's labels, a classifier's
+uint8 pixels in 0..255) sets ``own_input_rule = True`` and converts its input itself.
+
 ``repr(module)`` is a short summary, never an array: the class and its key sizes
 (``extra_repr``), the parameter count, dtype and device (if it has parameters), then the sub-modules by
 indentation, ``REPR_DEPTH`` levels deep, a run of identical siblings on one line
@@ -25,6 +34,7 @@ indentation, ``REPR_DEPTH`` levels deep, a run of identical siblings on one line
       (hidden): Linear(784, 5, bias=True)
       (out): Linear(5, 2, bias=True)
 """
+import functools
 from collections import OrderedDict
 
 from tinydgm import backend
@@ -32,6 +42,34 @@ from tinydgm.autodiff.core import Tensor
 
 REPR_DEPTH = 3          # levels of sub-modules that repr shows
 REPR_LINES = 30         # lines at most
+DATA_METHODS = ("loss", "log_prob", "bits_per_dim", "elbo", "log_prob_estimate", "log_prob_bound",
+                "log_prob_lower_bound")      # the protocol methods whose first argument is data
+
+
+def as_input(module, x):
+    """``x`` under the input rule (module docstring): arrays and integer or boolean Tensors
+    as constant Tensors in the dtype and on the device of the module's first parameter;
+    floating Tensors, anything else (lists, numbers: left to the method's own checks) and
+    the input of a module without parameters unchanged. A tuple batch (x, labels, ...)
+    converts x only (labels stay integers)."""
+    if isinstance(x, Tensor) and backend.is_floating(x.dtype):
+        return x                                          # the hot path: batches from train.fit
+    if isinstance(x, tuple):
+        return (as_input(module, x[0]),) + x[1:] if x else x
+    if not (isinstance(x, Tensor) or backend.is_array(x)):
+        return x
+    like = next(iter(module.named_parameters()), (None, None))[1]
+    if like is None or not backend.is_floating(like.dtype):
+        return x
+    data = x.data if isinstance(x, Tensor) else x
+    return Tensor(backend.to_device(data, like.device).astype(like.dtype))
+
+
+def _with_input_rule(method):
+    @functools.wraps(method)
+    def method_with_input_rule(self, x, *args, **kwargs):
+        return method(self, as_input(self, x), *args, **kwargs)
+    return method_with_input_rule
 
 
 class Parameter(Tensor):
@@ -49,14 +87,25 @@ class Parameter(Tensor):
 class Module:
     """Base class of layers and models: parameters, buffers, sub-modules, modes, devices."""
 
+    own_input_rule = False      # True where the integer dtype means something (Embedding's labels,
+                                # uint8 pixels in 0..255): the module converts its input itself
+
     def __init__(self):
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "_buffers", [])
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in DATA_METHODS:                 # every model's data passes the input rule
+            if callable(cls.__dict__.get(name)) and not cls.own_input_rule:
+                setattr(cls, name, _with_input_rule(cls.__dict__[name]))
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args, **kwargs):
+        if args and not self.own_input_rule:
+            args = (as_input(self, args[0]),) + args[1:]
         return self.forward(*args, **kwargs)
 
     def __setattr__(self, name, value):
