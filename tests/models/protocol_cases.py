@@ -50,6 +50,7 @@ from tinydgm.models.latent.linear_gaussian import FactorAnalysis, PPCA
 from tinydgm.models.latent import (IWAE, PPCA, VAE, DensityNetwork, FactorAnalysis, GaussianMixture,
                                    LinearAutoencoder, MLPDecoder, MLPEncoder)
 from tinydgm.models.latent.m2 import M2
+from tinydgm.models.latent.posteriors import IAFPosterior, PlanarPosterior
 from tinydgm.models.latent.infovae import InfoVAE
 from tinydgm.models.latent.priors import VampPrior
 
@@ -189,6 +190,14 @@ CASES += [
          needs_rng=True, likelihood_kwargs=dict(k=50)),
     Case("IWAE", lambda rng: _vae(IWAE, rng, k=3), binary_data((6,)), (6,), likelihood="log_prob_estimate",
          exact=False, needs_rng=True, likelihood_kwargs=dict(k=50)),
+    # flow posteriors (posteriors.py): the same VAE with an amortised planar or IAF q(z|x)
+    Case("VAE:planar-posterior", lambda rng: _vae(VAE, rng, posterior=PlanarPosterior(
+        (6,), 2, n_layers=2, hidden=(8,), rng=rng, dtype="float64")), binary_data((6,)), (6,),
+         likelihood="log_prob_estimate", exact=False, needs_rng=True, likelihood_kwargs=dict(k=50)),
+    Case("VAE:iaf-posterior", lambda rng: _vae(VAE, rng, posterior=IAFPosterior(
+        (6,), 2, n_layers=2, hidden_sizes=(8,), context_dim=4, hidden=(8,), rng=rng, dtype="float64")),
+         binary_data((6,)), (6,), likelihood="log_prob_estimate", exact=False, needs_rng=True,
+         likelihood_kwargs=dict(k=50)),
     # InfoVAE: ELBO terms reweighted plus the MMD of the batch's aggregated posterior to the prior
     Case("InfoVAE", lambda rng: _vae(InfoVAE, rng, alpha=0.5, lambda_=2.0), binary_data((6,)), (6,),
          likelihood="log_prob_estimate", exact=False, needs_rng=True, likelihood_kwargs=dict(k=50)),

@@ -7,6 +7,8 @@ from tinydgm.models.latent.priors import (AggregatedPosterior, AutoregressivePri
                                           MixtureOfGaussiansPrior, Prior, StandardNormalPrior, VampPrior,
                                           encoder_mixture_log_prob)
 from tinydgm.models.latent.vae import VAE, kl_standard_normal, reparameterize  # noqa: F401
+from tinydgm.models.latent.posteriors import (FlowPosterior, IAFPosterior, PlanarPosterior,  # noqa: F401
+                                              planar_step, planar_u_hat)
 from tinydgm.models.latent.elbo_surgery import (BetaVAEDecomposition, ElboSurgery,  # noqa: F401
                                                 beta_vae_decomposition, elbo_surgery, elbo_surgery_table,
                                                 format_elbo_surgery_table)
