@@ -11,6 +11,7 @@ from linear_vae_oracle import encoder_outputs, linear_vae, set_encoder
 from tinydgm.models.latent import (AggregatedPosterior, MixtureOfGaussiansPrior, MLPDecoder, MLPEncoder, VAE,
                                    beta_vae_decomposition, elbo_surgery, elbo_surgery_table,
                                    format_elbo_surgery_table)
+from tinydgm.models.latent.posteriors import PlanarPosterior
 
 
 def grid(latent_dim, half_width=14.0, step=0.04):
@@ -251,5 +252,8 @@ def test_bad_arguments():
         elbo_surgery(model, x[:, :3])
     with pytest.raises(ValueError, match="beta must be a number >= 0"):
         beta_vae_decomposition(model, x, beta=-1.0)
+    flow = VAE(model.encoder, model.decoder, posterior=PlanarPosterior(4, 2, n_layers=1, dtype="float64"))
+    with pytest.raises(ValueError, match="a flow posterior \\(PlanarPosterior\\) has no density at an arbitrary z"):
+        elbo_surgery(flow, x)
     with pytest.raises(ValueError, match="2 models but 1 names"):
         elbo_surgery_table([model, model], x, names=["a"])

@@ -9,6 +9,7 @@ import tinydgm as td
 from flow_contracts import swap_parameters
 from tinydgm.evaluate import mmd as metric_mmd
 from tinydgm.models.latent import InfoVAE, MLPDecoder, MLPEncoder, MixtureOfGaussiansPrior, VAE, mmd_squared
+from tinydgm.models.latent.posteriors import PlanarPosterior
 
 
 def gaussian_rbf_expectation(mean, cov, h):
@@ -127,6 +128,26 @@ def test_objective_is_the_papers_formula_from_its_parts(kernel):
     assert model.mmd_weight == pytest.approx(4.3) and model.beta == pytest.approx(0.7)
 
 
+def test_with_a_flow_posterior_the_draws_are_z_k():
+    """posterior=: the reconstruction and KL are the flow-posterior VAE's on the same noise, the
+    MMD is that of the z_K draws."""
+    encoder, decoder = parts(5)
+    posterior = PlanarPosterior(5, 2, n_layers=2, hidden=(3,), rng=np.random.default_rng(6), dtype="float64")
+    model = InfoVAE(encoder, decoder, alpha=0.2, lambda_=3.0, posterior=posterior)
+    plain = VAE(encoder, decoder, posterior=posterior)
+    x = binary_data(4, seed=7)
+    eps = np.random.default_rng(8).standard_normal((2, 4, 2))
+    z_prior = np.random.default_rng(9).standard_normal((8, 2))
+    rec, kl = plain.elbo_terms(x, eps=eps)
+    mu, log_var = plain.encode(x)
+    z0 = mu.numpy() + np.exp(0.5 * log_var.numpy()) * eps
+    z_k, _ = posterior.transform(t64(z0), plain._as_data(x, "test"))
+    mmd = mmd_squared(t64(z_k.numpy().reshape(8, 2)), t64(z_prior)).numpy()
+    expected = rec.numpy() - 0.8 * kl.numpy() - 2.2 * mmd
+    np.testing.assert_allclose(model.objective(x, eps=eps, z_prior=z_prior).numpy(), expected, rtol=1e-12)
+    assert np.abs(z_k.numpy() - z0).max() > 1e-3                 # the steps moved the draws
+
+
 def test_alpha_zero_lambda_one_is_the_elbo():
     encoder, decoder = parts(1)
     model, plain = InfoVAE(encoder, decoder, alpha=0.0, lambda_=1.0), VAE(encoder, decoder)
@@ -142,6 +163,8 @@ def infovae_cases():
         "rbf": InfoVAE(*parts(2), alpha=0.5, lambda_=10.0),
         "imq_mmd_vae": InfoVAE(*parts(3), alpha=1.0, lambda_=10.0, kernel="imq"),
         "mixture_prior": InfoVAE(encoder, decoder, prior=mixture, alpha=0.2, lambda_=3.0),
+        "planar_posterior": InfoVAE(*parts(5), alpha=0.5, lambda_=4.0, posterior=PlanarPosterior(
+            5, 2, n_layers=2, hidden=(3,), rng=np.random.default_rng(6), dtype="float64")),
     }
 
 

@@ -41,6 +41,8 @@ term is E_q(z)[KL(q(x|z) || p(x|z))] + H_q(x|z) and H_q(x|z) = log n - I_q.
 
 Posteriors: the VAE's diagonal Gaussian q(z|x) = N(mu(x), diag(exp(log_var(x)))) from
 ``model.encoder``; ``model.prior`` is any prior (priors.py) and ``model.decoder`` any decoder.
+A VAE with a flow posterior (posteriors.py) is refused: q_agg would need log q_K(z|x_j) at
+every draw z, i.e. the steps inverted for every pair, which the planar steps do not offer.
 """
 import math
 import numbers
@@ -121,6 +123,10 @@ def _posterior_draws(model, x, n_samples, eps, rng, who):
     if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples < 2:
         raise ValueError(f"{who}: n_samples must be an int >= 2 (a standard error needs two draws), "
                          f"got {n_samples!r}")
+    if getattr(model, "posterior", None) is not None:
+        raise ValueError(f"{who}: the aggregated posterior is evaluated as a mixture of the encoder's Gaussians "
+                         f"q(z|x_j) at every draw; a flow posterior ({type(model.posterior).__name__}) has no "
+                         "density at an arbitrary z here (its steps are not inverted): use a VAE without one")
     x = model._as_data(x, who)
     mu, log_var = model.encoder(x)
     shape = (int(n_samples),) + tuple(mu.shape)

@@ -31,7 +31,7 @@ MMD^2 with a kernel k, from m draws z_i ~ q(z) and m' draws z'_j ~ p(z):
                                                        2018, WAE, for an N(0, I) prior)
 
 The draws from q(z) are the batch's reparameterised posterior draws z_s,n = mu_n + sigma_n
-eps_s,n (all S N of them; a minibatch stands for the data distribution), so the MMD trains
+eps_s,n (or their images z_K under a flow posterior; all S N of them; a minibatch stands for the data distribution), so the MMD trains
 the encoder; the prior's draws carry no gradient (a learnable prior is trained by the KL
 term only). ``evaluate.mmd`` is the same quantity as a metric on arrays (the biased
 V-statistic, no gradient); this module's estimator is made of engine ops.
@@ -42,8 +42,8 @@ from tinydgm import backend
 from tinydgm.autodiff.core import Tensor
 from tinydgm.autodiff.elementwise import exp, square
 from tinydgm.autodiff.shape import expand_dims
-from tinydgm.distributions import Normal, StandardNormal
-from tinydgm.models.latent.vae import VAE, kl_standard_normal, reparameterize
+from tinydgm.distributions import Normal
+from tinydgm.models.latent.vae import VAE, kl_standard_normal
 
 __all__ = ["InfoVAE", "mmd_squared", "rbf_kernel", "imq_kernel", "KERNELS"]
 
@@ -106,7 +106,7 @@ def mmd_squared(x, y, kernel="rbf", parameter=None, unbiased=True):
 
 class InfoVAE(VAE):
     """InfoVAE(encoder, decoder, prior=None, alpha=0.0, lambda_=1.0, kernel="rbf", kernel_parameter=None,
-    n_samples=1, kl=None, rng=None).
+    n_samples=1, kl=None, rng=None, posterior=None).
 
     The VAE with the InfoVAE objective (module docstring): ``objective(x)`` is, per example,
     E_q[log p(x|z)] - (1 - alpha) KL(q(z|x) || p(z)) - (alpha + lambda - 1) MMD^2(q(z), p(z)),
@@ -117,10 +117,11 @@ class InfoVAE(VAE):
 
     alpha: the information weight, <= 1. lambda_: the divergence weight, alpha + lambda_ >= 1.
     kernel: "rbf" or "imq"; kernel_parameter: its bandwidth h or scale C (default from L).
+    prior, n_samples, kl, rng, posterior: as for the VAE (a flow posterior's z_K are the q(z) draws).
     """
 
     def __init__(self, encoder, decoder, prior=None, alpha=0.0, lambda_=1.0, kernel="rbf", kernel_parameter=None,
-                 n_samples=1, kl=None, rng=None):
+                 n_samples=1, kl=None, rng=None, posterior=None):
         who = "InfoVAE"
         for name, value in (("alpha", alpha), ("lambda_", lambda_)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -132,7 +133,8 @@ class InfoVAE(VAE):
                              f"alpha={alpha!r}, lambda_={lambda_!r}")
         if kernel not in KERNELS:
             raise ValueError(f"{who}: kernel must be one of {sorted(KERNELS)}, got {kernel!r}")
-        super().__init__(encoder, decoder, prior=prior, beta=1.0 - alpha, n_samples=n_samples, kl=kl, rng=rng)
+        super().__init__(encoder, decoder, prior=prior, beta=1.0 - alpha, n_samples=n_samples, kl=kl, rng=rng,
+                         posterior=posterior)
         self.alpha, self.lambda_ = float(alpha), float(lambda_)
         self.kernel = kernel
         if kernel_parameter is None:
@@ -151,28 +153,25 @@ class InfoVAE(VAE):
     def objective_terms(self, x, n_samples=None, eps=None, rng=None, z_prior=None):
         """(E_q[log p(x|z)] (N,), KL(q(z|x) || p(z)) (N,), MMD^2(q(z), p(z)) 0-d) from S
         reparameterised draws per example (all S N of them are the q(z) sample) and as many
-        prior draws. eps (S, N, L) and z_prior (S N, L) hold the noise fixed (e.g. for gradcheck)."""
+        prior draws. eps (S, N, L) and z_prior (S N, L) hold the noise fixed (e.g. for gradcheck).
+        With a flow posterior the draws are its z_K and the KL is the Monte Carlo one."""
         x = self._as_data(x, "objective")
         if n_samples is None:
             n_samples = self.n_samples if eps is None else eps.shape[0]
         n_samples = self._count(n_samples, "n_samples", "objective")
-        mu, log_var = self.encoder(x)
-        shape = (n_samples,) + tuple(mu.shape)
         rng = self.rng if rng is None else rng
-        if eps is None:
-            eps = StandardNormal((), dtype=mu.dtype, device=mu.device).sample(shape, rng=rng)
-        eps = eps if isinstance(eps, Tensor) else Tensor(backend.as_array(eps, dtype=mu.dtype, device=mu.device))
-        if tuple(eps.shape) != shape:
-            raise ValueError(f"InfoVAE.objective: eps must have shape (S, N, L) = {shape}, got {tuple(eps.shape)}")
-        z = reparameterize(mu, log_var, eps)                                    # (S, N, L)
-        log_px_z = self.decoder.log_prob(x, z).mean(axis=0)
-        if self.kl == "closed_form":
-            kl = kl_standard_normal(mu, log_var)
+        if self.posterior is not None:
+            z, log_qz = self._sample_flow_posterior(x, n_samples, eps, rng, "objective")
+            kl = (log_qz - self.prior.log_prob(z)).mean(axis=0)
         else:
-            kl = (Normal(mu, log_var=log_var).log_prob(z).sum(axis=-1) - self.prior.log_prob(z)).mean(axis=0)
+            mu, log_var, z = self._sample_latents(x, n_samples, eps, rng, "objective")     # (S, N, L)
+            if self.kl == "closed_form":
+                kl = kl_standard_normal(mu, log_var)
+            else:
+                kl = (Normal(mu, log_var=log_var).log_prob(z).sum(axis=-1) - self.prior.log_prob(z)).mean(axis=0)
+        log_px_z = self.decoder.log_prob(x, z).mean(axis=0)
         z_q = z.reshape(-1, self.latent_dim)                                    # draws from q(z)
-        z_prior = self._prior_draws(z_q, z_prior, rng)
-        mmd = mmd_squared(z_q, z_prior, self.kernel, self.kernel_parameter, unbiased=True)
+        mmd = mmd_squared(z_q, self._prior_draws(z_q, z_prior, rng), self.kernel, self.kernel_parameter)
         return log_px_z, kl, mmd
 
     def _prior_draws(self, z_q, z_prior, rng):
