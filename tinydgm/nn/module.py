@@ -67,8 +67,10 @@ def as_input(module, x):
 
 def _with_input_rule(method):
     @functools.wraps(method)
-    def method_with_input_rule(self, x, *args, **kwargs):
-        return method(self, as_input(self, x), *args, **kwargs)
+    def method_with_input_rule(self, *args, **kwargs):
+        if args:
+            args = (as_input(self, args[0]),) + args[1:]
+        return method(self, *args, **kwargs)
     return method_with_input_rule
 
 
