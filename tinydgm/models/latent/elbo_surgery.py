@@ -128,16 +128,17 @@ def _posterior_draws(model, x, n_samples, eps, rng, who):
                          f"q(z|x_j) at every draw; a flow posterior ({type(model.posterior).__name__}) has no "
                          "density at an arbitrary z here (its steps are not inverted): use a VAE without one")
     x = model._as_data(x, who)
-    mu, log_var = model.encoder(x)
-    shape = (int(n_samples),) + tuple(mu.shape)
-    if eps is None:
-        rng = backend.default_generator() if rng is None else rng
-        eps = StandardNormal((), dtype=mu.dtype, device=mu.device).sample(shape, rng=rng)
-    else:
-        eps = eps if isinstance(eps, Tensor) else Tensor(backend.as_array(eps, dtype=mu.dtype, device=mu.device))
-        if tuple(eps.shape) != shape:
-            raise ValueError(f"{who}: eps must have shape (S, n, L) = {shape}, got {tuple(eps.shape)}")
-    return x, mu, log_var, reparameterize(mu, log_var, eps)
+    with no_grad():
+        mu, log_var = model.encoder(x)
+        shape = (int(n_samples),) + tuple(mu.shape)
+        if eps is None:
+            rng = getattr(model, "rng", None) if rng is None else rng
+            eps = StandardNormal((), dtype=mu.dtype, device=mu.device).sample(shape, rng=rng)
+        else:
+            eps = eps if isinstance(eps, Tensor) else Tensor(backend.as_array(eps, dtype=mu.dtype, device=mu.device))
+            if tuple(eps.shape) != shape:
+                raise ValueError(f"{who}: eps must have shape (S, n, L) = {shape}, got {tuple(eps.shape)}")
+        return x, mu, log_var, reparameterize(mu, log_var, eps)
 
 
 def _chunks(n_samples, cost_per_draw, work):
@@ -187,7 +188,8 @@ def elbo_surgery(model, x, n_samples=None, eps=None, rng=None, work=4_000_000):
     S = ``n_samples`` >= 2 draws per point (default 100, or eps.shape[0]) and the exact
     mixture q_agg over x.
 
-    eps: optional noise (S, n, L) for the draws (else from ``rng``, a NumPy Generator).
+    eps: optional noise (S, n, L) for the draws (else from ``rng``, a NumPy Generator;
+    default ``model.rng``).
     work: about how many (point, component) pairs one chunk evaluates (memory).
     Cost: n^2 S evaluations of a Gaussian density, n S of the decoder and the prior.
     """
