@@ -7,10 +7,14 @@ import pytest
 
 import tinydgm as td
 from tinydgm import nn, optim
-from tinydgm.models.flows import Compose, Flow
+from tinydgm.distributions import (DiscretizedLogistic, DiscretizedLogisticMixture, MixtureOfGaussians, Normal,
+                                   kl_divergence)
+from tinydgm.models import GatedPixelCNN
+from tinydgm.models.flows import Compose, Flow, PlanarFlow
 from tinydgm.models.flows.image import ActNormTransform, BatchNormTransform
 from tinydgm.train import TrainingError, fit
 
+from contracts import dependency_matrix
 from protocol_cases import CASES, build, data_of
 
 
@@ -195,7 +199,6 @@ def test_checkpoint_load_that_does_not_fit_changes_nothing(tmp_path, mismatch):
 def _measured_reach(model, size):
     """(up, left, right) of the pixels that the logits at the bottom-right-most interior
     pixel depend on, from the engine's Jacobian (tests/contracts.py)."""
-    from contracts import dependency_matrix
     h, w = size
     x = np.random.default_rng(0).random((2, 1, h, w))
     dep = dependency_matrix(lambda t: model.logits(t), x)          # (outputs, inputs)
@@ -206,7 +209,6 @@ def _measured_reach(model, size):
 
 @pytest.mark.parametrize("n_layers, kernel_size, first_kernel_size", [(2, 3, 3), (3, 3, 5), (1, 5, 7), (2, 5, 3)])
 def test_gated_pixelcnn_reach_is_exact(n_layers, kernel_size, first_kernel_size):
-    from tinydgm.models import GatedPixelCNN
     model = GatedPixelCNN(channels=3, n_layers=n_layers, kernel_size=kernel_size, first_kernel_size=first_kernel_size,
                           dtype="float64", rng=np.random.default_rng(1))
     up, left, right = model.reach()
@@ -224,7 +226,6 @@ def test_planar_flow_stays_invertible_at_extreme_parameters(dtype, w_dot_u):
     """w^T u far below -1: u_hat must satisfy w^T u_hat > -1 as the arrays hold it (not
     only in exact arithmetic), so the map is increasing along w, its log-det finite and the
     inverse recovers x."""
-    from tinydgm.models.flows import PlanarFlow
     rng = np.random.default_rng(4)
     t = PlanarFlow(5, dtype=dtype)
     w = rng.standard_normal(5)
@@ -254,9 +255,6 @@ def test_planar_flow_stays_invertible_at_extreme_parameters(dtype, w_dot_u):
 
 
 # ----------------------------------------------------------------------------- 4. log-space densities at extreme scales
-
-from tinydgm.distributions import (DiscretizedLogistic, DiscretizedLogisticMixture, MixtureOfGaussians,  # noqa: E402
-                                   Normal, kl_divergence)
 
 # log sigma far beyond what exp reaches in each dtype, both ways (float32: exp overflows at 88.7)
 EXTREME_LOG_SCALES = {"float32": [-250.0, -100.0, -89.0, 89.0, 100.0, 250.0],
