@@ -43,7 +43,7 @@ from tinydgm.nn import init
 from tinydgm.nn.module import Module, Parameter
 
 __all__ = ["Prior", "StandardNormalPrior", "MixtureOfGaussiansPrior", "VampPrior", "FlowPrior",
-           "AutoregressivePrior", "AggregatedPosterior", "encoder_mixture_log_prob"]
+           "AutoregressivePrior", "AggregatedPosterior", "encoder_mixture", "encoder_mixture_log_prob"]
 
 
 class Prior(Module):
@@ -131,11 +131,16 @@ class MixtureOfGaussiansPrior(Prior):
 
 # ----------------------------------------------------------------------------- mixtures of encoder posteriors
 
-def encoder_mixture_log_prob(mu, log_var, z):
-    """log 1/K sum_k N(z; mu_k, diag(exp(log_var_k))) for components mu, log_var (K, L) and
-    z (..., L) -> (...): the equal-weight mixture of K encoder posteriors q(z | u_k)."""
+def encoder_mixture(mu, log_var):
+    """1/K sum_k N(mu_k, diag(exp(log_var_k))) for components mu, log_var (K, L): the
+    equal-weight mixture of K encoder posteriors q(z | u_k), as a MixtureOfGaussians."""
     weights_logits = Tensor(backend.xp_of(mu.data).zeros((mu.shape[0],), dtype=mu.dtype))   # pi_k = 1/K
-    return MixtureOfGaussians(weights_logits, mu, 0.5 * log_var).log_prob(z)
+    return MixtureOfGaussians(weights_logits, mu, 0.5 * log_var)                             # sigma = exp(log_var / 2)
+
+
+def encoder_mixture_log_prob(mu, log_var, z):
+    """log 1/K sum_k N(z; mu_k, diag(exp(log_var_k))), z (..., L) -> (...)."""
+    return encoder_mixture(mu, log_var).log_prob(z)
 
 
 class _EncoderMixture(Prior):
@@ -167,9 +172,7 @@ class _EncoderMixture(Prior):
         """k uniform in 1..K, then z ~ q(z | u_k): a Tensor (n, L), no graph."""
         positive_int(n, "n", f"{type(self).__name__}.sample")
         with no_grad():
-            mu, log_var = self.components()
-            weights_logits = Tensor(backend.xp_of(mu.data).zeros((mu.shape[0],), dtype=mu.dtype))
-            mixture = MixtureOfGaussians(weights_logits, mu, 0.5 * log_var)
+            mixture = encoder_mixture(*self.components())
             return mixture.sample((n,), rng=backend.default_generator() if rng is None else rng)
 
 
