@@ -195,7 +195,8 @@ class VampPrior(_EncoderMixture):
     pseudo-inputs, an array (K, *event_shape) (e.g. K training examples, the paper's
     "data" initialisation), or None for N(init_mean, init_std^2) entries. The pseudo-inputs
     are unconstrained reals (the paper squashes them with a hard tanh for binary images; not
-    done here).
+    done here). With a flow posterior (posteriors.py) the components are the encoder's
+    Gaussian q_0(z | u_k), not the flowed q_K.
     """
 
     def __init__(self, encoder, n_pseudo_inputs, init=None, init_mean=0.0, init_std=0.1, rng=None):
