@@ -11,14 +11,14 @@ from scipy import integrate, special
 
 import tinydgm as td
 from contracts import assert_autoregressive
-from linear_vae_oracle import decoder_weights, exact_log_px, linear_vae
+from linear_vae_oracle import decoder_weights, exact_log_px, linear_vae, set_encoder_to_posterior
 from tinydgm import optim
 from tinydgm.autodiff.functional import concatenate
 from tinydgm.distributions import Normal
 from tinydgm.evaluate import importance_log_likelihood
 from tinydgm.models.autoregressive import MADE
 from tinydgm.models.flows import Compose, Flow, Inverse, brute_force_log_det
-from tinydgm.models.flows.autoregressive import IAFLayer, Reverse
+from tinydgm.models.flows.autoregressive import IAFLayer
 from tinydgm.models.latent import IWAE, FlowPrior, MLPDecoder, MLPEncoder, VAE
 from tinydgm.models.latent.posteriors import IAFPosterior, PlanarPosterior, planar_u_hat
 from tinydgm.nn.module import Module
@@ -36,6 +36,7 @@ def planar(n_layers=3, seed=0, **kw):
 
 
 def iaf(n_layers=2, seed=0, context_dim=3, **kw):
+    kw.setdefault("identity_init", False)              # random steps: every test below sees a real flow
     return IAFPosterior(D, L, n_layers=n_layers, hidden_sizes=(4,), context_dim=context_dim, hidden=(4,),
                         rng=np.random.default_rng(seed), dtype="float64", **kw)
 
@@ -98,7 +99,8 @@ def test_log_q_is_the_change_of_variables_density_with_a_brute_force_jacobian(na
 @pytest.mark.parametrize("name", sorted(POSTERIORS))
 def test_a_flow_of_zero_steps_gives_exactly_the_plain_vae_elbo(name):
     """K = 0: q_K = q_0, and the ELBO, the beta-objective and the importance weights are the plain
-    VAE's with the Monte Carlo KL, bit for bit (the same noise, the same encoder and decoder)."""
+    VAE's with the Monte Carlo KL, bit for bit (the same noise, the same encoder and decoder);
+    so is an IAF posterior at its identity initialisation (mu = alpha = 0)."""
     x = binary_data(6, seed=5)
     eps = np.random.default_rng(6).standard_normal((3, 6, L))
     flowed = small_vae(POSTERIORS[name](n_layers=0), seed=7, beta=2.5)
@@ -108,6 +110,9 @@ def test_a_flow_of_zero_steps_gives_exactly_the_plain_vae_elbo(name):
     np.testing.assert_array_equal(flowed.objective(x, eps=eps).numpy(), plain.objective(x, eps=eps).numpy())
     np.testing.assert_array_equal(flowed.log_importance_weights(x, 3, eps=eps).numpy(),
                                   plain.log_importance_weights(x, 3, eps=eps).numpy())
+    if name == "iaf":                                   # IAF steps start as the identity: still the plain ELBO
+        started = small_vae(iaf(n_layers=2, identity_init=True), seed=7, beta=2.5)
+        np.testing.assert_array_equal(started.elbo(x, eps=eps).numpy(), plain.elbo(x, eps=eps).numpy())
     # a non-empty flow does change it (the comparison above is not vacuous)
     richer = small_vae(POSTERIORS[name](n_layers=2), seed=7)
     assert np.abs(richer.elbo(x, eps=eps).numpy() - plain.elbo(x, eps=eps).numpy()).min() > 1e-4
@@ -140,11 +145,8 @@ def equivalent_pair(seed=0, n_layers=3):
     encoder = MLPEncoder(D, L, hidden=(4,), activation="tanh", rng=gen, dtype="float64")
     decoder = MLPDecoder(L, D, hidden=(3,), activation="tanh", rng=gen, dtype="float64")
     posterior = IAFPosterior(D, L, n_layers=n_layers, hidden_sizes=(6,), context_dim=None, rng=gen,
-                             dtype="float64", alpha_bound=3.0)
-    steps = []
-    for k, layer in enumerate(posterior.layers):
-        steps += ([Reverse()] if k > 0 else []) + [Inverse(layer)]
-    g = Compose(steps)                         # g(z) = T_K(R(...R(T_1(z)))), T_k = IAFLayer.inverse: one pass
+                             dtype="float64", alpha_bound=3.0, identity_init=False)
+    g = Compose([Inverse(layer) for layer in posterior.layers])    # g = T_K o ... o T_1, T_k = IAFLayer.inverse
     model_a = VAE(encoder, decoder, prior=FlowPrior(Flow(g, (L,))), rng=np.random.default_rng(1))
     model_b = VAE(encoder, DecoderThroughInverse(decoder, g), posterior=posterior, rng=np.random.default_rng(1))
     return model_a, model_b
@@ -158,9 +160,10 @@ def test_af_prior_and_iaf_posterior_give_the_same_elbo_for_every_x_and_every_noi
     "Corresponding" means, with the same encoder q(z|x) = N(mu(x), sigma^2(x)) and the same noise
     eps, z = mu + sigma eps:
       A (AF prior): prior log p_lambda(z) = log N(g(z); 0, I) + log|det dg/dz|, with g the
-        composition T_K o R o ... o R o T_1 of affine autoregressive steps T_k(z)_i = z_i
-        exp(alpha_i(z_<i)) + mu_i(z_<i) (an AF in the prior's density direction: one pass to
-        evaluate, sequential to sample) and R the reversal; decoder p(x|z).
+        composition T_K o ... o T_1 of affine autoregressive steps T_k(z)_i = z_i
+        exp(alpha_i(z_<i)) + mu_i(z_<i) (z_<i in step k's ordering, natural or reversed: an AF
+        in the prior's density direction, one pass to evaluate, sequential to sample);
+        decoder p(x|z).
       B (IAF posterior): the SAME steps applied to the encoder's sample, z* = g(z) (as IAF steps,
         one pass, parameters global: no context), log q(z*|x) = log q(z|x) - log|det dg/dz|;
         prior N(0, I); decoder p(x | g^{-1}(z*)) = the same decoder network after the inverse
@@ -284,20 +287,31 @@ def test_richer_posteriors_come_closer_to_the_true_posterior():
 @pytest.mark.parametrize("name", sorted(POSTERIORS))
 def test_importance_estimate_with_a_flow_posterior_hits_the_exact_log_px(name):
     """The k = 5000 estimator (tinydgm.evaluate.importance) on a linear-Gaussian VAE whose q_K is a
-    (deliberately imperfect) flow posterior: log 1/k sum w -> log p(x), known exactly. A wrong
-    log q_K (a sign of the log-det, a missing term) would bias it by far more than its error."""
+    flow posterior on top of the (diagonal) exact-posterior encoder: log 1/k sum w -> log p(x),
+    known exactly. The flow moves q_K away from p(z|x) (the ELBO is loose), and its log-dets are
+    large against the estimator's error, so a wrong log q_K (the log-det's sign, a missing term)
+    would show."""
     kw = dict(n_layers=2, rng=np.random.default_rng(3), dtype="float64")
     posterior = PlanarPosterior(4, 2, hidden=(4,), **kw) if name == "planar" else \
-        IAFPosterior(4, 2, hidden_sizes=(4,), context_dim=3, hidden=(4,), **kw)
+        IAFPosterior(4, 2, hidden_sizes=(4,), context_dim=3, hidden=(4,), identity_init=False, **kw)
     model = linear_vae(4, 2, sigma=0.6, seed=4, posterior=posterior)
+    set_encoder_to_posterior(model, 0.6)
+    if name == "iaf":                                  # a mild IAF: small mu and alpha
+        for layer in posterior.layers:
+            out = layer.made.layers[-1]
+            out.weight.data, out.bias.data = out.weight.data * 0.1, out.bias.data * 0.1
     x = np.random.default_rng(5).standard_normal((5, 4))
     W, b = decoder_weights(model)
     exact = exact_log_px(W, b, 0.6, x)
     estimate = importance_log_likelihood(model, x, k=5000, rng=np.random.default_rng(6))
-    error = estimate.log_px.numpy() - exact
-    assert np.all(np.abs(error) < 5 * estimate.stderr.numpy() + 1e-3), (error, estimate.stderr.numpy())
+    error, se = estimate.log_px.numpy() - exact, estimate.stderr.numpy()
+    assert np.all(np.abs(error) < 5 * se + 1e-3), (error, se)
     gap = exact - model.elbo(x, n_samples=2000, rng=np.random.default_rng(7)).numpy()
     assert gap.min() > 0.05                                   # q_K is not the posterior: the ELBO is loose
+    mu, log_var = model.encode(x)
+    z0 = mu.numpy() + np.exp(0.5 * log_var.numpy()) * np.random.default_rng(8).standard_normal((200, 5, 2))
+    _, log_det = posterior.transform(td.tensor(z0, dtype="float64"), td.tensor(x, dtype="float64"))
+    assert np.abs(log_det.numpy()).mean() > 5 * np.median(se)
     np.testing.assert_allclose(model.log_prob_estimate(x, k=5000, rng=np.random.default_rng(6)).numpy(),
                                estimate.log_px.numpy(), rtol=1e-12)
 

@@ -14,8 +14,8 @@ closed form of the Gaussian KL does not apply to q_K):
 
     L(x) = E_{q_0(z_0|x)} [ log p(x, z_K) - log q_0(z_0|x) + sum_k log |det dz_k / dz_{k-1}| ]
 
-(the slide writes the last term as - log |det J_g| with its g the map back to z_0; here the
-Jacobians are those of the steps as they are applied, so the sign is +). The VAE computes it
+(the slide prints - log |det J_g| there, a sign slip: a change of variables gives +, with the
+Jacobians of the steps as they are applied). The VAE computes it
 with ``VAE(..., posterior=...)``; every posterior here has
 
     transform(z_0, x) -> (z_K, log_det)     z_0 (S, N, L), x (N, *event_shape), log_det (S, N)
@@ -32,7 +32,8 @@ Two families:
         h = a network of x (the context), then for each step a Gaussian MADE reading (z_{k-1}, h):
         mu_k, alpha_k = MADE_k(z_{k-1}, h)                 (entry i sees z_{k-1, <i} and all of h)
         z_k = z_{k-1} * exp(alpha_k) + mu_k,   log |det| = sum_i alpha_{k,i}     (one pass: fast)
-        with the ordering reversed between steps (tinydgm.models.flows.autoregressive.IAFLayer).
+        with the ordering reversed from one step to the next (odd steps condition z_i on z_>i),
+        so z_K keeps the coordinates' order (tinydgm.models.flows.autoregressive.IAFLayer).
 
 Both have their own amortisation network on the flattened x (an MLP, ``hidden``), separate
 from the encoder's trunk: the encoder keeps its (mu, log_var) interface. ``n_layers=0`` gives
@@ -42,7 +43,7 @@ equals the plain VAE's).
 from tinydgm import backend
 from tinydgm.autodiff.core import Tensor
 from tinydgm.autodiff.elementwise import log, maximum, softplus, tanh
-from tinydgm.autodiff.shape import broadcast_to, flip, split
+from tinydgm.autodiff.shape import broadcast_to, split
 from tinydgm.models.flows.autoregressive import IAFLayer
 from tinydgm.models.latent.encoders import as_event_shape, event_size, mlp, positive_int
 from tinydgm.nn.module import Module, ModuleList
@@ -169,13 +170,21 @@ class PlanarPosterior(FlowPosterior):
 
 class IAFPosterior(FlowPosterior):
     """IAFPosterior(event_shape, latent_dim, n_layers=2, hidden_sizes=(64,), context_dim=16,
-    hidden=(64,), activation="tanh", alpha_bound=8.0, rng=None, dtype=None, device=None).
+    hidden=(64,), activation="tanh", alpha_bound=8.0, identity_init=True, rng=None, dtype=None,
+    device=None).
 
     K = n_layers IAF steps (Kingma et al. 2016): a network of x (``hidden`` layers, then a
     linear layer) gives the context h (N, context_dim); step k is an IAFLayer whose Gaussian
     MADE (``hidden_sizes`` ReLU units, natural ordering; each width >= L - 1) reads z_{k-1}
-    masked and h unmasked; the ordering is reversed between steps. ``alpha_bound`` goes to
-    every layer (see tinydgm.models.flows.autoregressive).
+    masked and h unmasked; the MADE's ordering alternates between natural (even k) and
+    reversed (odd k), so every variable is conditioned on every other over two steps and a
+    step with mu = alpha = 0 is the identity. ``alpha_bound`` goes to every layer (see
+    tinydgm.models.flows.autoregressive).
+
+    identity_init: the MADEs' output layers start at zero, so mu = alpha = 0 and every step is
+    the identity: training starts from the encoder's Gaussian (Kingma et al. start their IAF
+    steps close to the identity too); a random start can land the ELBO far below it.
+    False keeps the MADEs' default (random) initialisation.
 
     context_dim=None: no context, the steps' parameters are global (the slide's
     z* = g(z, lambda), the same map for every x): the posterior of the prior/posterior
@@ -183,7 +192,7 @@ class IAFPosterior(FlowPosterior):
     """
 
     def __init__(self, event_shape, latent_dim, n_layers=2, hidden_sizes=(64,), context_dim=16, hidden=(64,),
-                 activation="tanh", alpha_bound=8.0, rng=None, dtype=None, device=None):
+                 activation="tanh", alpha_bound=8.0, identity_init=True, rng=None, dtype=None, device=None):
         super().__init__()
         who = "IAFPosterior"
         self.event_shape = as_event_shape(event_shape, who)
@@ -196,9 +205,15 @@ class IAFPosterior(FlowPosterior):
         if self.context_dim is not None:
             sizes = (event_size(self.event_shape),) + self.hidden + (self.context_dim,)
             self.net = mlp(sizes, activation, who, rng, dtype, device)
-        self.layers = ModuleList([IAFLayer(self.latent_dim, hidden_sizes, rng=rng, dtype=dtype,
-                                           alpha_bound=alpha_bound, context_dim=self.context_dim)
-                                  for _ in range(self.n_layers)])
+        reversed_order = list(range(self.latent_dim, 0, -1))
+        self.layers = ModuleList([IAFLayer(self.latent_dim, hidden_sizes, ordering="natural" if k % 2 == 0
+                                           else reversed_order, rng=rng, dtype=dtype, alpha_bound=alpha_bound,
+                                           context_dim=self.context_dim)
+                                  for k in range(self.n_layers)])
+        if identity_init:
+            for layer in self.layers:
+                out = layer.made.layers[-1]                    # [mu | alpha] = 0: z_k = z_{k-1}
+                out.weight.data, out.bias.data = out.weight.data * 0, out.bias.data * 0
 
     def amortize(self, x):
         """The context h (N, context_dim), or None for global steps."""
@@ -206,9 +221,7 @@ class IAFPosterior(FlowPosterior):
 
     def flow(self, z, context):
         total = 0
-        for k, layer in enumerate(self.layers):
-            if k > 0:
-                z = flip(z, axis=1)                       # reverse the ordering (log-det 0)
+        for layer in self.layers:
             z, log_det = layer.inverse(z, context=context)    # z_k = z_{k-1} exp(alpha) + mu, one pass
             total = total + log_det
         return z, total
