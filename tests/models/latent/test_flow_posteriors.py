@@ -483,3 +483,16 @@ def test_bad_configuration_and_input():
     with pytest.raises(ValueError, match=r"eps must have shape"):
         model.elbo(binary_data(3), eps=np.zeros((2, 3, 3)))
     assert "posterior=PlanarPosterior" in repr(model) and len(repr(model)) < 2000
+
+
+@pytest.mark.parametrize("name", sorted(POSTERIORS))
+def test_reconstruct_decodes_the_flowed_latent(name):
+    """reconstruct(x) = E[x | z_K] with z_0 = mu(x) pushed through the posterior's steps (not the
+    decoder at mu(x) itself, which the flow has moved)."""
+    model = small_vae(POSTERIORS[name](), seed=3)
+    x = binary_data(4, seed=2)
+    xt = td.tensor(x, dtype="float64")
+    mu, _ = model.encode(x)
+    z, _ = model.posterior.transform(mu, xt)
+    np.testing.assert_allclose(model.reconstruct(x).numpy(), model.decoder.mean(z).numpy(), rtol=1e-14)
+    assert np.abs(model.reconstruct(x).numpy() - model.decoder.mean(mu).numpy()).max() > 1e-4
