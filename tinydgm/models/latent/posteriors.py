@@ -1,7 +1,7 @@
 """Flow posteriors for the VAE: a diagonal Gaussian q_0(z_0|x) from the encoder, pushed through
 K invertible steps whose parameters depend on x (isachenko-l07 "Flows in VAE posterior",
 "Flows-based VAE posterior" and "Inverse autoregressive flow (IAF)"; ermon-song-cs236-l16 and
-kuleshov-l12, "VAE + flow posterior"; Rezende & Mohamed 2015, "Variational inference with
+kuleshov-l12, "VAE + Flow Model"; Rezende & Mohamed 2015, "Variational inference with
 normalizing flows", sec. 4.1 and 4.2; Kingma et al. 2016, "Improving Variational Inference with
 Inverse Autoregressive Flow", sec. 3-4).
 
@@ -15,8 +15,8 @@ closed form of the Gaussian KL does not apply to q_K):
     L(x) = E_{q_0(z_0|x)} [ log p(x, z_K) - log q_0(z_0|x) + sum_k log |det dz_k / dz_{k-1}| ]
 
 (the slide prints - log |det J_g| there, a sign slip: a change of variables gives +, with the
-Jacobians of the steps as they are applied). The VAE computes it
-with ``VAE(..., posterior=...)``; every posterior here has
+Jacobians of the steps as they are applied). The VAE computes it with
+``VAE(..., posterior=...)``; every posterior here has
 
     transform(z_0, x) -> (z_K, log_det)     z_0 (S, N, L), x (N, *event_shape), log_det (S, N)
 
@@ -30,10 +30,14 @@ Two families:
 
     IAFPosterior  (Kingma et al. sec. 4, fig. 2; the lecture's z_k = sigma_k(z_{k-1}) z_{k-1} + mu_k(z_{k-1}))
         h = a network of x (the context), then for each step a Gaussian MADE reading (z_{k-1}, h):
-        mu_k, alpha_k = MADE_k(z_{k-1}, h)                 (entry i sees z_{k-1, <i} and all of h)
+        mu_k, alpha_k = MADE_k(z_{k-1}, h)      (entry i sees z_{k-1, <i} and, through the hidden
+                                                 layers, h; the first variable's entries are biases)
         z_k = z_{k-1} * exp(alpha_k) + mu_k,   log |det| = sum_i alpha_{k,i}     (one pass: fast)
         with the ordering reversed from one step to the next (odd steps condition z_i on z_>i),
         so z_K keeps the coordinates' order (tinydgm.models.flows.autoregressive.IAFLayer).
+
+At initialisation the IAF steps are the identity (``identity_init``); the planar steps are
+not (with u = w = 0 the constraint's m(0) = log 2 - 1 contracts along w), as in the paper.
 
 Both have their own amortisation network on the flattened x (an MLP, ``hidden``), separate
 from the encoder's trunk: the encoder keeps its (mu, log_var) interface. ``n_layers=0`` gives
