@@ -37,7 +37,8 @@ Two families:
         so z_K keeps the coordinates' order (tinydgm.models.flows.autoregressive.IAFLayer).
 
 At initialisation the IAF steps are the identity (``identity_init``); the planar steps are
-not (with u = w = 0 the constraint's m(0) = log 2 - 1 contracts along w), as in the paper.
+not (for small u and w the constraint gives w^T u_hat ~ m(0) = log 2 - 1, a contraction along
+w), as in the paper.
 
 Both have their own amortisation network on the flattened x (an MLP, ``hidden``), separate
 from the encoder's trunk: the encoder keeps its (mu, log_var) interface. ``n_layers=0`` gives
