@@ -496,3 +496,15 @@ def test_reconstruct_decodes_the_flowed_latent(name):
     z, _ = model.posterior.transform(mu, xt)
     np.testing.assert_allclose(model.reconstruct(x).numpy(), model.decoder.mean(z).numpy(), rtol=1e-14)
     assert np.abs(model.reconstruct(x).numpy() - model.decoder.mean(mu).numpy()).max() > 1e-4
+
+
+@pytest.mark.parametrize("name", sorted(POSTERIORS))
+def test_flow_posterior_elbo_matches_on_every_device(name, device):
+    model = small_vae(POSTERIORS[name](), seed=4)
+    x = binary_data(3, seed=5)
+    eps = np.random.default_rng(0).standard_normal((2, 3, L))
+    expected = model.elbo(x, eps=eps).numpy()
+    model.to(device)
+    np.testing.assert_allclose(model.elbo(x, eps=eps).numpy(), expected, rtol=1e-10)
+    estimate = model.log_prob_estimate(x, k=20, rng=np.random.default_rng(1))
+    assert estimate.device == device and np.all(np.isfinite(estimate.numpy()))
