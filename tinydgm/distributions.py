@@ -175,6 +175,8 @@ def _scaled(residual, log_scale):
     """
     xp = backend.xp_of(log_scale.data)
     overflow = -log_scale.data > math.log(float(xp.finfo(log_scale.dtype).max))
+    if not bool(overflow.any()):                       # the usual case: the plain product
+        return residual * exp(-log_scale)
     quotient = residual * exp(-where(overflow, 0, log_scale))
     r = xp.broadcast_to(residual.data, quotient.shape)
     magnitude = xp.where(r == 0, 1, xp.abs(r))
@@ -310,8 +312,15 @@ class Normal(Distribution):
 
     def log_prob(self, x):
         x = _value("Normal.log_prob", x, self.mu, self.batch_shape)
-        z = _scaled(x - self.mu, self.log_scale)            # standardised residual (x - mu) / sigma
+        z = self._standardised(x - self.mu)
         return -0.5 * _LOG_2PI - self.log_scale - 0.5 * square(z)
+
+    def _standardised(self, residual):
+        """residual / sigma: from the log forms through ``_scaled`` (exact where 1 / sigma
+        overflows), from sigma as residual * (1 / sigma)."""
+        if self._kind == "sigma":
+            return residual * self._inv_sigma()
+        return _scaled(residual, self.log_scale)
 
     def rsample(self, shape=(), rng=None):
         """z = mu + sigma * eps, differentiable in mu and sigma; shape ``shape + batch_shape``."""
@@ -561,6 +570,8 @@ def _log1mexp_of_width(width, log_scale):
     float64's resolution; each branch is fed only values it can take (no inf in the graph)."""
     log_t = math.log(width) - log_scale
     small = log_t.data < math.log(1e-8)
+    if not bool(small.any() | (log_t.data > 50).any()):     # the usual case
+        return log1mexp(-exp(log_t))
     t = exp(minimum(where(small, 0, log_t), 50.0))   # e^-t is 0 beyond t = e^50: no t = inf in the graph
     series = where(small, log_t, 0) - 0.5 * exp(where(small, log_t, 0)) * _constant(small.astype(log_t.dtype))
     return where(small, series, log1mexp(-t))
@@ -745,7 +756,7 @@ class DiscretizedLogisticMixture(_Discretized):
 def _kl_normal_normal(p, q):
     """log(s_q / s_p) + (s_p^2 + (m_p - m_q)^2) / (2 s_q^2) - 1/2, from log-scales."""
     var_ratio = exp(2 * (p.log_scale - q.log_scale))               # s_p^2 / s_q^2
-    mahalanobis = square(_scaled(p.mu - q.mu, q.log_scale))        # (m_p - m_q)^2 / s_q^2
+    mahalanobis = square(q._standardised(p.mu - q.mu))             # (m_p - m_q)^2 / s_q^2
     return (q.log_scale - p.log_scale) + 0.5 * (var_ratio + mahalanobis) - 0.5
 
 
