@@ -129,7 +129,7 @@ def gans_on_toys(out_dir, seed, quick, device, log):
                       "high_quality_fraction": r["modes_after"]["high_quality"],
                       **({"against_optimal_discriminator": r["comparison"]} if r["comparison"] else {})}
                for name, r in results.items()}
-    return {"models": summary, "steps": max(steps.values()), "history": history, "figures": {path: title}}
+    return {"models": summary, "history": history, "figures": {path: title}}
 
 
 def on_host(network, device):
@@ -208,9 +208,7 @@ def plot_toys(results, log_p_data, title, quick, path):
 def plot_cmap(name):
     """A colour map with NaN drawn light grey."""
     from matplotlib import colormaps
-    cmap = colormaps[name].copy()
-    cmap.set_bad("0.85")
-    return cmap
+    return colormaps[name].with_extremes(bad="0.85")
 
 
 # ============================================================================ 5. images

@@ -47,10 +47,11 @@ from tinydgm.train import fit
 
 def run(out_dir, seed, quick, device, log):
     with _common.one_blas_thread():                  # small matrices: BLAS threads only add contention
+        linear_gaussian = linear_gaussian_toy(out_dir, seed, quick, log)
         images = binarized_images(seed, quick)
         vae_part, vae = vae_on_images(out_dir, images, seed, quick, device, log)
         return _common.collect({
-            "linear_gaussian": linear_gaussian_toy(out_dir, seed, quick, log),
+            "linear_gaussian": linear_gaussian,
             "vae": vae_part,
             "iwae_bounds": iwae_bounds(out_dir, vae, images, seed, quick, log),
             "m2": m2_semi_supervised(out_dir, images, seed, quick, device, log),
@@ -167,6 +168,11 @@ def mean_elbo(vae, x, rng, batch_size=250):
 
 
 def vae_on_images(out_dir, images, seed, quick, device, log):
+    """A VAE with a 2-D latent space, trained on the ELBO (eq. 28-35):
+
+        L(x) = E_q(z|x)[log p(x|z)] - KL(q(z|x) || N(0, I)) <= log p(x)
+
+    Returns (its summary, the trained VAE: the IWAE bounds are computed for it)."""
     # --- set-up: encoder q(z|x) = N(mu(x), diag(sigma^2(x))) (eq. 27) and decoder
     # p(x|z) = prod_d Bernoulli(x_d; sigmoid(logits_d(z))) (eq. 20), z in 2-D
     rng = backend.rng(seed)

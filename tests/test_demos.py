@@ -25,6 +25,10 @@ PROMISED = {          # the files each family's script promises (demos/README.md
     "autoregressive": ["ar_samples_nade.png", "ar_samples_made.png", "ar_samples_pixelcnn.png",
                        "made_toy_density.png"],
     "flows": ["flow_toys.png", "flow_image_samples.png"],
+    "latent": ["latent_ppca_fa.png", "vae_manifold.png", "vae_reconstructions.png", "iwae_bounds.png",
+               "m2_class_grid.png"],
+    "adversarial": ["adversarial_toys.png", "adversarial_mnist_samples.png", "adversarial_interpolations.png",
+                    "adversarial_losses.png"],
 }
 
 
@@ -151,6 +155,35 @@ def test_flows_demo_stays_below_the_true_density(gallery):
         assert r["gaussian_log_likelihood"] < r["test_log_likelihood"] < r["true_log_likelihood"] + 0.1, r
     image = flows["image_flow"]
     assert image["test_bits_per_dim"] < image["test_bits_per_dim_before"]
+
+
+def test_latent_demo_bounds_and_models(gallery):
+    _, _, summary = gallery
+    latent = summary["demos"]["latent"]
+    toy = latent["linear_gaussian"]
+    ll = toy["log_likelihood"]
+    assert ll["FA"] >= ll["PPCA"] - 1e-6                               # FA's Psi includes PPCA's sigma^2 I
+    assert ll["PPCA (EM)"] == pytest.approx(ll["PPCA"], abs=1e-3)      # EM reaches the closed form
+    assert toy["angle_to_true_W_degrees"]["FA"] < toy["angle_to_true_W_degrees"]["PPCA"]
+    vae = latent["vae"]
+    assert vae["test_elbo"] > vae["test_elbo_before"]
+    bounds = latent["iwae_bounds"]["bounds"]
+    assert [b["k"] for b in bounds] == sorted(b["k"] for b in bounds)
+    assert bounds[-1]["nats"] > bounds[0]["nats"]                      # F_k rises with k
+    m2 = latent["m2"]
+    assert m2["test_accuracy"] > 0.2 and 0.0 <= m2["grid_read_as_its_class"] <= 1.0   # above chance (0.1)
+
+
+def test_adversarial_demo_counts_modes_and_keeps_d_star_optimal(gallery):
+    _, _, summary = gallery
+    adversarial = summary["demos"]["adversarial"]
+    for name, model in adversarial["toys"]["models"].items():
+        assert 0 <= model["modes_covered"] <= 8, name
+    against = adversarial["toys"]["models"]["GAN"]["against_optimal_discriminator"]
+    assert against["value_gap"] >= -1e-9                               # no discriminator beats D* on V
+    images = adversarial["images"]
+    # real images are closer to the test set than images with only the pixels' marginals
+    assert images["fid_training_images"] < images["fid_independent_pixels"]
 
 
 def test_toy_cells_and_bits_round_trip():
