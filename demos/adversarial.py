@@ -260,7 +260,7 @@ def gan_on_images(out_dir, seed, quick, device, log):
     # --- evaluation: the FID analogue of n_eval samples against as many test images
     fid_after = fid(model, test[:n_eval], seed)
     what = (f"WGAN-GP, MLP generator 32-256-256-784 and critic 784-256-1, {steps} generator steps on "
-            f"{len(train)} MNIST images")
+            f"{len(train)} gray-level MNIST images")
     fid_text = (f"FID analogue to {n_eval} test images {fid_after:.0f} (independent pixels {fid_pixels:.0f}, "
                 f"{n_eval} training images {fid_floor:.0f}, before training {fid_before:.0f})")
     beats = fid_after < fid_pixels
