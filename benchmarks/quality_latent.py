@@ -19,7 +19,7 @@ through training. The test images are a fixed random subset (``--n-test``) of th
 once with a fixed seed (the same draw for every model).
 
     TINYDGM_DATA=<folder with mnist.npz> python benchmarks/quality_latent.py --all --epochs 5 \
-        --n-test 1000 --out section.md
+        --n-test 1000 --results runs/ --out section.md
 
 runs, two at a time (one thread each): the tinydgm VAE and its twin, the tinydgm IWAE and its twin,
 the tinydgm VAE again with another seed; then writes benchmarks/figures/latent_quality_curves.png and
@@ -212,21 +212,40 @@ RUNS = [("vae", "tinydgm", 0), ("vae", "PyTorch", 0), ("iwae", "tinydgm", 0), ("
 
 
 def run_all(cfg):
-    """The runs of RUNS as subprocesses, two at a time (OMP/MKL at one thread each)."""
+    """The runs of RUNS as subprocesses, ``cfg.jobs`` at a time (OMP/MKL at one thread each); each
+    writes its JSON into ``cfg.results`` (a folder), and a run whose file is already there is skipped."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                NUMBA_NUM_THREADS="1")
-    results, pending, running = [], list(RUNS), []
+    os.makedirs(cfg.results, exist_ok=True)
+    pending = [run for run in RUNS if not os.path.exists(result_path(cfg.results, *run))]
+    running = []
     while pending or running:
         while pending and len(running) < cfg.jobs:
             kind, side, seed = pending.pop(0)
             cmd = [sys.executable, os.path.abspath(__file__), "--run", kind, side, str(seed), "--epochs",
-                   str(cfg.epochs), "--n-test", str(cfg.n_test), "--k", str(cfg.k), "--n-train", str(cfg.n_train)]
-            running.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, text=True))
-        proc = running.pop(0)
-        out, _ = proc.communicate()
-        if proc.returncode:
-            raise RuntimeError(f"run {proc.args} failed with code {proc.returncode}")
-        results.append(json.loads(out.strip().splitlines()[-1]))
+                   str(cfg.epochs), "--n-test", str(cfg.n_test), "--k", str(cfg.k), "--n-train", str(cfg.n_train),
+                   "--results", cfg.results]
+            running.append(subprocess.Popen(cmd, env=env))
+        time.sleep(1)
+        for proc in [p for p in running if p.poll() is not None]:
+            running.remove(proc)
+            if proc.returncode:
+                raise RuntimeError(f"run {proc.args} failed with code {proc.returncode}")
+    return load_results(cfg.results)
+
+
+def result_path(folder, kind, side, seed):
+    return os.path.join(folder, f"{kind}_{side}_{seed}.json")
+
+
+def load_results(folder):
+    """The JSON of every run of RUNS found in ``folder``, in RUNS order."""
+    results = []
+    for run in RUNS:
+        path = result_path(folder, *run)
+        if os.path.exists(path):
+            with open(path) as f:
+                results.append(json.load(f))
     return results
 
 
@@ -234,6 +253,7 @@ def figure(results, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     styles = {"tinydgm": "-", "PyTorch": "--"}
     colors = {("vae", 0): "C0", ("iwae", 0): "C1", ("vae", 1): "C2"}
@@ -245,14 +265,19 @@ def figure(results, path):
                      marker="o", ms=3)
         axes[1].plot(epochs, [-c["test_elbo"] for c in r["curve"]], styles[r["side"]], color=color, label=label,
                      marker="o", ms=3)
+        axes[1].plot([epochs[-1] + (0.1 if r["side"] == "PyTorch" else 0)], [r["nll"]], "x", color=color, ms=7)
     axes[0].set_title("training objective (-bound, nats; VAE: -ELBO, IWAE: -F_5)")
-    axes[1].set_title(f"test -ELBO (nats, {results[0]['n_test']} test images)")
+    axes[1].set_title(f"test -ELBO per epoch; x: final test NLL, k = 5000 (nats, {results[0]['n_test']} test images)",
+                      fontsize=9)
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     for name, value in PUBLISHED.items():
         axes[1].axhline(value, color="gray", lw=0.8, ls=":")
-        axes[1].text(1, value, f" published {name.upper()} NLL {value}", va="bottom", fontsize=7, color="gray")
+        axes[1].text(1, value, f" published {name.upper()} NLL {value}", va="bottom" if name == "vae" else "top",
+                     fontsize=7, color="gray")
+    axes[1].set_ylim(bottom=min(PUBLISHED.values()) - 3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -301,22 +326,20 @@ def main(argv=None):
     parser.add_argument("--k", type=int, default=5000, help="importance samples per test image")
     parser.add_argument("--n-train", type=int, default=60000, help="training images (a smoke run: fewer)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
-    parser.add_argument("--results", help="JSON file of the runs (written by --all, or read to redo the report)")
+    parser.add_argument("--results", default="quality_latent_runs",
+                        help="folder of the runs' JSON files (written by the runs; read to redo the report)")
     parser.add_argument("--out", help="write the markdown section to this file")
     cfg = parser.parse_args(argv)
     if cfg.run:
         kind, side, seed = cfg.run
-        print(json.dumps(run_one(kind, side, int(seed), cfg.epochs, cfg.n_test, cfg.k, cfg.n_train)))
+        result = run_one(kind, side, int(seed), cfg.epochs, cfg.n_test, cfg.k, cfg.n_train)
+        if cfg.results:
+            with open(result_path(cfg.results, kind, side, int(seed)), "w") as f:
+                json.dump(result, f)
+        print(json.dumps(result))
         return
     start = time.perf_counter()
-    if cfg.all:
-        results = run_all(cfg)
-        if cfg.results:
-            with open(cfg.results, "w") as f:
-                json.dump(results, f)
-    else:
-        with open(cfg.results) as f:
-            results = json.load(f)
+    results = run_all(cfg) if cfg.all else load_results(cfg.results)
     figure(results, FIGURE)
     md = report(results, cfg, time.perf_counter() - start)
     print(md)
