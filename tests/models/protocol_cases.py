@@ -40,7 +40,8 @@ import tinydgm as td
 from tinydgm import optim
 from tinydgm.models import (DBM, DBN, MADE, NADE, BernoulliRBM, DequantizedFlow, ExponentialFamily,
                             FullyVisibleBoltzmannMachine, GatedPixelCNN, GaussianBernoulliRBM, NeuralEBM,
-                            PixelCNN, build_maf, image_realnvp, planar_flow, radial_flow, toy_realnvp)
+                            PixelCNN, build_maf, image_glow, image_realnvp, planar_flow, radial_flow,
+                            toy_realnvp)
 from tinydgm.models.adversarial import GAN, WGAN, WGANGP, MLPDiscriminator, MLPGenerator
 from tinydgm.models.energy.ebm import ising_chain_statistics
 from tinydgm.models.flows import LogitTransform, UniformDequantization
@@ -156,6 +157,9 @@ CASES = [
          gaussian_data(2), (2,)),
     Case("image_realnvp", lambda rng: image_realnvp((1, 4, 4), n_scales=1, hidden_channels=4, n_blocks=1,
                                                     n_final=1, rng=rng, dtype="float64"),
+         gaussian_data(16), (1, 4, 4)),
+    Case("image_glow", lambda rng: image_glow((1, 4, 4), n_scales=2, n_steps=1, hidden_channels=4, rng=rng,
+                                              dtype="float64"),
          gaussian_data(16), (1, 4, 4)),
     Case("build_maf", lambda rng: build_maf(2, n_layers=2, hidden_sizes=(8,), rng=rng, dtype="float64"),
          gaussian_data(2), (2,)),

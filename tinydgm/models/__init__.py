@@ -20,7 +20,7 @@ _EXPORTS = {
     "BernoulliRBM": "energy", "GaussianBernoulliRBM": "energy", "DBN": "energy", "DBM": "energy",
     "NADE": "autoregressive", "MADE": "autoregressive", "PixelCNN": "autoregressive",
     "GatedPixelCNN": "autoregressive",
-    "Flow": "flows", "toy_realnvp": "flows", "image_realnvp": "flows", "build_maf": "flows",
+    "Flow": "flows", "toy_realnvp": "flows", "image_realnvp": "flows", "image_glow": "flows", "build_maf": "flows",
     "planar_flow": "flows", "radial_flow": "flows", "DequantizedFlow": "flows",
     "GAN": "adversarial", "WGAN": "adversarial", "WGANGP": "adversarial", "DCGANGenerator": "adversarial",
     "DCGANDiscriminator": "adversarial", "MLPGenerator": "adversarial", "MLPDiscriminator": "adversarial",
