@@ -1,0 +1,433 @@
+"""VAE priors and posteriors benchmark (issue 14): the training step of each variant, and PyTorch twins of
+the VampPrior and IAF-posterior steps, side by side on the CPU in one process.
+
+    TINYDGM_DATA=<folder with binarized_mnist.npz> python benchmarks/bench_latent_variants.py \
+        [--quick] [--threads N] [--out SECTION.md] [--parts variants,vampprior,iaf] [--k-mix 500]
+
+The model is the VampPrior paper's one-stochastic-layer VAE made smaller (Tomczak & Welling 2018 use
+two gated layers of 300 units; here one ReLU layer): encoder 784 -> 300 -> (40 mu, 40 log_var), decoder
+40 -> 300 -> 784 Bernoulli logits, batch 100, float32, Adam (lr 1e-3). One step = loss (-mean ELBO,
+one reparameterised sample per image), backward, Adam step.
+
+variants: the step of each prior / posterior of tinydgm.models.latent, timed interleaved, as a ratio to
+the plain VAE's step (N(0, I) prior, closed-form KL): MixtureOfGaussiansPrior(40, K), VampPrior(encoder,
+K) (K = ``--k-mix`` components / pseudo-inputs, 500 as in the paper; also K = 100, the quality run's),
+FlowPrior(toy_realnvp(40, 4 couplings, hidden (100,))), AutoregressivePrior(40, (100,)),
+PlanarPosterior(16 steps), IAFPosterior(2 steps, MADE (100,), context 40). No target: what a variant
+costs.
+
+vampprior, iaf: the VampPrior VAE (K = ``--k-mix``) and the IAF-posterior VAE against PyTorch twins
+(``torch.nn.Linear``, ``F.linear`` with the MADE masks, ``torch.logsumexp``, ``torch.optim.Adam``), the
+tinydgm model's initial weights copied. Before any timing the twin's loss equals tinydgm's in float64
+on the same batch and the same noise eps (asserted to 1e-9 relative), and so do the gradients of the
+first encoder layer and of the prior's / posterior's own parameters; then the float32 losses along 5
+Adam steps with shared noise. Target: at most 1.0x PyTorch.
+"""
+import argparse
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as torch_F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+import tinydgm as td  # noqa: E402
+from tinydgm import optim  # noqa: E402
+from tinydgm.models.flows.realnvp import toy_realnvp  # noqa: E402
+from tinydgm.models.latent import (AutoregressivePrior, FlowPrior, IAFPosterior,  # noqa: E402
+                                   MixtureOfGaussiansPrior, MLPDecoder, MLPEncoder, PlanarPosterior, VAE,
+                                   VampPrior)
+
+DTYPE = np.float32
+D, HIDDEN, LATENT, BATCH, LR = 784, 300, 40, 100, 1e-3
+LOG_2PI = math.log(2 * math.pi)
+
+
+def binarized_mnist():
+    return td.data.load_binarized_mnist(download=False, progress=False)
+
+
+def train_batches(n_batches, seed=0):
+    train = binarized_mnist()["train"]
+    idx = np.random.default_rng(seed).choice(len(train), size=n_batches * BATCH, replace=False)
+    return train[idx].reshape(n_batches, BATCH, D).astype(DTYPE)
+
+
+def build(name, k_mix=500, dtype="float32", seed=0):
+    """The VAE of variant ``name`` (see the module docstring)."""
+    gen = np.random.default_rng(seed)
+    enc = MLPEncoder(D, LATENT, hidden=(HIDDEN,), activation="relu", rng=gen, dtype=dtype)
+    dec = MLPDecoder(LATENT, D, hidden=(HIDDEN,), activation="relu", likelihood="bernoulli", rng=gen, dtype=dtype)
+    extra = np.random.default_rng(seed + 100)
+    kw = {}
+    if name == "mog":
+        kw["prior"] = MixtureOfGaussiansPrior(LATENT, k_mix, rng=extra, dtype=dtype)
+    elif name == "vampprior":
+        train = binarized_mnist()["train"]
+        kw["prior"] = VampPrior(enc, k_mix, init=train[extra.choice(len(train), k_mix, replace=False)].astype(dtype))
+    elif name == "flow-prior":
+        kw["prior"] = FlowPrior(toy_realnvp(LATENT, n_couplings=4, hidden=(100,), rng=extra, dtype=dtype))
+    elif name == "ar-prior":
+        kw["prior"] = AutoregressivePrior(LATENT, hidden_sizes=(100,), rng=extra, dtype=dtype)
+    elif name == "planar":
+        kw["posterior"] = PlanarPosterior(D, LATENT, n_layers=16, hidden=(64,), rng=extra, dtype=dtype)
+    elif name == "iaf":
+        kw["posterior"] = IAFPosterior(D, LATENT, n_layers=2, hidden_sizes=(100,), context_dim=40, hidden=(100,),
+                                       identity_init=False, rng=extra, dtype=dtype)
+    elif name != "standard":
+        raise ValueError(f"unknown variant {name!r}")
+    return VAE(enc, dec, rng=np.random.default_rng(seed + 1), **kw)
+
+
+# ----------------------------------------------------------------------------- the PyTorch twins
+
+def linear_layers(net):
+    return [m for m in net if type(m).__name__ == "Linear"]
+
+
+def torch_linear(lin, dtype):
+    """torch.nn.Linear with a tinydgm Linear's weight (stored (in, out): transposed) and bias."""
+    w = lin.weight.numpy()
+    layer = torch.nn.Linear(*w.shape, dtype=dtype)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor(w.T.copy(), dtype=dtype))
+        layer.bias.copy_(torch.tensor(lin.bias.numpy(), dtype=dtype))
+    return layer
+
+
+def torch_mlp(net, activation, dtype):
+    """[Linear, act, ..., Linear] with a tinydgm MLP's weights copied."""
+    lins = linear_layers(net)
+    layers = []
+    for i, lin in enumerate(lins):
+        layers.append(torch_linear(lin, dtype))
+        if i < len(lins) - 1:
+            layers.append(torch.nn.ReLU() if activation == "relu" else torch.nn.Tanh())
+    return torch.nn.Sequential(*layers)
+
+
+def log_normal(z, mu, log_var):
+    """sum_l log N(z_l; mu_l, exp(log_var_l))."""
+    return (-0.5 * LOG_2PI - 0.5 * log_var - 0.5 * (z - mu) ** 2 * torch.exp(-log_var)).sum(-1)
+
+
+class TorchMADE(torch.nn.Module):
+    """The Gaussian MADE of one tinydgm IAFLayer with a context: masked weights (F.linear with W * M),
+    the context added unmasked in every hidden layer (Kingma et al. 2016 fig. 2), alpha softly bounded."""
+
+    def __init__(self, layer, dtype):
+        super().__init__()
+        made = layer.made
+        self.weights = torch.nn.ParameterList()
+        self.biases = torch.nn.ParameterList()
+        self.masks = []
+        for lin in made.layers:
+            self.weights.append(torch.nn.Parameter(torch.tensor(lin.weight.numpy().T.copy(), dtype=dtype)))
+            self.biases.append(torch.nn.Parameter(torch.tensor(lin.bias.numpy(), dtype=dtype)))
+            self.masks.append(torch.tensor(np.asarray(lin.mask).T.copy(), dtype=dtype))
+        self.context = torch.nn.ParameterList(
+            [torch.nn.Parameter(torch.tensor(c.weight.numpy().T.copy(), dtype=dtype)) for c in made.context_layers])
+        self.alpha_bound = layer.alpha_bound
+
+    def forward(self, z, h):
+        """z_k = z_{k-1} exp(alpha) + mu, and sum_i alpha_i."""
+        a = z
+        for w, b, m, v in zip(self.weights[:-1], self.biases[:-1], self.masks[:-1], self.context):
+            a = torch.relu(torch_F.linear(a, w * m, b) + torch_F.linear(h, v))
+        mu, raw = torch_F.linear(a, self.weights[-1] * self.masks[-1], self.biases[-1]).chunk(2, dim=-1)
+        alpha = self.alpha_bound * torch.tanh(raw / self.alpha_bound)
+        return z * torch.exp(alpha) + mu, alpha.sum(-1)
+
+
+class TorchVariantVAE(torch.nn.Module):
+    """The twin of a tinydgm VAE with a VampPrior or an IAF posterior (or neither):
+
+        (mu, log_var) = enc(x),  z_0 = mu + exp(log_var / 2) eps
+        IAF:        h = ctx(x),  z = IAF_2(IAF_1(z_0, h), h),  log q = log N(z_0; mu, var) - sum alpha
+        VampPrior:  log p(z) = logsumexp_k log N(z; mu(u_k), var(u_k)) - log K
+        loss = -mean_n mean_s [log p(x|z) + log p(z) - log q(z|x)]
+    """
+
+    def __init__(self, model, dtype=torch.float32):
+        super().__init__()
+        self.encoder = torch_mlp(model.encoder.net, model.encoder.activation, dtype)
+        self.decoder = torch_mlp(model.decoder.net, model.decoder.activation, dtype)
+        self.dtype = dtype
+        self.vamp = isinstance(model.prior, VampPrior)
+        if self.vamp:
+            self.pseudo_inputs = torch.nn.Parameter(torch.tensor(model.prior.pseudo_inputs.numpy(), dtype=dtype))
+        self.iaf = isinstance(model.posterior, IAFPosterior)
+        if self.iaf:
+            self.context_net = torch_mlp(model.posterior.net, model.posterior.activation, dtype)
+            self.steps = torch.nn.ModuleList([TorchMADE(layer, dtype) for layer in model.posterior.layers])
+
+    def encode(self, x):
+        return self.encoder(x).chunk(2, dim=-1)
+
+    def log_prior(self, z):
+        if not self.vamp:
+            return (-0.5 * LOG_2PI - 0.5 * z * z).sum(-1)
+        mu_k, log_var_k = self.encode(self.pseudo_inputs)                          # (K, L) each
+        log_pk = log_normal(z.unsqueeze(-2), mu_k, log_var_k)                      # (..., K)
+        return torch.logsumexp(log_pk, dim=-1) - math.log(mu_k.shape[0])
+
+    def loss(self, x, eps=None):
+        mu, log_var = self.encode(x)
+        if eps is None:
+            eps = torch.randn(1, x.shape[0], mu.shape[1], dtype=self.dtype)
+        z = mu + torch.exp(0.5 * log_var) * eps                                    # (S, N, L)
+        log_q = log_normal(z, mu, log_var)
+        if self.iaf:
+            s, n, length = z.shape
+            h = self.context_net(x).repeat(s, 1)
+            z = z.reshape(-1, length)
+            log_det = 0
+            for step in self.steps:
+                z, a = step(z, h)
+                log_det = log_det + a
+            z, log_q = z.reshape(s, n, length), log_q - log_det.reshape(s, n)
+        logits = self.decoder(z)
+        log_px = -torch_F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+        return -(log_px + self.log_prior(z) - log_q).mean()
+
+
+class TinydgmStep:
+    def __init__(self, model):
+        self.model = model
+        self.opt = optim.Adam(list(model.parameters()), lr=LR)
+
+    def step(self, x, eps=None):
+        self.opt.zero_grad()
+        loss = self.model.loss(x) if eps is None else -self.model.objective(x, eps=eps).mean()
+        loss.backward()
+        self.opt.step()
+        return loss
+
+
+class TorchStep:
+    def __init__(self, model):
+        self.model = model
+        self.opt = torch.optim.Adam(model.parameters(), lr=LR)
+
+    def step(self, x, eps=None):
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.model.loss(x, eps)
+        loss.backward()
+        self.opt.step()
+        return loss
+
+
+# ----------------------------------------------------------------------------- the checks
+
+def grad_error(td_grad, torch_grad, transpose=False):
+    a = td_grad.numpy() if hasattr(td_grad, "numpy") else np.asarray(td_grad)
+    b = torch_grad.numpy()
+    b = b.T if transpose else b
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+def check_float64(name, k_mix, x):
+    """Same loss and gradients in float64, same batch and noise. Returns (a, b, {parameter: error})."""
+    model = build(name, k_mix, dtype="float64")
+    twin = TorchVariantVAE(model, dtype=torch.float64)
+    eps = np.random.default_rng(7).standard_normal((1, len(x), LATENT))
+    loss_td = -model.objective(td.tensor(x.astype(np.float64)), eps=td.tensor(eps)).mean()
+    loss_td.backward()
+    loss_pt = twin.loss(torch.tensor(x.astype(np.float64)), torch.tensor(eps))
+    loss_pt.backward()
+    a, b = float(loss_td.item()), float(loss_pt.item())
+    assert abs(a - b) <= 1e-9 * abs(b), f"{name}: float64 loss tinydgm {a!r} vs PyTorch {b!r}"
+    errors = {"first encoder layer": grad_error(linear_layers(model.encoder.net)[0].weight.grad,
+                                                twin.encoder[0].weight.grad, transpose=True)}
+    if name == "vampprior":
+        errors["pseudo-inputs"] = grad_error(model.prior.pseudo_inputs.grad, twin.pseudo_inputs.grad)
+    if name == "iaf":
+        errors["first IAF step's first masked layer"] = grad_error(
+            model.posterior.layers[0].made.layers[0].weight.grad, twin.steps[0].weights[0].grad, transpose=True)
+        errors["context net's first layer"] = grad_error(linear_layers(model.posterior.net)[0].weight.grad,
+                                                         twin.context_net[0].weight.grad, transpose=True)
+    for what, err in errors.items():
+        assert err <= 1e-9, f"{name}: float64 gradient of the {what} differs by {err:.2e} (relative)"
+    return a, b, errors
+
+
+def check_steps(name, td_side, pt_side, batches, rtol=1e-4):
+    gen = np.random.default_rng(11)
+    losses = []
+    for i in range(5):
+        x = batches[i % len(batches)]
+        eps = gen.standard_normal((1, len(x), LATENT)).astype(DTYPE)
+        a = float(td_side.step(td.tensor(x), td.tensor(eps)).item())
+        b = float(pt_side.step(torch.tensor(x), torch.tensor(eps)).item())
+        losses.append((a, b))
+        assert abs(a - b) <= rtol * max(abs(b), 1.0), f"{name}: loss at step {i}: tinydgm {a} vs PyTorch {b}"
+    return losses
+
+
+# ----------------------------------------------------------------------------- timing
+
+def cycling(fn, xs):
+    state = {"i": 0}
+
+    def call():
+        state["i"] = (state["i"] + 1) % len(xs)
+        fn(xs[state["i"]])
+    return call
+
+
+def back_to_back(td_step, pt_step, batches, rounds, calls=5):
+    """Paired ratios of samples taken strictly back to back, alternating which side goes first."""
+    xs_td = [td.tensor(x) for x in batches]
+    xs_pt = [torch.tensor(x) for x in batches]
+
+    def run(fn, xs):
+        start = time.perf_counter()
+        for i in range(calls):
+            fn(xs[i % len(xs)])
+        return time.perf_counter() - start
+
+    ratios = []
+    for r in range(rounds):
+        if r % 2:
+            b, a = run(pt_step, xs_pt), run(td_step, xs_td)
+        else:
+            a, b = run(td_step, xs_td), run(pt_step, xs_pt)
+        ratios.append(a / b)
+    s = common.Stats(ratios)
+    return s.median, s.iqr
+
+
+def bench_variants(cfg):
+    names = ["standard", "mog", "vampprior", "mog-100", "vampprior-100", "flow-prior", "ar-prior", "planar", "iaf"]
+    batches = train_batches(8)
+    xs = [td.tensor(x) for x in batches]
+    cases = {}
+    for name in names:
+        base, _, k = name.partition("-")
+        k_mix = int(k) if k.isdigit() else cfg.k_mix
+        step = TinydgmStep(build(base if k.isdigit() else name, k_mix)).step
+        cases[name] = cycling(step, xs)
+    load0 = os.getloadavg()
+    with common.ForeignLoad() as load:
+        stats, _ = common.compare(cases, repeats=cfg.repeats, warmup=3, min_sample_s=cfg.sample_s,
+                                  retries=cfg.retries)
+    load1 = os.getloadavg()
+    rows = []
+    for name in names:
+        ratio = "1" if name == "standard" else common.fmt_ratio(stats[name], stats["standard"])
+        rows.append([name, common.fmt_ms(stats[name]), ratio, stats[name].contended])
+        print(f"  {name:14s} {common.fmt_ms(stats[name]):>26s} ms  {ratio}", flush=True)
+    table = common.markdown_table(["variant", "median ms [IQR]", "/ standard (paired: median, min–max)",
+                                   "contended samples kept"], rows)
+    return "\n".join([
+        f"tinydgm only, one process; K = {cfg.k_mix} for `mog` and `vampprior` (the paper's), K = 100 for the "
+        f"`-100` rows (the quality run's). {cfg.repeats} interleaved repeats of all {len(names)} steps.", "",
+        table, "",
+        f"{common.load_note(load, [stats])} Load average {load0[0]:.2f} before, {load1[0]:.2f} after."])
+
+
+def bench_twin(name, cfg, describe):
+    batches = train_batches(8)
+    a64, b64, gerrs = check_float64(name, cfg.k_mix, batches[0])
+    print(f"  float64 loss: tinydgm {a64:.12f}, PyTorch {b64:.12f}; gradients {gerrs}", flush=True)
+    model = build(name, cfg.k_mix)
+    td_side, pt_side = TinydgmStep(model), TorchStep(TorchVariantVAE(model))
+    losses = check_steps(name, td_side, pt_side, batches)
+    print("  float32 losses along 5 Adam steps: " + ", ".join(f"{a:.4f}/{b:.4f}" for a, b in losses), flush=True)
+    xs_td = [td.tensor(x) for x in batches]
+    xs_pt = [torch.tensor(x) for x in batches]
+    cases = {"tinydgm": cycling(td_side.step, xs_td), "PyTorch": cycling(pt_side.step, xs_pt)}
+    load0 = os.getloadavg()
+    with common.ForeignLoad() as load:
+        stats, _ = common.compare(cases, repeats=cfg.repeats, warmup=5, min_sample_s=cfg.sample_s,
+                                  settle_s=cfg.settle_s, retries=cfg.retries)
+        b2b, b2b_iqr = back_to_back(td_side.step, pt_side.step, batches, cfg.b2b_rounds)
+    load1 = os.getloadavg()
+    ratio, _ = common.paired_ratio(stats["tinydgm"], stats["PyTorch"])
+    iqr = common.paired_ratio_iqr(stats["tinydgm"], stats["PyTorch"])
+    print(f"  tinydgm {common.fmt_ms(stats['tinydgm'])} ms, PyTorch {common.fmt_ms(stats['PyTorch'])} ms, "
+          f"ratio {common.fmt_ratio(stats['tinydgm'], stats['PyTorch'])}, back to back {b2b:.2f}x", flush=True)
+    table = common.markdown_table(
+        ["", "median ms [IQR]", "/ PyTorch (paired: median, min–max)", "ratio of minima", "contended samples kept"], [
+            ["tinydgm", common.fmt_ms(stats["tinydgm"]), common.fmt_ratio(stats["tinydgm"], stats["PyTorch"]),
+             f"{stats['tinydgm'].min / stats['PyTorch'].min:.2f}x", stats["tinydgm"].contended],
+            ["PyTorch", common.fmt_ms(stats["PyTorch"]), "1", "1", stats["PyTorch"].contended]])
+    return "\n".join([
+        describe + f" Same loss in float64 on the same batch and noise (checked to 1e-9: {a64:.9f} / {b64:.9f}; "
+        "gradients agree: " + ", ".join(f"{k} {v:.0e}" for k, v in gerrs.items()) + "), and in float32 along 5 "
+        "Adam steps with shared noise: " + ", ".join(f"{a:.3f} / {b:.3f}" for a, b in losses)
+        + f". {cfg.repeats} interleaved repeats, {cfg.settle_s} s pause before each sample.", "",
+        table, "",
+        f"Target at most 1.0x PyTorch: {common.verdict(ratio, iqr, 1.0)}. Back to back ({cfg.b2b_rounds} rounds "
+        f"of 5 steps per side, no pause, alternating which side goes first): **{b2b:.2f}x** (IQR "
+        f"{b2b_iqr[0]:.2f}–{b2b_iqr[1]:.2f}).", "",
+        f"{common.load_note(load, [stats])} Load average {load0[0]:.2f} before, {load1[0]:.2f} after."])
+
+
+def bench_vampprior(cfg):
+    return bench_twin("vampprior", cfg,
+        f"VAE 784-300-40 with `VampPrior(encoder, {cfg.k_mix})` (pseudo-inputs started at training images), "
+        "Monte Carlo KL with one sample: log p(z) = logsumexp_k log q(z|u_k) - log K, the encoder run on the K "
+        "pseudo-inputs at every step. PyTorch twin: `torch.nn.Linear` MLPs, the pseudo-inputs an "
+        "`nn.Parameter`, `torch.logsumexp`, `F.binary_cross_entropy_with_logits`, `torch.optim.Adam`.")
+
+
+def bench_iaf(cfg):
+    return bench_twin("iaf", cfg,
+        "VAE 784-300-40 with `IAFPosterior(784, 40, n_layers=2, hidden_sizes=(100,), context_dim=40, "
+        "hidden=(100,), identity_init=False)`: context h = tanh-MLP(x), two Gaussian-MADE IAF steps reading "
+        "(z, h) with alternating orderings, z = z exp(alpha) + mu, alpha = 8 tanh(raw / 8), Monte Carlo KL with "
+        "log q = log q_0 - sum alpha. PyTorch twin: the same MADE as `F.linear(a, W * M, b)` with the masks "
+        "copied, the context through `F.linear` unmasked, `torch.optim.Adam`.")
+
+
+PARTS = {"variants": ("Training step of each prior / posterior, relative to the plain VAE", bench_variants),
+         "vampprior": ("VampPrior VAE training step against PyTorch", bench_vampprior),
+         "iaf": ("IAF-posterior VAE training step against PyTorch", bench_iaf)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out")
+    parser.add_argument("--parts", default=",".join(PARTS))
+    parser.add_argument("--k-mix", type=int, default=500, help="mixture components / pseudo-inputs")
+    parser.add_argument("--retries", type=int, default=1,
+                        help="retakes of a sample taken under CPU contention (on a machine that is always "
+                             "contended, more retries only add time)")
+    cfg = parser.parse_args(argv)
+    cfg.repeats = 5 if cfg.quick else 11
+    cfg.b2b_rounds = 6 if cfg.quick else 12
+    cfg.sample_s = 0.02 if cfg.quick else 0.1
+    cfg.settle_s = 0.1
+    parts = cfg.parts.split(",")
+    pinned = common.pin_threads(cfg.threads)
+    info = common.machine_info()
+    print(common.machine_markdown(info, cfg.threads))
+    print(f"- pinned: {pinned}", flush=True)
+    start, load0 = time.perf_counter(), os.getloadavg()
+    bodies = []
+    for i, part in enumerate(parts, start=1):
+        title, fn = PARTS[part]
+        print(f"\n{i}. {title}", flush=True)
+        bodies.append(f"#### {i}. {title}\n\n" + fn(cfg))
+    elapsed, load1 = time.perf_counter() - start, os.getloadavg()
+    command = ("TINYDGM_DATA=<folder with binarized_mnist.npz> python benchmarks/bench_latent_variants.py"
+               + (" --quick" if cfg.quick else "") + f" --threads {cfg.threads} --k-mix {cfg.k_mix}"
+               + f" --retries {cfg.retries}"
+               + (f" --parts {cfg.parts}" if cfg.parts != ",".join(PARTS) else ""))
+    md = "\n".join([f"Command: `{command}` (one process, {elapsed:.0f} s; load average {load0[0]:.2f} at the start, "
+                    f"{load1[0]:.2f} at the end).", "", common.machine_markdown(info, cfg.threads), ""]
+                   + [b + "\n" for b in bodies])
+    print("\n" + md)
+    common.write_section(cfg.out, md)
+
+
+if __name__ == "__main__":
+    main()
