@@ -496,7 +496,8 @@ def bench_importance(cfg):
         "a fresh process evaluating one block of 100 images with the same k, minus its resident set after "
         "setup; the pass holds 100 x 100 (x, z) pairs whatever k is, so a block's peak is the whole run's. "
         "tracemalloc sees NumPy's buffers only (not PyTorch's), so it is given for tinydgm alone.", "",
-        f"{common.load_note(load)} Load average {load_avg0[0]:.2f} before, {load_avg1[0]:.2f} after."])
+        f"Other processes used {load.describe()} of the machine's CPU time during this part (blocks are not "
+        f"retaken). Load average {load_avg0[0]:.2f} before, {load_avg1[0]:.2f} after."])
 
 
 # ----------------------------------------------------------------------------- main
@@ -543,7 +544,11 @@ def main(argv=None):
 
     command = ("TINYDGM_DATA=<folder with binarized_mnist.npz> python benchmarks/bench_latent.py"
                + (" --quick" if cfg.quick else "") + f" --threads {cfg.threads}"
-               + (f" --parts {cfg.parts}" if cfg.parts else "") + (f" --out {cfg.out}" if cfg.out else ""))
+               + (f" --parts {cfg.parts}" if cfg.parts else "")
+               + "".join(f" --{name.replace('_', '-')} {getattr(cfg, name)}" for name, default in
+                         (("n_test", 10000), ("k", 5000), ("block", 1000), ("train_steps", 500))
+                         if not cfg.quick and getattr(cfg, name) != default)
+               + (f" --out {cfg.out}" if cfg.out else ""))
     out = ["## Latent-variable models", "",
            f"Command: `{command}` (one process, {elapsed:.0f} s; load average {load0[0]:.2f} at the start, "
            f"{load[0]:.2f} at the end).", "", common.machine_markdown(info, cfg.threads), ""]
