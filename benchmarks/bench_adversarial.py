@@ -282,8 +282,8 @@ def check_wgan_gp(dtype, rtol, steps=3):
 
 def time_pair(cfg, td_call, pt_call):
     with common.ForeignLoad() as load:
-        stats, _ = common.compare({"tinydgm": td_call, "PyTorch": pt_call}, repeats=cfg.repeats, warmup=3,
-                                  min_sample_s=cfg.sample_s, settle_s=cfg.settle_s)
+        stats, _ = common.compare({"tinydgm": td_call, "PyTorch": pt_call}, repeats=cfg.repeats, warmup=2,
+                                  min_sample_s=cfg.sample_s, settle_s=cfg.settle_s, retries=cfg.retries)
     for name, s in stats.items():
         print(f"  {name:10s} {common.fmt_ms(s):>24s} ms (contended samples {s.contended})", flush=True)
     print(f"  tinydgm / PyTorch {common.fmt_ratio(stats['tinydgm'], stats['PyTorch'])}", flush=True)
@@ -428,9 +428,13 @@ def main(argv=None):
     parser.add_argument("--out", help="write the markdown section to this file")
     parser.add_argument("--parts", default=None,
                         help="comma-separated parts to run (default all: " + ",".join(n for n, _, _ in SECTIONS) + ")")
+    parser.add_argument("--repeats", type=int, default=11, help="interleaved repeats per case (default 11)")
+    parser.add_argument("--retries", type=int, default=1,
+                        help="retakes of a sample during which another process held a core (default 1: on a "
+                             "crowded machine every sample is contended, and retaking them all multiplies the run)")
     parser.add_argument("--profile", choices=[n for n, _, _ in SECTIONS], help="profile one part's tinydgm side")
     cfg = parser.parse_args(argv)
-    cfg.repeats = 5 if cfg.quick else 15
+    cfg.repeats = 5 if cfg.quick else cfg.repeats
     cfg.sample_s = 0.05 if cfg.quick else 0.2
     cfg.settle_s = 0.1          # let the other library's spinning BLAS/OpenMP threads sleep
     names = [n for n, _, _ in SECTIONS]
@@ -457,7 +461,7 @@ def main(argv=None):
 
     command = "python benchmarks/bench_adversarial.py" + (" --quick" if cfg.quick else "") + \
         f" --threads {cfg.threads}" + (f" --parts {cfg.parts}" if cfg.parts else "") + \
-        (f" --out {cfg.out}" if cfg.out else "")
+        f" --repeats {cfg.repeats} --retries {cfg.retries}" + (f" --out {cfg.out}" if cfg.out else "")
     out = [f"Command: `TINYDGM_DATA=<folder with mnist.npz> {command}` (one process, {elapsed:.0f} s; load "
            f"average {load0[0]:.2f} at the start, {load[0]:.2f} at the end, on a 2-core machine that other "
            "processes shared during the run).", "", common.machine_markdown(info, cfg.threads), ""]

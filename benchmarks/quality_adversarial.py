@@ -316,28 +316,40 @@ def loss_figure(runs, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
     for ax, name in zip(axes, MODELS):
-        run = runs[(name, "tinydgm")]
-        meta = run["meta"]
+        meta = runs[(name, "tinydgm")]["meta"]
         epochs_per_round = meta["epochs"] / meta["rounds"]
         if name == "gan":
-            curve = (math.log(4) - run["discriminator_loss"]) / 2
             label = "JSD estimate (ln 4 - discriminator loss) / 2"
         else:
-            curve = run["wasserstein_estimate"]
             label = "Wasserstein estimate E D(x) - E D(G(z))"
-        ax.plot(np.arange(len(curve)) * epochs_per_round, curve, color="C0", alpha=0.15, lw=0.5)
-        steps, smoothed = smooth(curve, max(len(curve) // 100, 1))
-        ax.plot(steps * epochs_per_round, smoothed, color="C0", label=label)
+        twin = ax.twinx()
+        curves = []
+        for side, style, marker in (("tinydgm", "-", "o"), ("PyTorch", "--", "s")):
+            if (name, side) not in runs:
+                continue
+            run = runs[(name, side)]
+            curve = (math.log(4) - run["discriminator_loss"]) / 2 if name == "gan" else run["wasserstein_estimate"]
+            curves.append(curve)
+            if side == "tinydgm":
+                ax.plot(np.arange(len(curve)) * epochs_per_round, curve, color="C0", alpha=0.15, lw=0.5)
+            steps, smoothed = smooth(curve, max(len(curve) // 100, 1))
+            ax.plot(steps * epochs_per_round, smoothed, style, color="C0", label=f"{side} (smoothed)")
+            fids = run["fids"]
+            twin.plot(fids[:, 0] * epochs_per_round, fids[:, 1], marker + style, color="C3", mfc="none"
+                      if side == "PyTorch" else "C3", label=f"FID, {side}")
+        # the y range of the smoothed curves after the first 5 % of training (the start spikes)
+        kept = [smooth(c, max(len(c) // 100, 1))[1][len(c) // 20:] for c in curves]
+        low, high = min(float(k.min()) for k in kept), max(float(k.max()) for k in kept)
+        ax.set_ylim(low - 0.15 * (high - low), high + 0.35 * (high - low))
         ax.set_xlabel("epoch")
         ax.set_ylabel(label, color="C0", fontsize=8)
-        ax.set_title(f"{TITLES[name]} (tinydgm)")
-        twin = ax.twinx()
-        fids = run["fids"]
-        twin.plot(fids[:, 0] * epochs_per_round, fids[:, 1], "o-", color="C3", label=f"FID analogue ({N_CHECK} samples)")
-        twin.set_ylabel(f"FID analogue ({N_CHECK} samples)", color="C3", fontsize=8)
+        ax.set_title(TITLES[name])
+        ax.legend(loc="upper left", fontsize=7, title="estimate", title_fontsize=7)
+        twin.set_ylabel(f"FID analogue ({N_CHECK} samples, log scale)", color="C3", fontsize=8)
         twin.set_yscale("log")
+        twin.legend(loc="upper right", fontsize=7, title="sample quality", title_fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -374,7 +386,7 @@ def make_report(work, command):
             fid = fid_against(stats, samples)
             score = mnist_inception_score(to_unit(samples))
             run["fid"], run["is"] = fid, score
-            rows.append([TITLES[name], side, f"{meta['epochs']} epochs: {meta['critic_steps']:,} D / "
+            rows.append([TITLES[name], side, f"{meta['epochs']} epoch{'s' * (meta['epochs'] != 1)}: {meta['critic_steps']:,} D / "
                          f"{meta['generator_steps']:,} G steps", f"{fid:.2f}", f"{score:.2f}",
                          f"{meta['train_seconds']:.0f} s ({meta['cpu_seconds']:.0f} s CPU)"])
             print(rows[-1], flush=True)
