@@ -36,8 +36,9 @@ E(v, h1, h2) over the persistent chains, with the mean-field means and the chain
 fixed; E is linear in each parameter, so minus its gradient is exactly ``gradient`` (the
 value is not a likelihood). ``fit`` is the same algorithm with SGD, momentum and weight decay.
 
-Not done here: the greedy layer-wise pretraining with doubled weights of S&H 2009 and the
-learning-rate and momentum schedules.
+``pretrain`` is S&H 2009's greedy layer-wise pretraining with doubled inputs (sec. 3.1,
+fig. 2): two RBM-like modules trained one after the other, then composed; its docstring
+says exactly what is implemented. Not done here: the learning-rate and momentum schedules.
 """
 from tinydgm import backend, evaluate
 from tinydgm.autodiff.core import Tensor, as_tensor, tensor
@@ -53,6 +54,42 @@ __all__ = ["DBM"]
 
 def _sigmoid(xp, a):
     return 1 / (1 + xp.exp(-a))
+
+
+def _bernoulli_copies(pre_activation, bias, n_copies, rng):
+    """The sum of n_copies independent draws of the Bernoulli layer sigmoid(pre_activation + bias)
+    (tied copies of one layer, all given the same neighbours)."""
+    total = 0
+    for _ in range(n_copies):
+        u = backend.to_device(uniforms.uniform(rng, pre_activation.shape, pre_activation.dtype),
+                              backend.device_of(pre_activation))
+        total = total + rbm_gibbs.bernoulli_layer(pre_activation.copy(), bias, u)[1]
+    return total
+
+
+def _module_gradient(x, W, b, c, n_visible_copies, n_hidden_copies, k, rng):
+    """The CD-k gradient of one pretraining module of S&H 2009: an RBM (W, visible bias b,
+    hidden bias c) whose visible layer has n_visible_copies tied copies and whose hidden layer
+    n_hidden_copies (1 or 2). With s_v, s_h the sums over the copies, its energy is
+    E = -s_v^T W s_h - b^T s_v - c^T s_h, so the hidden copies are independent given s_v,
+    p(h = 1 | s_v) = sigmoid(c + s_v W), and the visible ones given s_h. The data clamp every
+    visible copy to x, and
+
+        d log p(x, ..., x) / dW = <s_v s_h^T>_data - <s_v s_h^T>_model      (b: s_v, c: s_h)
+
+    with <.>_data = n_v x (n_h sigmoid(c + n_v x W))^T and the model term from k Gibbs sweeps
+    started at the data (contrastive divergence). Returns a dict of arrays {"W", "b", "c"}."""
+    xp = backend.get_array_module(W)
+    s_v_data = n_visible_copies * x
+    s_h_data = n_hidden_copies * _sigmoid(xp, c + s_v_data @ W)
+    s_v = s_v_data
+    for _ in range(k):
+        s_h = _bernoulli_copies(s_v @ W, c, n_hidden_copies, rng)
+        s_v = _bernoulli_copies(s_h @ W.T, b, n_visible_copies, rng)
+    s_h = n_hidden_copies * _sigmoid(xp, c + s_v @ W)
+    n = x.shape[0]
+    return {"W": (s_v_data.T @ s_h_data - s_v.T @ s_h) / n, "b": (s_v_data - s_v).mean(axis=0),
+            "c": (s_h_data - s_h).mean(axis=0)}
 
 
 class DBM(Module):
@@ -263,3 +300,70 @@ class DBM(Module):
             history["time"].append(time.perf_counter() - started)
         return history
 
+
+    # --- greedy layer-wise pretraining
+    def pretrain(self, x, epochs=10, batch_size=100, lr=0.05, k=1, momentum=0.5, weight_decay=0.0, rng=None,
+                 shuffle=True):
+        """Greedy layer-wise pretraining with doubled inputs (S&H 2009, sec. 3.1 and fig. 2).
+
+        In the DBM, h1 is the only layer with two neighbours: p(h1 = 1 | v, h2) = sigmoid(c1 +
+        v W1 + h2 W2^T). An RBM trained on v alone (the DBN's greedy step) would learn W1 for
+        an h1 that hears v only. S&H let each module's h1 hear its one neighbour twice (tied
+        copies: the neighbour stands in for the missing one), and halve when composing:
+
+        1. bottom module on x: v in two tied copies, so p(h1 = 1 | v) = sigmoid(c1' + 2 v W1)
+           (v counted twice) and p(v = 1 | h1) = sigmoid(b + h1 W1^T);
+        2. top module on the bottom's doubled bottom-up means h1 = sigmoid(c1' + 2 x W1): h2
+           in two tied copies, so p(h1 = 1 | h2) = sigmoid(c1'' + 2 h2 W2^T) (h2 counted
+           twice) and p(h2 = 1 | h1) = sigmoid(c2 + h1 W2);
+        3. compose: W1, W2, b, c2 as learnt, c1 = (c1' + c1'') / 2. The doubled inputs are
+           halved: h1's total input in the DBM is (2 v W1 + c1' + 2 h2 W2^T + c1'') / 2
+           = v W1 + h2 W2^T + c1, and the doubled bottom-up pass of ``mean_field`` is the
+           bottom module's p(h1 | v) again. The weight matrices are not rescaled (the halving
+           is of h1's input), and only h1's inputs are ever doubled: v and h2 have one
+           neighbour in the DBM as in their module, so p(v | h1) and p(h2 | h1) are unchanged.
+
+        The lecture (tomczak-dgm, "Deep Boltzmann Machines") gives the DBM's energy and
+        conditionals but not its pretraining. Each module is trained by CD-k
+        (``_module_gradient``: the gradient of the module's log-likelihood with every copy
+        clamped to the data, the model term from k Gibbs sweeps) with SGD, momentum and
+        weight decay on the weights; S&H's annealed schedules are not reproduced. Starts
+        from the current parameters (the random init), sets all five and resets the PCD
+        chains and ``fit``'s momentum. Returns {"bottom_time": s, "top_time": s}.
+        """
+        import time
+        rng = backend.default_generator() if rng is None else rng
+        x = self._array(x, self.sizes[0], "pretrain")
+        if x.shape[0] < batch_size:
+            raise ValueError(f"DBM.pretrain: need at least batch_size = {batch_size} examples, got {x.shape[0]}")
+        xp = self.xp
+        sgd = dict(epochs=epochs, batch_size=batch_size, lr=lr, k=k, momentum=momentum, weight_decay=weight_decay,
+                   rng=rng, shuffle=shuffle)
+        started = time.perf_counter()
+        W1, b, c1_bottom = self._train_module(x, self.W1.data, self.b.data, self.c1.data, 2, 1, **sgd)
+        bottom_time = time.perf_counter() - started
+        h1 = _sigmoid(xp, c1_bottom + 2 * x @ W1)        # the bottom module's doubled bottom-up means
+        started = time.perf_counter()
+        W2, c1_top, c2 = self._train_module(h1, self.W2.data, self.c1.data, self.c2.data, 1, 2, **sgd)
+        top_time = time.perf_counter() - started
+        for name, value in (("W1", W1), ("W2", W2), ("b", b), ("c1", (c1_bottom + c1_top) / 2), ("c2", c2)):
+            getattr(self, name).data[...] = value
+        self.chains, self._velocity = None, None
+        return {"bottom_time": bottom_time, "top_time": top_time}
+
+    @staticmethod
+    def _train_module(x, W, b, c, n_visible_copies, n_hidden_copies, epochs, batch_size, lr, k, momentum,
+                      weight_decay, rng, shuffle):
+        """SGD ascent on one pretraining module from copies of (W, b, c); returns the new (W, b, c)."""
+        params = {"W": W.copy(), "b": b.copy(), "c": c.copy()}
+        velocity = {name: backend.get_array_module(W).zeros_like(p) for name, p in params.items()}
+        n_batches = x.shape[0] // batch_size
+        for _ in range(epochs):
+            order = rng.permutation(n_batches).tolist() if shuffle else range(n_batches)
+            for i in order:
+                grad = _module_gradient(x[i * batch_size:(i + 1) * batch_size], params["W"], params["b"],
+                                        params["c"], n_visible_copies, n_hidden_copies, k, rng)
+                for name, p in params.items():
+                    rbm_gibbs.sgd_update(p, grad[name], velocity[name], lr, momentum,
+                                         weight_decay if name == "W" else 0.0)
+        return params["W"], params["b"], params["c"]
