@@ -60,7 +60,8 @@ def image_glow(event_shape=(1, 28, 28), n_scales=2, n_steps=4, hidden_channels=3
 
     Differences from the paper (CPU-sized, stated): conditioners are ``CNNConditioner``
     (k x k conv -> n_blocks ResNet blocks -> zero-initialised k x k conv, so every coupling
-    starts as the identity; log s = scale * tanh(.), not Glow's sigmoid(. + 2)), with
+    starts as the identity; log s = scale * tanh(.), not Glow's sigmoid(. + 2); the
+    default n_blocks=0 leaves out the 1x1 convolution Glow's has in the middle), with
     hidden_channels instead of 512; factored-out latents have the standard normal prior
     (Real NVP's), not Glow's learned conditional prior. Returns ``Flow(MultiScale(...),
     event_shape)``.
