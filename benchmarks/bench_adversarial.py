@@ -356,7 +356,8 @@ def bench_dcgan(cfg):
         "features=64)`: Linear 100 -> 128x7x7 (no bias), BatchNorm, ReLU, ConvTranspose2d 128 -> 64 (4, "
         "stride 2), BatchNorm, ReLU, ConvTranspose2d 64 -> 1, tanh. Discriminator `DCGANDiscriminator("
         "features=64, batch_norm=True)`: Conv2d 1 -> 64 (4, stride 2), LeakyReLU(0.2), Conv2d 64 -> 128 "
-        "(4, stride 2), BatchNorm, LeakyReLU, Conv2d 128 -> 1 (7). 0.9M parameters in all (generator 760k, discriminator 139k), float32, batch 64 "
+        "(4, stride 2), BatchNorm, LeakyReLU, Conv2d 128 -> 1 (7). 0.9M parameters in all (generator 760k, "
+        "discriminator 139k), float32, batch 64 "
         f"of {source}; both sides draw their own z inside the step. PyTorch: the same networks in "
         "`torch.nn`, the tinydgm weights and batch-norm buffers copied, the generator step with the "
         "discriminator's parameters frozen (requires_grad off), as tinydgm does.", "",

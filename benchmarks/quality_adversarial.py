@@ -24,7 +24,7 @@ Quality through the shipped MNIST classifier (``tinydgm.evaluate``): the Frechet
 features (FID analogue) between 10,000 samples and the 60,000 training images, and the Inception
 Score analogue of the 10,000 samples; the MNIST test images score 4.07 and 9.32 (the best
 achievable). Figures: benchmarks/figures/adversarial_samples_<model>.png (64 samples of each side) and
-adversarial_losses.png (the lecture's GAN-vs-WGAN comparison: the GAN's Jensen-Shannon estimate and
+adversarial_losses.png (the intro lecture's GAN-vs-WGAN comparison: the GAN's Jensen-Shannon estimate and
 the WGANs' Wasserstein estimate over training, beside the FID of 2,000 samples at checkpoints).
 """
 import argparse
@@ -42,11 +42,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
-import tinydgm as td  # noqa: E402
 from tinydgm.autodiff.elementwise import tanh  # noqa: E402
-from tinydgm.evaluate import classifier_features, frechet_distance, gaussian_statistics  # noqa: E402
+from tinydgm.evaluate import classifier_features, gaussian_statistics  # noqa: E402
 from tinydgm.evaluate import frechet_distance_gaussians, mnist_inception_score  # noqa: E402
-from tinydgm.evaluate.mnist_classifier import REFERENCE  # noqa: E402
 from tinydgm.models.adversarial import GAN, WGAN, WGANGP, MLPDiscriminator, MLPGenerator  # noqa: E402
 from tinydgm.nn.module import Module  # noqa: E402
 
@@ -229,7 +227,8 @@ def check_twin(name, seed, data, rounds=3, rtol=1e-3):
         x = data[r * per_round:(r + 1) * per_round]
         a, b = model.train_step(x), trainer.train_step(x)
         for key in a:
-            assert abs(a[key] - b[key]) <= rtol * max(abs(b[key]), 1e-2), f"{name} round {r} {key}: {a[key]} vs {b[key]}"
+            assert abs(a[key] - b[key]) <= rtol * max(abs(b[key]), 1e-2), \
+                f"{name} round {r} {key}: {a[key]} vs {b[key]}"
         pairs.append((a, b))
     return pairs
 
@@ -266,7 +265,8 @@ def train_run(name, side, epochs, seed, work, max_rounds=None):
             history.append(report)
             step += 1
             if step in checkpoints:
-                samples = trainer.sample(N_CHECK, 1000 + step) if trainer else tinydgm_sample(model, N_CHECK, 1000 + step)
+                seed_k = 1000 + step
+                samples = trainer.sample(N_CHECK, seed_k) if trainer else tinydgm_sample(model, N_CHECK, seed_k)
                 fids.append((step, fid_against(stats, samples)))
                 print(f"{name} {side}: round {step}/{total}, FID({N_CHECK}) {fids[-1][1]:.2f}, "
                       f"{train_seconds:.0f} s, last {report}", flush=True)
@@ -311,8 +311,9 @@ def sample_figure(name, runs, path):
 
 
 def loss_figure(runs, path):
-    """The lecture's comparison: the GAN's loss (as the Jensen-Shannon estimate it implies) and the
-    WGANs' Wasserstein estimate over training, each beside the FID at checkpoints."""
+    """The intro lecture's "experimental comparison GAN and WGAN": the GAN's loss (as the
+    Jensen-Shannon estimate it implies) and the WGANs' Wasserstein estimate over training, each
+    beside the FID at checkpoints."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -374,7 +375,8 @@ def make_report(work, command):
     rows = []
     fid_test = frechet_distance_gaussians(*gaussian_statistics(classifier_features(x_test)), *stats)
     is_test = mnist_inception_score(x_test)
-    rows.append(["MNIST test images (10,000): the best achievable", "—", "—", f"{fid_test:.2f}", f"{is_test:.2f}", "—"])
+    rows.append(["MNIST test images (10,000): the best achievable", "—", "—", f"{fid_test:.2f}", f"{is_test:.2f}",
+                 "—"])
     for name in MODELS:
         for side in SIDES:
             if (name, side) not in runs:
@@ -386,7 +388,8 @@ def make_report(work, command):
             fid = fid_against(stats, samples)
             score = mnist_inception_score(to_unit(samples))
             run["fid"], run["is"] = fid, score
-            rows.append([TITLES[name], side, f"{meta['epochs']} epoch{'s' * (meta['epochs'] != 1)}: {meta['critic_steps']:,} D / "
+            epochs = f"{meta['epochs']} epoch{'s' * (meta['epochs'] != 1)}"
+            rows.append([TITLES[name], side, f"{epochs}: {meta['critic_steps']:,} D / "
                          f"{meta['generator_steps']:,} G steps", f"{fid:.2f}", f"{score:.2f}",
                          f"{meta['train_seconds']:.0f} s ({meta['cpu_seconds']:.0f} s CPU)"])
             print(rows[-1], flush=True)
