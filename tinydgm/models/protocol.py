@@ -15,11 +15,13 @@
     repr(model)            a short summary: class, key sizes, parameter count, dtype, device.
 
 Samplers run on backend arrays (the Numba kernels and their xp twins); ``as_samples`` is
-the one place where their result becomes what ``sample`` returns.
+the one place where their result becomes what ``sample`` returns. ``as_batch`` is the check
+that models of flat vectors (N, D) share for the data they are given.
 """
-from tinydgm.autodiff.core import Tensor
+from tinydgm import backend
+from tinydgm.autodiff.core import Tensor, tensor
 
-__all__ = ["as_samples"]
+__all__ = ["as_samples", "as_batch"]
 
 
 def as_samples(x, dtype=None):
@@ -29,3 +31,19 @@ def as_samples(x, dtype=None):
     if dtype is not None and data.dtype != dtype:
         data = data.astype(dtype)
     return Tensor(data)
+
+
+def as_batch(x, like, n_features, who, finite=True):
+    """x as a Tensor (N, D), D = ``n_features``, for a model whose weights are ``like``: an
+    array, a list or an integer Tensor becomes a Tensor in like's dtype (on its device); a
+    floating Tensor is used as given. Errors name ``who`` ("Model.method") and the shapes;
+    ``finite`` also rejects NaN and inf."""
+    if not isinstance(x, Tensor):
+        x = tensor(x, dtype=like.dtype, device=like.device)
+    elif not backend.is_floating(x.dtype):
+        x = Tensor(x.data.astype(like.dtype))
+    if x.ndim != 2 or x.shape[1] != n_features:
+        raise ValueError(f"{who}: x must have shape (N, D) = (N, {n_features}), got {tuple(x.shape)}")
+    if finite and not bool(backend.xp_of(x.data).isfinite(x.data).all()):
+        raise ValueError(f"{who}: x contains NaN or inf")
+    return x

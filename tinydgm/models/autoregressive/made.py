@@ -64,7 +64,7 @@ from tinydgm.autodiff.functional import (binary_cross_entropy_with_logits, logsu
 from tinydgm.distributions import Normal
 from tinydgm.evaluate import bits_per_dim as _bits_per_dim
 from tinydgm.kernels import made_sampler
-from tinydgm.models.protocol import as_samples
+from tinydgm.models.protocol import as_batch, as_samples
 from tinydgm.nn.linear import Linear
 from tinydgm.nn.masked_linear import MADEMasks, MaskedLinear
 from tinydgm.nn.module import Module, ModuleList
@@ -270,14 +270,7 @@ class MADE(Module):
     # ----------------------------------------------------------------------------- inputs
 
     def _as_input(self, x, who):
-        weight = self.layers[0].weight
-        if not isinstance(x, Tensor):
-            x = tensor(x, dtype=weight.dtype, device=weight.device)
-        elif not backend.is_floating(x.dtype):
-            x = Tensor(x.data.astype(weight.dtype))
-        if x.ndim != 2 or x.shape[1] != self.n_inputs:
-            raise ValueError(f"MADE.{who}: x must have shape (N, D) = (N, {self.n_inputs}), got {x.shape}")
-        return x
+        return as_batch(x, self.layers[0].weight, self.n_inputs, f"MADE.{who}", finite=False)
 
     def _as_context(self, context, x):
         if self.context_dim is None:

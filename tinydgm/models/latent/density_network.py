@@ -36,6 +36,7 @@ from tinydgm.autodiff.core import Tensor, no_grad, tensor
 from tinydgm.autodiff.functional import binary_cross_entropy_with_logits, logsumexp, sigmoid, stack
 from tinydgm.distributions import Normal
 from tinydgm.models.latent.linear_gaussian import linear_gaussian_log_prob
+from tinydgm.models.protocol import as_batch
 from tinydgm.nn.activations import Tanh
 from tinydgm.nn.linear import Linear
 from tinydgm.nn.module import Module, Parameter, Sequential
@@ -162,16 +163,7 @@ class DensityNetwork(Module):
     def _as_batch(self, x, who):
         """x as a Tensor (N, D) in the model's dtype and device; clear errors otherwise."""
         name = f"DensityNetwork.{who}"
-        weight = self.f[0].weight
-        if not isinstance(x, Tensor):
-            x = tensor(x, dtype=weight.dtype, device=weight.device)
-        elif not backend.is_floating(x.dtype):
-            x = Tensor(x.data.astype(weight.dtype))
-        if x.ndim != 2 or x.shape[1] != self.n_features:
-            raise ValueError(f"{name}: x must have shape (N, D) = (N, {self.n_features}), got {tuple(x.shape)}")
-        xp = backend.xp_of(x.data)
-        if not bool(xp.isfinite(x.data).all()):
-            raise ValueError(f"{name}: x contains NaN or inf")
+        x = as_batch(x, self.f[0].weight, self.n_features, name)
         if self.likelihood == "bernoulli" and not bool(((x.data == 0) | (x.data == 1)).all()):
             bad = x.data[(x.data != 0) & (x.data != 1)]
             raise ValueError(f"{name}: a Bernoulli density network needs binary data (0 or 1), got values "

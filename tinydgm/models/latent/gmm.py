@@ -23,11 +23,12 @@ on ``loss``.
 import math
 
 from tinydgm import backend
-from tinydgm.autodiff.core import Tensor, no_grad, tensor
+from tinydgm.autodiff.core import Tensor, no_grad
 from tinydgm.autodiff.functional import abs as _abs
 from tinydgm.autodiff.functional import einsum, log, log_softmax, logsumexp, softmax
 from tinydgm.distributions import MixtureOfGaussians, Normal
 from tinydgm.evaluate import bits_per_dim as _bits_per_dim
+from tinydgm.models.protocol import as_batch
 from tinydgm.nn import init
 from tinydgm.nn.module import Module, Parameter
 
@@ -226,17 +227,7 @@ class GaussianMixture(Module):
     # ----------------------------------------------------------------------------- inputs
 
     def _as_batch(self, x, who):
-        """x as a Tensor (N, D) in the model's dtype and device; clear errors otherwise."""
-        name = f"GaussianMixture.{who}"
-        if not isinstance(x, Tensor):
-            x = tensor(x, dtype=self.means.dtype, device=self.means.device)
-        elif not backend.is_floating(x.dtype):
-            x = Tensor(x.data.astype(self.means.dtype))
-        if x.ndim != 2 or x.shape[1] != self.n_features:
-            raise ValueError(f"{name}: x must have shape (N, D) = (N, {self.n_features}), got {tuple(x.shape)}")
-        if not bool(backend.xp_of(x.data).isfinite(x.data).all()):
-            raise ValueError(f"{name}: x contains NaN or inf")
-        return x
+        return as_batch(x, self.means, self.n_features, f"GaussianMixture.{who}")
 
     def extra_repr(self):
         return f"n_components={self.n_components}, n_features={self.n_features}, covariance={self.covariance!r}"

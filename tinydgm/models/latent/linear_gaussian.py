@@ -35,6 +35,7 @@ from tinydgm import backend
 from tinydgm.autodiff.core import Tensor, no_grad, tensor
 from tinydgm.autodiff.functional import broadcast_to, exp, expand_dims, log, sqrt, stack
 from tinydgm.evaluate import bits_per_dim as _bits_per_dim
+from tinydgm.models.protocol import as_batch
 from tinydgm.nn import init
 from tinydgm.nn.module import Module, Parameter
 
@@ -201,17 +202,7 @@ class _LinearGaussian(Module):
         self.b.data = b.astype(self.b.dtype)
 
     def _as_batch(self, x, who):
-        """x as a Tensor (N, D) in the model's dtype and device; clear errors otherwise."""
-        name = f"{type(self).__name__}.{who}"
-        if not isinstance(x, Tensor):
-            x = tensor(x, dtype=self.W.dtype, device=self.W.device)
-        elif not backend.is_floating(x.dtype):
-            x = Tensor(x.data.astype(self.W.dtype))
-        if x.ndim != 2 or x.shape[1] != self.n_features:
-            raise ValueError(f"{name}: x must have shape (N, D) = (N, {self.n_features}), got {tuple(x.shape)}")
-        if not bool(backend.xp_of(x.data).isfinite(x.data).all()):
-            raise ValueError(f"{name}: x contains NaN or inf")
-        return x
+        return as_batch(x, self.W, self.n_features, f"{type(self).__name__}.{who}")
 
     def extra_repr(self):
         return f"n_features={self.n_features}, n_latent={self.n_latent}"
