@@ -59,7 +59,7 @@ from tinydgm.evaluate.importance import importance_log_likelihood
 from tinydgm.evaluate.units import bits_per_dim as _bits_per_dim
 from tinydgm.models.latent.decoders import MLPDecoder
 from tinydgm.models.latent.encoders import MLPEncoder, as_event_shape, event_size, mlp, positive_int
-from tinydgm.models.latent.vae import kl_standard_normal, reparameterize
+from tinydgm.models.latent.vae import as_data, first_weight, kl_standard_normal, reparameterize
 from tinydgm.nn.module import Module
 
 __all__ = ["M2", "UNLABELLED", "paper_alpha", "semi_supervised_data", "class_conditional_grid"]
@@ -316,13 +316,7 @@ class M2(Module):
     # ----------------------------------------------------------------------------- inputs
 
     def _parameter(self):
-        """A weight of the model, for its dtype and device (any Tensor attribute: gradcheck
-        swaps the Parameters for plain Tensors)."""
-        for module in self.modules():
-            for value in module.__dict__.values():
-                if isinstance(value, Tensor):
-                    return value
-        raise ValueError("M2: the networks have no parameters")
+        return first_weight(self, "M2: the networks have no parameters")
 
     def _one_hot(self, y, like):
         """onehot(y) (M, K) as a constant Tensor in ``like``'s dtype and device."""
@@ -345,24 +339,9 @@ class M2(Module):
         return eps
 
     def _as_data(self, x, who):
-        """x as a Tensor in the parameters' dtype and device, checked: shape (N, *event_shape),
-        every entry finite, binary (the Bernoulli decoder)."""
-        owner = f"M2.{who}"
-        like = self._parameter()
-        if not isinstance(x, Tensor):
-            x = Tensor(backend.as_array(x, dtype=like.dtype, device=like.device))
-        elif x.dtype != like.dtype:
-            x = Tensor(x.data.astype(like.dtype))
-        if x.ndim != len(self.event_shape) + 1 or tuple(x.shape[1:]) != self.event_shape:
-            raise ValueError(f"{owner}: x must have shape (N, {', '.join(map(str, self.event_shape))}), "
-                             f"got {tuple(x.shape)}")
-        xp = backend.get_array_module(x.data)
-        finite = xp.isfinite(x.data)
-        if not bool(finite.all()):
-            bad = int(x.shape[0] - finite.reshape(x.shape[0], -1).all(axis=1).sum())
-            raise ValueError(f"{owner}: x has non-finite entries (NaN or inf) in {bad} of its {x.shape[0]} examples")
-        self.decoder.check_data(x.data, owner)
-        return x
+        """x checked (shape (N, *event_shape), finite, binary for the Bernoulli decoder) and
+        in the parameters' dtype and device."""
+        return as_data(x, self._parameter(), self.event_shape, self.decoder, f"M2.{who}")
 
     def _as_labels(self, y, n, who, allow_unlabelled=False):
         """y as an int64 array (n,) on the parameters' device, every entry in [0, K)

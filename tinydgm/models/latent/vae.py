@@ -268,33 +268,10 @@ class VAE(Module):
     # ----------------------------------------------------------------------------- inputs
 
     def _parameter(self):
-        """A weight of the model, for its dtype and device (any Tensor attribute: gradcheck
-        swaps the Parameters for plain Tensors)."""
-        for module in self.modules():
-            for value in module.__dict__.values():
-                if isinstance(value, Tensor):
-                    return value
-        raise ValueError(f"{type(self).__name__}: the encoder and decoder have no parameters")
+        return first_weight(self, f"{type(self).__name__}: the encoder and decoder have no parameters")
 
     def _as_data(self, x, who):
-        """x as a Tensor in the parameters' dtype and device, checked: shape (N, *event_shape),
-        every entry finite, values the decoder's observation model can score."""
-        owner = f"{type(self).__name__}.{who}"
-        like = self._parameter()
-        if not isinstance(x, Tensor):
-            x = Tensor(backend.as_array(x, dtype=like.dtype, device=like.device))
-        elif x.dtype != like.dtype:
-            x = Tensor(x.data.astype(like.dtype))
-        if x.ndim != len(self.event_shape) + 1 or tuple(x.shape[1:]) != self.event_shape:
-            raise ValueError(f"{owner}: x must have shape (N, {', '.join(map(str, self.event_shape))}), "
-                             f"got {tuple(x.shape)}")
-        xp = backend.get_array_module(x.data)
-        finite = xp.isfinite(x.data)
-        if not bool(finite.all()):
-            bad = int(x.data.shape[0] - finite.reshape(x.shape[0], -1).all(axis=1).sum())
-            raise ValueError(f"{owner}: x has non-finite entries (NaN or inf) in {bad} of its {x.shape[0]} examples")
-        self.decoder.check_data(x.data, owner)
-        return x
+        return as_data(x, self._parameter(), self.event_shape, self.decoder, f"{type(self).__name__}.{who}")
 
     def _count(self, value, name, who):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -307,3 +284,34 @@ class VAE(Module):
         return (f"latent_dim={self.latent_dim}, event_shape={self.event_shape}, prior={prior}, {posterior}kl={self.kl!r}, "
                 f"beta={self.beta}, n_samples={self.n_samples}")
 
+
+
+# ----------------------------------------------------------------------------- inputs (shared with M2)
+
+def first_weight(model, error):
+    """A weight of the model, for its dtype and device (any Tensor attribute: gradcheck
+    swaps the Parameters for plain Tensors); ValueError(error) when there is none."""
+    for module in model.modules():
+        for value in module.__dict__.values():
+            if isinstance(value, Tensor):
+                return value
+    raise ValueError(error)
+
+
+def as_data(x, like, event_shape, decoder, owner):
+    """x as a Tensor in like's dtype and device, checked: shape (N, *event_shape), every
+    entry finite, values the decoder's observation model can score. Errors name ``owner``."""
+    if not isinstance(x, Tensor):
+        x = Tensor(backend.as_array(x, dtype=like.dtype, device=like.device))
+    elif x.dtype != like.dtype:
+        x = Tensor(x.data.astype(like.dtype))
+    if x.ndim != len(event_shape) + 1 or tuple(x.shape[1:]) != event_shape:
+        raise ValueError(f"{owner}: x must have shape (N, {', '.join(map(str, event_shape))}), "
+                         f"got {tuple(x.shape)}")
+    xp = backend.get_array_module(x.data)
+    finite = xp.isfinite(x.data)
+    if not bool(finite.all()):
+        bad = int(x.shape[0] - finite.reshape(x.shape[0], -1).all(axis=1).sum())
+        raise ValueError(f"{owner}: x has non-finite entries (NaN or inf) in {bad} of its {x.shape[0]} examples")
+    decoder.check_data(x.data, owner)
+    return x
