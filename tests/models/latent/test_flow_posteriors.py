@@ -11,6 +11,7 @@ from scipy import integrate, special
 
 import tinydgm as td
 from contracts import assert_autoregressive
+from latent_helpers import with_parameters
 from linear_vae_oracle import decoder_weights, exact_log_px, linear_vae, set_encoder_to_posterior
 from tinydgm import optim
 from tinydgm.autodiff.functional import concatenate
@@ -49,24 +50,6 @@ def small_vae(posterior=None, seed=0, model=VAE, **kw):
     encoder = MLPEncoder(D, L, hidden=(4,), activation="tanh", rng=gen, dtype="float64")
     decoder = MLPDecoder(L, D, hidden=(3,), activation="tanh", rng=gen, dtype="float64")
     return model(encoder, decoder, rng=np.random.default_rng(seed + 1), posterior=posterior, **kw)
-
-
-def with_parameters(model, fn):
-    """fn() as a function of fresh float64 copies of the model's parameters (gradcheck's inputs)."""
-    owners = [model._owner(name) for name, _ in model.named_parameters()]
-
-    def call(*values):
-        saved = [getattr(module, attr) for module, attr in owners]
-        for (module, attr), value in zip(owners, values):
-            object.__setattr__(module, attr, value)
-        try:
-            return fn()
-        finally:
-            for (module, attr), old in zip(owners, saved):
-                object.__setattr__(module, attr, old)
-
-    inputs = [td.tensor(p.numpy(), dtype="float64", requires_grad=True) for p in model.parameters()]
-    return call, inputs
 
 
 # ----------------------------------------------------------------------------- log q_K by change of variables

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import tinydgm as td
+from latent_helpers import with_parameters
 from linear_vae_oracle import decoder_weights, exact_log_px, linear_vae, set_encoder_to_posterior
 from tinydgm.models.latent import IWAE, MLPDecoder, MLPEncoder, StandardNormalPrior, VAE, log_mean_exp
 
@@ -90,22 +91,6 @@ def test_gradient_is_the_normalised_importance_weighted_one():
     for a, b in zip(engine, expected):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
     assert weights.max() < 0.99                        # several samples carry weight
-
-
-def with_parameters(model, fn):
-    owners = [model._owner(name) for name, _ in model.named_parameters()]
-
-    def call(*values):
-        saved = [getattr(module, attr) for module, attr in owners]
-        for (module, attr), value in zip(owners, values):
-            object.__setattr__(module, attr, value)
-        try:
-            return fn()
-        finally:
-            for (module, attr), old in zip(owners, saved):
-                object.__setattr__(module, attr, old)
-
-    return call, [td.tensor(p.numpy(), dtype="float64", requires_grad=True) for p in model.parameters()]
 
 
 @pytest.mark.parametrize("k", [1, 3, 7])

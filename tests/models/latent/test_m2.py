@@ -13,6 +13,7 @@ import pytest
 from scipy import special, stats
 
 import tinydgm as td
+from latent_helpers import assert_bad_batch_rejected, with_parameters
 from tinydgm.models.latent.m2 import (M2, UNLABELLED, class_conditional_grid, paper_alpha,
                                       semi_supervised_data)
 
@@ -25,24 +26,6 @@ def small_m2(n_dims=4, n_classes=3, latent_dim=2, seed=0, **kw):
 
 def binary_data(n, n_dims, seed=0):
     return (np.random.default_rng(seed).random((n, n_dims)) < 0.4).astype(np.float64)
-
-
-def with_parameters(model, fn):
-    """fn() as a function of fresh float64 copies of the model's parameters (gradcheck's inputs)."""
-    owners = [model._owner(name) for name, _ in model.named_parameters()]
-
-    def call(*values):
-        saved = [getattr(module, attr) for module, attr in owners]
-        for (module, attr), value in zip(owners, values):
-            object.__setattr__(module, attr, value)
-        try:
-            return fn()
-        finally:
-            for (module, attr), old in zip(owners, saved):
-                object.__setattr__(module, attr, old)
-
-    inputs = [td.tensor(p.numpy(), dtype="float64", requires_grad=True) for p in model.parameters()]
-    return call, inputs
 
 
 def one_hot(y, k):
@@ -340,10 +323,6 @@ def test_fit_with_a_seed_repeats_the_run():
 
 # ----------------------------------------------------------------------------- errors
 
-def parameters_of(model):
-    return [p.numpy().copy() for p in model.parameters()]
-
-
 @pytest.mark.parametrize("bad, message", [
     (np.zeros((3, 5)), r"x must have shape \(N, 4\)"),
     (np.zeros((3, 4, 1)), r"x must have shape \(N, 4\)"),
@@ -352,19 +331,11 @@ def parameters_of(model):
 ])
 def test_bad_batches_raise_clear_errors_and_change_nothing(bad, message):
     model = small_m2()
-    before = parameters_of(model)
     labels = np.array([0, 1, UNLABELLED])
-    for call in (model.loss, lambda x: model.loss((x, labels)), model.unlabelled_elbo, model.classify,
-                 lambda x: model.labelled_elbo(x, np.zeros(3, dtype=int)),
-                 lambda x: model.log_importance_weights(x, 2)):
-        with pytest.raises(ValueError, match=message):
-            call(bad)
-    optimizer = td.optim.Adam(model.parameters(), lr=0.1)
-    with pytest.raises(ValueError, match=message):
-        td.train.fit(model, (bad, labels), optimizer, epochs=1, batch_size=3, seed=0, progress=False)
-    for a, b in zip(before, parameters_of(model)):
-        np.testing.assert_array_equal(a, b)
-    assert all(p.grad is None for p in model.parameters())
+    calls = (model.loss, lambda x: model.loss((x, labels)), model.unlabelled_elbo, model.classify,
+             lambda x: model.labelled_elbo(x, np.zeros(3, dtype=int)),
+             lambda x: model.log_importance_weights(x, 2))
+    assert_bad_batch_rejected(model, calls, bad, message, fit_batch=(bad, labels))
 
 
 def test_bad_labels_noise_and_configuration():

@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 import tinydgm as td
+from latent_helpers import assert_bad_batch_rejected, with_parameters
 from linear_vae_oracle import (decoder_weights, encoder_outputs, exact_log_px, exact_posterior,
                                kl_diagonal_to_full, linear_vae, orthogonal_rows, set_decoder,
                                set_encoder_to_posterior)
@@ -49,26 +50,6 @@ class GaussianPrior(Prior):
 
     def sample(self, n, rng=None):
         return Normal(self.m, log_scale=self.s).sample((n,), rng=rng)
-
-
-def with_parameters(model, fn):
-    """fn() as a function of fresh float64 copies of the model's parameters (gradcheck's inputs)."""
-    owners = []
-    for name, _ in model.named_parameters():
-        owners.append(model._owner(name))
-
-    def call(*values):
-        saved = [getattr(module, attr) for module, attr in owners]
-        for (module, attr), value in zip(owners, values):
-            object.__setattr__(module, attr, value)
-        try:
-            return fn()
-        finally:
-            for (module, attr), old in zip(owners, saved):
-                object.__setattr__(module, attr, old)
-
-    inputs = [td.tensor(p.numpy(), dtype="float64", requires_grad=True) for p in model.parameters()]
-    return call, inputs
 
 
 # ----------------------------------------------------------------------------- the ELBO, exactly
@@ -339,10 +320,6 @@ def test_fit_lends_its_generator_so_a_seed_repeats_the_run():
 
 # ----------------------------------------------------------------------------- errors
 
-def parameters_of(model):
-    return [p.numpy().copy() for p in model.parameters()]
-
-
 @pytest.mark.parametrize("bad, message", [
     (np.zeros((3, 4)), r"x must have shape \(N, 5\)"),
     (np.zeros((3, 5, 1)), r"x must have shape \(N, 5\)"),
@@ -351,16 +328,8 @@ def parameters_of(model):
 ])
 def test_bad_batches_raise_clear_errors_and_change_nothing(bad, message):
     model = small_vae()
-    before = parameters_of(model)
-    for call in (model.loss, model.elbo, lambda x: model.log_importance_weights(x, 3)):
-        with pytest.raises(ValueError, match=message):
-            call(bad)
-    optimizer = td.optim.Adam(model.parameters(), lr=0.1)
-    with pytest.raises(ValueError, match=message):
-        td.train.fit(model, bad, optimizer, epochs=1, batch_size=3, seed=0, progress=False)
-    for a, b in zip(before, parameters_of(model)):
-        np.testing.assert_array_equal(a, b)
-    assert all(p.grad is None for p in model.parameters())
+    assert_bad_batch_rejected(model, (model.loss, model.elbo, lambda x: model.log_importance_weights(x, 3)),
+                              bad, message)
 
 
 def test_bad_counts_noise_and_configuration():
