@@ -12,6 +12,7 @@ from contracts import all_binary, chi_square_pvalue
 from scipy import stats
 
 import tinydgm as td
+from latent_helpers import with_parameter_values
 from tinydgm.models.latent import density_network as dn
 from tinydgm.models.latent.density_network import (DensityNetwork, estimator_variance, linear_density_network,
                                                    prior_sampling_relative_variance, variance_by_latent_dim)
@@ -181,25 +182,6 @@ def test_training_on_the_estimate_raises_the_exact_log_likelihood():
 
 # ----------------------------------------------------------------------------- gradients
 
-def _with_params(model, values, fn):
-    names = [name for name, _ in model.named_parameters()]
-    owners = []
-    for name in names:
-        *path, attr = name.split(".")
-        owner = model
-        for part in path:
-            owner = getattr(owner, part)
-        owners.append((owner, attr))
-    saved = [getattr(owner, attr) for owner, attr in owners]
-    try:
-        for (owner, attr), value in zip(owners, values):
-            object.__setattr__(owner, attr, value)
-        return fn()
-    finally:
-        for (owner, attr), value in zip(owners, saved):
-            object.__setattr__(owner, attr, value)
-
-
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_gradcheck_estimate_and_loss_with_the_noise_held_fixed(likelihood):
     model = DensityNetwork(2, 3, hidden_sizes=(4,), likelihood=likelihood, n_samples=5, rng=td.rng(1),
@@ -210,11 +192,11 @@ def test_gradcheck_estimate_and_loss_with_the_noise_held_fixed(likelihood):
     assert len(params) == (5 if likelihood == "gaussian" else 4)          # the learned log_sigma too
 
     def estimate(*ps):
-        return _with_params(model, ps, lambda: model.log_prob_estimate(x, 5, rng=td.rng(0)))
+        return with_parameter_values(model, ps, lambda: model.log_prob_estimate(x, 5, rng=td.rng(0)))
 
     def loss(*ps):
         model.rng = td.rng(0)                                           # the same draws every call
-        return _with_params(model, ps, lambda: model.loss(x))
+        return with_parameter_values(model, ps, lambda: model.loss(x))
 
     for fn in (estimate, loss):
         td.gradcheck(fn, params)

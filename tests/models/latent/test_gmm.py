@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 import tinydgm as td
+from latent_helpers import with_parameter_values
 from tinydgm.models.latent.gmm import GaussianMixture, full_component_log_prob
 
 COVARIANCES = ["full", "diag"]
@@ -43,18 +44,6 @@ def _dense_log_prob(model, x):
     pi = model.weights.numpy()
     densities = [stats.multivariate_normal(m, c).pdf(x) for m, c in zip(model.means.numpy(), model.covariances())]
     return np.log(sum(p * q for p, q in zip(pi, densities)))
-
-
-def _with_params(model, values, fn):
-    names = [name for name, _ in model.named_parameters()]
-    saved = [getattr(model, name) for name in names]
-    try:
-        for name, value in zip(names, values):
-            object.__setattr__(model, name, value)
-        return fn()
-    finally:
-        for name, value in zip(names, saved):
-            object.__setattr__(model, name, value)
 
 
 # ----------------------------------------------------------------------------- the density
@@ -183,11 +172,11 @@ def test_gradcheck_log_prob_responsibilities_and_loss(covariance):
     params = [_t(p.numpy(), requires_grad=True) for p in model.parameters()]
     for method in ("log_prob", "responsibilities"):
         def fn(x, *ps, method=method):
-            return _with_params(model, ps, lambda: getattr(model, method)(x))
+            return with_parameter_values(model, ps, lambda: getattr(model, method)(x))
         td.gradcheck(fn, [x] + params)
         td.gradgradcheck(fn, [x] + params)
-    td.gradcheck(lambda *ps: _with_params(model, ps, lambda: model.loss(x.detach())), params)
-    td.gradgradcheck(lambda *ps: _with_params(model, ps, lambda: model.loss(x.detach())), params)
+    td.gradcheck(lambda *ps: with_parameter_values(model, ps, lambda: model.loss(x.detach())), params)
+    td.gradgradcheck(lambda *ps: with_parameter_values(model, ps, lambda: model.loss(x.detach())), params)
 
 
 def test_gradcheck_the_full_component_density():

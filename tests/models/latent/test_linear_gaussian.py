@@ -10,6 +10,7 @@ import pytest
 from scipy import stats
 
 import tinydgm as td
+from latent_helpers import with_parameter_values
 from tinydgm.models.latent.linear_gaussian import FactorAnalysis, PPCA, fit_toy_3d, linear_gaussian_log_prob
 
 
@@ -38,19 +39,6 @@ def _random_model(cls, d, k, seed):
     else:
         model.log_sigma2.data = np.array([-0.7])
     return model
-
-
-def _with_params(model, values, fn):
-    """fn() with the model's parameters replaced by the Tensors ``values`` (gradcheck inputs)."""
-    names = [name for name, _ in model.named_parameters()]
-    saved = [getattr(model, name) for name in names]
-    try:
-        for name, value in zip(names, values):
-            object.__setattr__(model, name, value)
-        return fn()
-    finally:
-        for name, value in zip(names, saved):
-            object.__setattr__(model, name, value)
 
 
 # ----------------------------------------------------------------------------- the log-density
@@ -215,10 +203,10 @@ def test_gradcheck_log_prob_and_loss_wrt_parameters_and_x(cls):
     model = _random_model(cls, 4, 3, seed=10)
     x = _t(np.random.default_rng(3).standard_normal((3, 4)), requires_grad=True)
     params = [_t(p.numpy(), requires_grad=True) for p in model.parameters()]
-    td.gradcheck(lambda x, *ps: _with_params(model, ps, lambda: model.log_prob(x)), [x] + params)
-    td.gradgradcheck(lambda x, *ps: _with_params(model, ps, lambda: model.log_prob(x)), [x] + params)
-    td.gradcheck(lambda *ps: _with_params(model, ps, lambda: model.loss(x.detach())), params)
-    td.gradgradcheck(lambda *ps: _with_params(model, ps, lambda: model.loss(x.detach())), params)
+    td.gradcheck(lambda x, *ps: with_parameter_values(model, ps, lambda: model.log_prob(x)), [x] + params)
+    td.gradgradcheck(lambda x, *ps: with_parameter_values(model, ps, lambda: model.log_prob(x)), [x] + params)
+    td.gradcheck(lambda *ps: with_parameter_values(model, ps, lambda: model.loss(x.detach())), params)
+    td.gradgradcheck(lambda *ps: with_parameter_values(model, ps, lambda: model.loss(x.detach())), params)
 
 
 def test_gradcheck_the_woodbury_function_with_latents_beyond_features():
