@@ -145,7 +145,8 @@ class TorchMADE(torch.nn.Module):
 
 
 class TorchVariantVAE(torch.nn.Module):
-    """The twin of a tinydgm VAE with a VampPrior or an IAF posterior (or neither):
+    """The twin of a tinydgm VAE with a VampPrior or an IAF posterior (with neither: the N(0, I) prior
+    with the Monte Carlo KL, which is not tinydgm's closed-form path, so not a twin of ``standard``):
 
         (mu, log_var) = enc(x),  z_0 = mu + exp(log_var / 2) eps
         IAF:        h = ctx(x),  z = IAF_2(IAF_1(z_0, h), h),  log q = log N(z_0; mu, var) - sum alpha
