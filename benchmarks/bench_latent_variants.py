@@ -4,7 +4,7 @@ the VampPrior and IAF-posterior steps, side by side on the CPU in one process.
     TINYDGM_DATA=<folder with binarized_mnist.npz> python benchmarks/bench_latent_variants.py \
         [--quick] [--threads N] [--out SECTION.md] [--parts variants,vampprior,iaf] [--k-mix 500]
 
-The model is the VampPrior paper's one-stochastic-layer VAE made smaller (Tomczak & Welling 2018 use
+The model is the VampPrior paper's one-stochastic-layer VAE made smaller ("VAE with a VampPrior", AISTATS 2018, uses
 two gated layers of 300 units; here one ReLU layer): encoder 784 -> 300 -> (40 mu, 40 log_var), decoder
 40 -> 300 -> 784 Bernoulli logits, batch 100, float32, Adam (lr 1e-3). One step = loss (-mean ELBO,
 one reparameterised sample per image), backward, Adam step.

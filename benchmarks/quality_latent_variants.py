@@ -57,10 +57,10 @@ from tinydgm.models.latent import (IAFPosterior, MixtureOfGaussiansPrior, MLPDec
 D, HIDDEN, LATENT, BATCH, LR, K_MIX = 784, (300,), 40, 100, 1e-3, 100
 VARIANTS = ["standard", "mog", "vampprior", "flow-prior", "planar", "iaf"]
 PRIORS = ["standard", "mog", "vampprior", "flow-prior"]
-# Test NLL (nats), statically binarized MNIST, one stochastic layer: Tomczak & Welling 2018 (VampPrior
-# paper) and Rezende & Mohamed 2015 (planar flow, K = 80). "—": not looked up (see the report).
-PUBLISHED = {"standard": "88.56 (Tomczak & Welling 2018)", "mog": "— (same table; not retrieved here)",
-             "vampprior": "85.57 (Tomczak & Welling 2018)", "flow-prior": "—",
+# Test NLL (nats), statically binarized MNIST, one stochastic layer: the VampPrior paper ("VAE with a
+# VampPrior", AISTATS 2018) and Rezende & Mohamed 2015 (planar flow, K = 80). "—": no published figure here.
+PUBLISHED = {"standard": "88.56 (VampPrior paper, AISTATS 2018)", "mog": "— (same table; not retrieved here)",
+             "vampprior": "85.57 (VampPrior paper, AISTATS 2018)", "flow-prior": "—",
              "planar": "85.10 (K = 80; Rezende & Mohamed 2015)", "iaf": "—"}
 
 
