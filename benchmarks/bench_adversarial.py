@@ -284,9 +284,7 @@ def time_pair(cfg, td_call, pt_call):
     with common.ForeignLoad() as load:
         stats, _ = common.compare({"tinydgm": td_call, "PyTorch": pt_call}, repeats=cfg.repeats, warmup=2,
                                   min_sample_s=cfg.sample_s, settle_s=cfg.settle_s, retries=cfg.retries)
-    for name, s in stats.items():
-        print(f"  {name:10s} {common.fmt_ms(s):>24s} ms (contended samples {s.contended})", flush=True)
-    print(f"  tinydgm / PyTorch {common.fmt_ratio(stats['tinydgm'], stats['PyTorch'])}", flush=True)
+    common.print_pair(stats)
     return stats, load
 
 
@@ -307,36 +305,16 @@ def dcgan_sides(batches):
     generator, discriminator, g_twin, d_twin = players("float32", batch_norm=True)
     gan = GAN(generator, discriminator, LATENT, **DCGAN_ADAM, rng=np.random.default_rng(5))
     twin = TorchGAN(g_twin, d_twin)
-    xs_td = [td.tensor(x) for x in batches]
-    xs_pt = [torch.tensor(x) for x in batches]
-    counter = {"td": 0, "pt": 0}
-
-    def td_call():
-        k = counter["td"] = (counter["td"] + 1) % len(xs_td)
-        gan.train_step(xs_td[k])
-
-    def pt_call():
-        k = counter["pt"] = (counter["pt"] + 1) % len(xs_pt)
-        twin.step(xs_pt[k])
-    return td_call, pt_call
+    return (common.cycling(gan.train_step, [td.tensor(x) for x in batches]),
+            common.cycling(twin.step, [torch.tensor(x) for x in batches]))
 
 
 def wgan_gp_sides(batches):
     generator, critic, g_twin, d_twin = players("float32", batch_norm=False)
     wgan = WGANGP(generator, critic, LATENT, lam=LAM, **WGAN_GP_ADAM, rng=np.random.default_rng(5))
     twin = TorchWGANGP(g_twin, d_twin)
-    xs_td = [td.tensor(x) for x in batches]
-    xs_pt = [torch.tensor(x) for x in batches]
-    counter = {"td": 0, "pt": 0}
-
-    def td_call():
-        k = counter["td"] = (counter["td"] + 1) % len(xs_td)
-        wgan.discriminator_step(xs_td[k])
-
-    def pt_call():
-        k = counter["pt"] = (counter["pt"] + 1) % len(xs_pt)
-        twin.critic_step(xs_pt[k])
-    return td_call, pt_call
+    return (common.cycling(wgan.discriminator_step, [td.tensor(x) for x in batches]),
+            common.cycling(twin.critic_step, [torch.tensor(x) for x in batches]))
 
 
 @section("dcgan", "DCGAN step: one discriminator and one generator update, batch 64, 28x28")

@@ -37,7 +37,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 import tinydgm as td  # noqa: E402
-from tinydgm import optim  # noqa: E402
 
 DTYPE = np.float32
 D, SIDE = 784, 28
@@ -138,21 +137,6 @@ class TorchMADE:
         return loss
 
 
-class TinydgmStep:
-    """model.loss(x) -> backward -> tinydgm.optim.Adam.step()."""
-
-    def __init__(self, model):
-        self.model = model
-        self.opt = optim.Adam(list(model.parameters()), lr=LR)
-
-    def step(self, x):
-        self.model.zero_grad()
-        loss = self.model.loss(x)
-        loss.backward()
-        self.opt.step()
-        return loss
-
-
 def made_layers(model):
     """The model's masked layers as NumPy (W, b, M) in the (in, out) layout."""
     def triple(layer):
@@ -163,37 +147,16 @@ def made_layers(model):
             "direct": None if model.direct_layer is None else triple(model.direct_layer)}
 
 
-def check_agree(name, td_step, torch_step, xs_td, xs_pt, rtol=1e-4):
-    """The same loss on the same weights and data, and along 5 Adam steps."""
-    losses = []
-    for k in range(5):
-        a = float(td_step(xs_td[k % len(xs_td)]).item())
-        b = float(torch_step(xs_pt[k % len(xs_pt)]).item())
-        losses.append((a, b))
-        assert abs(a - b) <= rtol * abs(b), f"{name}: loss at step {k}: tinydgm {a} vs PyTorch {b}"
-    return losses
-
-
 def bench_train(cfg, title, td_side, torch_side, batches, repeats, sample_s):
+    """The same loss on the same weights and data along 5 Adam steps (|a - b| <= 1e-4 |b|), then the
+    interleaved timing of the two steps."""
     xs_td = [td.tensor(x) for x in batches]
     xs_pt = [torch.tensor(x) for x in batches]
-    losses = check_agree(title, td_side.step, torch_side.step, xs_td, xs_pt)
+    losses = common.check_losses(title, lambda k: (td_side.step(xs_td[k % len(xs_td)]),
+                                                   torch_side.step(xs_pt[k % len(xs_pt)])), floor=0.0)
     print(f"  {title}: same loss on both sides for 5 Adam steps (checked): "
           + ", ".join(f"{a:.4f}/{b:.4f}" for a, b in losses), flush=True)
-    counter = {"td": 0, "pt": 0}
-
-    def cycle(side, xs, fn):
-        def call():
-            k = counter[side] = (counter[side] + 1) % len(xs)
-            fn(xs[k])
-        return call
-
-    cases = {"tinydgm": cycle("td", xs_td, td_side.step), "PyTorch": cycle("pt", xs_pt, torch_side.step)}
-    stats, _ = common.compare(cases, repeats=repeats, warmup=3, min_sample_s=sample_s, settle_s=cfg.settle_s)
-    for name, s in stats.items():
-        print(f"  {name:10s} {common.fmt_ms(s):>24s} ms (contended samples {s.contended})", flush=True)
-    ratio, _ = common.paired_ratio(stats["tinydgm"], stats["PyTorch"])
-    print(f"  tinydgm / PyTorch {common.fmt_ratio(stats['tinydgm'], stats['PyTorch'])}", flush=True)
+    stats = common.time_steps(td_side.step, torch_side.step, batches, repeats, sample_s, cfg.settle_s, warmup=3)
     return stats, losses
 
 
@@ -404,7 +367,7 @@ def bench_pixelcnn_step(cfg):
     batches, source = binary_batches(4, 32, seed=1)
     batches = batches.reshape(4, 32, 1, SIDE, SIDE)
     torch_model = TorchPixelCNN(model)
-    stats, losses = bench_train(cfg, "PixelCNN step", TinydgmStep(model), torch_model, batches,
+    stats, losses = bench_train(cfg, "PixelCNN step", common.TinydgmStep(model, LR), torch_model, batches,
                                 cfg.conv_repeats, 0.0)
     return {"stats": stats, "losses": losses, "source": source, "model": model}
 
@@ -415,7 +378,7 @@ def bench_made_step(cfg):
         return None
     batches, source = binary_batches(8, 100)
     torch_model = TorchMADE(made_layers(model))
-    stats, losses = bench_train(cfg, "MADE step", TinydgmStep(model), torch_model, batches,
+    stats, losses = bench_train(cfg, "MADE step", common.TinydgmStep(model, LR), torch_model, batches,
                                 cfg.repeats, cfg.sample_s)
     return {"stats": stats, "losses": losses, "source": source,
             "kept": float(np.mean(made_layers(model)["hidden"][0][2]))}

@@ -31,7 +31,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 import tinydgm as td  # noqa: E402
-from tinydgm import optim  # noqa: E402
 
 DTYPE = np.float32
 LR = 1e-3
@@ -51,53 +50,6 @@ def toy_batches(n_batches, batch, toy="eight_gaussians", seed=0):
     from tinydgm.data.toy import sample_toy
     x = sample_toy(toy, n_batches * batch, np.random.default_rng(seed))
     return x.astype(DTYPE).reshape(n_batches, batch, 2)
-
-
-def check_agree(name, td_step, torch_step, xs_td, xs_pt, rtol=1e-4):
-    """The same loss on the same weights and data, and along 5 Adam steps."""
-    losses = []
-    for k in range(5):
-        a = float(td_step(xs_td[k % len(xs_td)]).item())
-        b = float(torch_step(xs_pt[k % len(xs_pt)]).item())
-        losses.append((a, b))
-        assert abs(a - b) <= rtol * max(abs(b), 1.0), f"{name}: loss at step {k}: tinydgm {a} vs PyTorch {b}"
-    return losses
-
-
-def time_steps(cfg, td_step, torch_step, batches):
-    """Interleaved paired timing of the two training steps on cycling batches."""
-    xs_td = [td.tensor(x) for x in batches]
-    xs_pt = [torch.tensor(x) for x in batches]
-    counter = {"td": 0, "pt": 0}
-
-    def cycle(side, xs, fn):
-        def call():
-            k = counter[side] = (counter[side] + 1) % len(xs)
-            fn(xs[k])
-        return call
-
-    cases = {"tinydgm": cycle("td", xs_td, td_step), "PyTorch": cycle("pt", xs_pt, torch_step)}
-    stats, _ = common.compare(cases, repeats=cfg.repeats, warmup=3, min_sample_s=cfg.sample_s,
-                              settle_s=cfg.settle_s)
-    for name, s in stats.items():
-        print(f"  {name:10s} {common.fmt_ms(s):>24s} ms (contended samples {s.contended})", flush=True)
-    print(f"  tinydgm / PyTorch {common.fmt_ratio(stats['tinydgm'], stats['PyTorch'])}", flush=True)
-    return stats
-
-
-class TinydgmStep:
-    """model.loss(x) -> backward -> tinydgm.optim.Adam.step()."""
-
-    def __init__(self, model):
-        self.model = model
-        self.opt = optim.Adam(list(model.parameters()), lr=LR)
-
-    def step(self, x):
-        self.model.zero_grad()
-        loss = self.model.loss(x)
-        loss.backward()
-        self.opt.step()
-        return loss
 
 
 # ----------------------------------------------------------------------------- RealNVP
@@ -164,14 +116,16 @@ def compare_training_steps(name, flow, twin, cfg, describe):
     """Time one Adam step of ``flow`` against its PyTorch ``twin`` (same weights, checked to give the
     same losses over 5 steps) and return the markdown: ``describe`` (what one step is) + the
     losses, the table and the verdict against the 1.0x target."""
-    td_side, pt_side = TinydgmStep(flow), TorchStep(twin)
+    td_side, pt_side = common.TinydgmStep(flow, LR), TorchStep(twin)
     batches = toy_batches(8, 512)
-    losses = check_agree(name, td_side.step, pt_side.step, [td.tensor(x) for x in batches],
-                         [torch.tensor(x) for x in batches])
+    xs_td, xs_pt = [td.tensor(x) for x in batches], [torch.tensor(x) for x in batches]
+    losses = common.check_losses(name, lambda k: (td_side.step(xs_td[k % len(xs_td)]),
+                                                  pt_side.step(xs_pt[k % len(xs_pt)])))
     print("  same loss on both sides for 5 Adam steps (checked): "
           + ", ".join(f"{a:.4f}/{b:.4f}" for a, b in losses), flush=True)
     with common.ForeignLoad() as load:
-        stats = time_steps(cfg, td_side.step, pt_side.step, batches)
+        stats = common.time_steps(td_side.step, pt_side.step, batches, cfg.repeats, cfg.sample_s, cfg.settle_s,
+                                  warmup=3)
     ratio, _ = common.paired_ratio(stats["tinydgm"], stats["PyTorch"])
     iqr = common.paired_ratio_iqr(stats["tinydgm"], stats["PyTorch"])
     table = common.markdown_table(["", "median ms [IQR]", "/ PyTorch (paired: median, min–max)"], [

@@ -43,7 +43,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 import tinydgm as td  # noqa: E402
-from tinydgm import optim  # noqa: E402
 from tinydgm.evaluate import importance_log_likelihood  # noqa: E402
 from tinydgm.models.latent import IWAE, MLPDecoder, MLPEncoder, VAE  # noqa: E402
 
@@ -158,34 +157,6 @@ class TorchVAE(torch.nn.Module):
         return -(torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])).mean()
 
 
-class TinydgmStep:
-    """model.loss(x) -> backward -> tinydgm.optim.Adam.step(); ``eps`` given: -objective(x, eps).mean()."""
-
-    def __init__(self, model):
-        self.model = model
-        self.opt = optim.Adam(list(model.parameters()), lr=LR)
-
-    def step(self, x, eps=None):
-        self.opt.zero_grad()
-        loss = self.model.loss(x) if eps is None else -self.model.objective(x, eps=eps).mean()
-        loss.backward()
-        self.opt.step()
-        return loss
-
-
-class TorchStep:
-    def __init__(self, model):
-        self.model = model
-        self.opt = torch.optim.Adam(model.parameters(), lr=LR)
-
-    def step(self, x, eps=None):
-        self.opt.zero_grad(set_to_none=True)
-        loss = self.model.loss(x, eps)
-        loss.backward()
-        self.opt.step()
-        return loss
-
-
 # ----------------------------------------------------------------------------- the checks
 
 def noise_shape(model, n):
@@ -216,63 +187,12 @@ def check_float64(kind, x):
 def check_steps(name, td_side, pt_side, batches, model, rtol=1e-4):
     """The same float32 loss along 5 Adam steps with the same batches and noise."""
     gen = np.random.default_rng(11)
-    losses = []
-    for i in range(5):
+
+    def step_pair(i):
         x = batches[i % len(batches)]
         eps = gen.standard_normal(noise_shape(model, len(x))).astype(DTYPE)
-        a = float(td_side.step(td.tensor(x), td.tensor(eps)).item())
-        b = float(pt_side.step(torch.tensor(x), torch.tensor(eps)).item())
-        losses.append((a, b))
-        assert abs(a - b) <= rtol * max(abs(b), 1.0), f"{name}: loss at step {i}: tinydgm {a} vs PyTorch {b}"
-    return losses
-
-
-# ----------------------------------------------------------------------------- timing the steps
-
-def time_steps(cfg, td_step, pt_step, batches):
-    """Interleaved paired timing of the two training steps on cycling batches."""
-    xs_td = [td.tensor(x) for x in batches]
-    xs_pt = [torch.tensor(x) for x in batches]
-    counter = {"td": 0, "pt": 0}
-
-    def cycle(side, xs, fn):
-        def call():
-            k = counter[side] = (counter[side] + 1) % len(xs)
-            fn(xs[k])
-        return call
-
-    cases = {"tinydgm": cycle("td", xs_td, td_step), "PyTorch": cycle("pt", xs_pt, pt_step)}
-    stats, _ = common.compare(cases, repeats=cfg.repeats, warmup=5, min_sample_s=cfg.sample_s,
-                              settle_s=cfg.settle_s)
-    for name, s in stats.items():
-        print(f"  {name:10s} {common.fmt_ms(s):>24s} ms (contended samples {s.contended})", flush=True)
-    print(f"  tinydgm / PyTorch {common.fmt_ratio(stats['tinydgm'], stats['PyTorch'])}", flush=True)
-    return stats
-
-
-def back_to_back(td_step, pt_step, batches, rounds=20, calls=5):
-    """Ratios from samples taken strictly back to back (tinydgm then PyTorch, then the other way
-    round), no pause, no retries: the ratio a neighbour's burst hits least. (median, q1, q3)."""
-    xs_td = [td.tensor(x) for x in batches]
-    xs_pt = [torch.tensor(x) for x in batches]
-
-    def run(fn, xs):
-        start = time.perf_counter()
-        for i in range(calls):
-            fn(xs[i % len(xs)])
-        return time.perf_counter() - start
-
-    ratios = []
-    for r in range(rounds):
-        if r % 2:
-            b = run(pt_step, xs_pt)
-            a = run(td_step, xs_td)
-        else:
-            a = run(td_step, xs_td)
-            b = run(pt_step, xs_pt)
-        ratios.append(a / b)
-    s = common.Stats(ratios)
-    return s.median, s.iqr
+        return td_side.step(td.tensor(x), td.tensor(eps)), pt_side.step(torch.tensor(x), torch.tensor(eps))
+    return common.check_losses(name, step_pair, rtol=rtol)
 
 
 def compare_training_steps(kind, cfg, describe):
@@ -282,14 +202,16 @@ def compare_training_steps(kind, cfg, describe):
     a64, b64, gerr = check_float64(kind, batches[0])
     print(f"  float64 loss on the same batch and noise: tinydgm {a64:.12f}, PyTorch {b64:.12f} "
           f"(first-layer gradient max relative difference {gerr:.1e})", flush=True)
-    td_side, pt_side = TinydgmStep(model), TorchStep(twin)
+    td_side, pt_side = common.TinydgmStep(model, LR), common.TorchStep(twin, LR)
     losses = check_steps(kind, td_side, pt_side, batches, model)
     print("  same float32 loss for 5 Adam steps with shared noise (checked): "
           + ", ".join(f"{a:.4f}/{b:.4f}" for a, b in losses), flush=True)
     load_avg0 = os.getloadavg()
     with common.ForeignLoad() as load:
-        stats = time_steps(cfg, td_side.step, pt_side.step, batches)
-        b2b, b2b_iqr = back_to_back(td_side.step, pt_side.step, batches, rounds=cfg.b2b_rounds, calls=cfg.b2b_calls)
+        stats = common.time_steps(td_side.step, pt_side.step, batches, cfg.repeats, cfg.sample_s, cfg.settle_s,
+                                  warmup=5)
+        b2b, b2b_iqr = common.back_to_back(td_side.step, pt_side.step, batches, rounds=cfg.b2b_rounds,
+                                           calls=cfg.b2b_calls)
     load_avg1 = os.getloadavg()
     print(f"  back-to-back ratio {b2b:.2f}x [{b2b_iqr[0]:.2f}-{b2b_iqr[1]:.2f}]", flush=True)
     ratio, _ = common.paired_ratio(stats["tinydgm"], stats["PyTorch"])
@@ -357,7 +279,7 @@ def torch_importance(twin, x, k, batch_size=100, chunk_size=100):
 def trained_vae(steps, seed=0):
     """A VAE 784-400-20 after ``steps`` Adam steps at batch 100 (binarized MNIST train)."""
     model = make_model("vae", seed=seed)
-    side = TinydgmStep(model)
+    side = common.TinydgmStep(model, LR)
     train = binarized_mnist()["train"]
     gen = np.random.default_rng(seed)
     for _ in range(steps):

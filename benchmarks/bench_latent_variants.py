@@ -37,7 +37,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 import tinydgm as td  # noqa: E402
-from tinydgm import optim  # noqa: E402
 from tinydgm.models.flows.realnvp import toy_realnvp  # noqa: E402
 from tinydgm.models.latent import (AutoregressivePrior, FlowPrior, IAFPosterior,  # noqa: E402
                                    MixtureOfGaussiansPrior, MLPDecoder, MLPEncoder, PlanarPosterior, VAE,
@@ -197,32 +196,6 @@ class TorchVariantVAE(torch.nn.Module):
         return -(log_px + self.log_prior(z) - log_q).mean()
 
 
-class TinydgmStep:
-    def __init__(self, model):
-        self.model = model
-        self.opt = optim.Adam(list(model.parameters()), lr=LR)
-
-    def step(self, x, eps=None):
-        self.opt.zero_grad()
-        loss = self.model.loss(x) if eps is None else -self.model.objective(x, eps=eps).mean()
-        loss.backward()
-        self.opt.step()
-        return loss
-
-
-class TorchStep:
-    def __init__(self, model):
-        self.model = model
-        self.opt = torch.optim.Adam(model.parameters(), lr=LR)
-
-    def step(self, x, eps=None):
-        self.opt.zero_grad(set_to_none=True)
-        loss = self.model.loss(x, eps)
-        loss.backward()
-        self.opt.step()
-        return loss
-
-
 # ----------------------------------------------------------------------------- the checks
 
 def grad_error(td_grad, torch_grad, transpose=False):
@@ -259,49 +232,15 @@ def check_float64(name, k_mix, x):
 
 def check_steps(name, td_side, pt_side, batches, rtol=1e-4):
     gen = np.random.default_rng(11)
-    losses = []
-    for i in range(5):
+
+    def step_pair(i):
         x = batches[i % len(batches)]
         eps = gen.standard_normal((1, len(x), LATENT)).astype(DTYPE)
-        a = float(td_side.step(td.tensor(x), td.tensor(eps)).item())
-        b = float(pt_side.step(torch.tensor(x), torch.tensor(eps)).item())
-        losses.append((a, b))
-        assert abs(a - b) <= rtol * max(abs(b), 1.0), f"{name}: loss at step {i}: tinydgm {a} vs PyTorch {b}"
-    return losses
+        return td_side.step(td.tensor(x), td.tensor(eps)), pt_side.step(torch.tensor(x), torch.tensor(eps))
+    return common.check_losses(name, step_pair, rtol=rtol)
 
 
 # ----------------------------------------------------------------------------- timing
-
-def cycling(fn, xs):
-    state = {"i": 0}
-
-    def call():
-        state["i"] = (state["i"] + 1) % len(xs)
-        fn(xs[state["i"]])
-    return call
-
-
-def back_to_back(td_step, pt_step, batches, rounds, calls=5):
-    """Paired ratios of samples taken strictly back to back, alternating which side goes first."""
-    xs_td = [td.tensor(x) for x in batches]
-    xs_pt = [torch.tensor(x) for x in batches]
-
-    def run(fn, xs):
-        start = time.perf_counter()
-        for i in range(calls):
-            fn(xs[i % len(xs)])
-        return time.perf_counter() - start
-
-    ratios = []
-    for r in range(rounds):
-        if r % 2:
-            b, a = run(pt_step, xs_pt), run(td_step, xs_td)
-        else:
-            a, b = run(td_step, xs_td), run(pt_step, xs_pt)
-        ratios.append(a / b)
-    s = common.Stats(ratios)
-    return s.median, s.iqr
-
 
 def bench_variants(cfg):
     names = ["standard", "mog", "vampprior", "mog-100", "vampprior-100", "flow-prior", "ar-prior", "planar", "iaf"]
@@ -311,8 +250,8 @@ def bench_variants(cfg):
     for name in names:
         base, _, k = name.partition("-")
         k_mix = int(k) if k.isdigit() else cfg.k_mix
-        step = TinydgmStep(build(base if k.isdigit() else name, k_mix)).step
-        cases[name] = cycling(step, xs)
+        step = common.TinydgmStep(build(base if k.isdigit() else name, k_mix), LR).step
+        cases[name] = common.cycling(step, xs)
     load0 = os.getloadavg()
     with common.ForeignLoad() as load:
         stats, _ = common.compare(cases, repeats=cfg.repeats, warmup=3, min_sample_s=cfg.sample_s,
@@ -337,17 +276,17 @@ def bench_twin(name, cfg, describe):
     a64, b64, gerrs = check_float64(name, cfg.k_mix, batches[0])
     print(f"  float64 loss: tinydgm {a64:.12f}, PyTorch {b64:.12f}; gradients {gerrs}", flush=True)
     model = build(name, cfg.k_mix)
-    td_side, pt_side = TinydgmStep(model), TorchStep(TorchVariantVAE(model))
+    td_side, pt_side = common.TinydgmStep(model, LR), common.TorchStep(TorchVariantVAE(model), LR)
     losses = check_steps(name, td_side, pt_side, batches)
     print("  float32 losses along 5 Adam steps: " + ", ".join(f"{a:.4f}/{b:.4f}" for a, b in losses), flush=True)
     xs_td = [td.tensor(x) for x in batches]
     xs_pt = [torch.tensor(x) for x in batches]
-    cases = {"tinydgm": cycling(td_side.step, xs_td), "PyTorch": cycling(pt_side.step, xs_pt)}
+    cases = {"tinydgm": common.cycling(td_side.step, xs_td), "PyTorch": common.cycling(pt_side.step, xs_pt)}
     load0 = os.getloadavg()
     with common.ForeignLoad() as load:
         stats, _ = common.compare(cases, repeats=cfg.repeats, warmup=5, min_sample_s=cfg.sample_s,
                                   settle_s=cfg.settle_s, retries=cfg.retries)
-        b2b, b2b_iqr = back_to_back(td_side.step, pt_side.step, batches, cfg.b2b_rounds)
+        b2b, b2b_iqr = common.back_to_back(td_side.step, pt_side.step, batches, cfg.b2b_rounds)
     load1 = os.getloadavg()
     ratio, _ = common.paired_ratio(stats["tinydgm"], stats["PyTorch"])
     iqr = common.paired_ratio_iqr(stats["tinydgm"], stats["PyTorch"])

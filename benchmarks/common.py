@@ -377,3 +377,111 @@ def write_section(path, section):
         with open(path, "w") as f:
             f.write(section)
         print(f"wrote {path}")
+
+
+# ----------------------------------------------------------------------------- training steps against PyTorch
+# The twin benchmarks (bench_latent, bench_latent_variants, bench_flows, bench_autoregressive) time one
+# tinydgm training step against its PyTorch twin on the same cycling batches. torch and tinydgm are
+# imported inside these functions, so the scripts that compare with neither keep importing this module alone.
+
+def cycling(fn, xs):
+    """A no-argument callable that calls ``fn`` on the next item of ``xs`` (xs[1], xs[2], ..., xs[0], ...)."""
+    state = {"i": 0}
+
+    def call():
+        state["i"] = (state["i"] + 1) % len(xs)
+        fn(xs[state["i"]])
+    return call
+
+
+class TinydgmStep:
+    """One tinydgm training step: model.loss(x) -> backward -> tinydgm.optim.Adam.step(); with ``eps``
+    (a latent-variable model and noise shared with its twin) the loss is -model.objective(x, eps).mean()."""
+
+    def __init__(self, model, lr):
+        from tinydgm import optim
+        self.model = model
+        self.opt = optim.Adam(list(model.parameters()), lr=lr)
+
+    def step(self, x, eps=None):
+        self.opt.zero_grad()
+        loss = self.model.loss(x) if eps is None else -self.model.objective(x, eps=eps).mean()
+        loss.backward()
+        self.opt.step()
+        return loss
+
+
+class TorchStep:
+    """One step of a PyTorch twin whose ``loss(x, eps)`` draws its own noise when ``eps`` is None."""
+
+    def __init__(self, model, lr):
+        import torch
+        self.model = model
+        self.opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def step(self, x, eps=None):
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.model.loss(x, eps)
+        loss.backward()
+        self.opt.step()
+        return loss
+
+
+def check_losses(name, step_pair, steps=5, rtol=1e-4, floor=1.0):
+    """Run ``step_pair(i)`` -> (tinydgm loss, PyTorch loss) for i = 0 .. steps-1 and assert that they agree:
+    |a - b| <= rtol * max(|b|, floor). Returns the [(a, b)] of every step."""
+    losses = []
+    for i in range(steps):
+        loss_td, loss_pt = step_pair(i)
+        a, b = float(loss_td.item()), float(loss_pt.item())
+        losses.append((a, b))
+        assert abs(a - b) <= rtol * max(abs(b), floor), f"{name}: loss at step {i}: tinydgm {a} vs PyTorch {b}"
+    return losses
+
+
+def time_steps(td_step, pt_step, batches, repeats, sample_s, settle_s, warmup):
+    """Interleaved paired timing of the two training steps on cycling batches; prints each side's
+    median [IQR] and the paired ratio. Returns {"tinydgm": Stats, "PyTorch": Stats}."""
+    import torch
+    import tinydgm as td
+    xs_td = [td.tensor(x) for x in batches]
+    xs_pt = [torch.tensor(x) for x in batches]
+    cases = {"tinydgm": cycling(td_step, xs_td), "PyTorch": cycling(pt_step, xs_pt)}
+    stats, _ = compare(cases, repeats=repeats, warmup=warmup, min_sample_s=sample_s, settle_s=settle_s)
+    print_pair(stats)
+    return stats
+
+
+def print_pair(stats):
+    """Print each side's median [IQR] (of {"tinydgm": Stats, "PyTorch": Stats}) and the paired ratio."""
+    for name, s in stats.items():
+        print(f"  {name:10s} {fmt_ms(s):>24s} ms (contended samples {s.contended})", flush=True)
+    print(f"  tinydgm / PyTorch {fmt_ratio(stats['tinydgm'], stats['PyTorch'])}", flush=True)
+
+
+def back_to_back(td_step, pt_step, batches, rounds, calls=5):
+    """Ratios from samples taken strictly back to back (tinydgm then PyTorch, then the other way
+    round), no pause, no retries: the ratio a neighbour's burst hits least. (median, (q1, q3))."""
+    import torch
+    import tinydgm as td
+    xs_td = [td.tensor(x) for x in batches]
+    xs_pt = [torch.tensor(x) for x in batches]
+
+    def run(fn, xs):
+        start = time.perf_counter()
+        for i in range(calls):
+            fn(xs[i % len(xs)])
+        return time.perf_counter() - start
+
+    ratios = []
+    for r in range(rounds):
+        if r % 2:
+            b = run(pt_step, xs_pt)
+            a = run(td_step, xs_td)
+        else:
+            a = run(td_step, xs_td)
+            b = run(pt_step, xs_pt)
+        ratios.append(a / b)
+    s = Stats(ratios)
+    return s.median, s.iqr
+
