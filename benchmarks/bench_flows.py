@@ -22,7 +22,6 @@ import argparse
 import math
 import os
 import sys
-import time
 
 import numpy as np
 import torch
@@ -296,34 +295,17 @@ def main(argv=None):
     cfg.repeats = 5 if cfg.quick else 21
     cfg.sample_s = 0.01 if cfg.quick else 0.05
     cfg.settle_s = 0.1          # let the other library's spinning BLAS/OpenMP threads sleep
-    names = [n for n, _, _ in SECTIONS]
-    parts = names if cfg.parts is None else cfg.parts.split(",")
-    unknown = sorted(set(parts) - set(names))
-    if unknown:
-        parser.error(f"unknown parts {unknown}; the parts are {names}")
+    parts = common.chosen_parts(parser, cfg, SECTIONS)
 
     pinned = common.pin_threads(cfg.threads)
-    info = common.machine_info()
-    print(common.machine_markdown(info, cfg.threads))
-    print(f"- pinned: {pinned}; BLAS pools: {common.blas_info()}", flush=True)
-    start, load0 = time.perf_counter(), os.getloadavg()
-    bodies = []
-    for k, (name, title, fn) in enumerate((s for s in SECTIONS if s[0] in parts), start=1):
-        print(f"\n{k}. {title}", flush=True)
-        bodies.append(f"### {k}. {title}\n\n" + fn(cfg))
-    elapsed = time.perf_counter() - start
-    load = os.getloadavg()
-    print(f"\ntotal {elapsed:.0f} s; load average {load0[0]:.2f} at the start, {load[0]:.2f} at the end")
+    info, bodies, elapsed, load0, load = common.run_sections(cfg, SECTIONS, parts, pinned)
 
     command = "python benchmarks/bench_flows.py" + (" --quick" if cfg.quick else "") + f" --threads {cfg.threads}" + \
         (f" --parts {cfg.parts}" if cfg.parts else "") + (f" --out {cfg.out}" if cfg.out else "")
     out = ["## Normalizing flows", "",
            f"Command: `{command}` (one process, {elapsed:.0f} s; load average {load0[0]:.2f} at the start, "
            f"{load[0]:.2f} at the end).", "", common.machine_markdown(info, cfg.threads), ""]
-    out += [body + "\n" for body in bodies]
-    section_md = "\n".join(out)
-    print("\n" + section_md)
-    common.write_section(cfg.out, section_md)
+    common.finish_section(cfg.out, out, bodies)
 
 
 if __name__ == "__main__":

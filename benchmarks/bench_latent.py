@@ -449,24 +449,10 @@ def main(argv=None):
     cfg.settle_s = 0.1          # let the other library's spinning BLAS/OpenMP threads sleep
     if cfg.quick:
         cfg.n_test, cfg.k, cfg.block, cfg.train_steps = min(cfg.n_test, 200), min(cfg.k, 200), 100, 50
-    names = [n for n, _, _ in SECTIONS]
-    parts = names if cfg.parts is None else cfg.parts.split(",")
-    unknown = sorted(set(parts) - set(names))
-    if unknown:
-        parser.error(f"unknown parts {unknown}; the parts are {names}")
+    parts = common.chosen_parts(parser, cfg, SECTIONS)
 
     pinned = common.pin_threads(cfg.threads)
-    info = common.machine_info()
-    print(common.machine_markdown(info, cfg.threads))
-    print(f"- pinned: {pinned}; BLAS pools: {common.blas_info()}", flush=True)
-    start, load0 = time.perf_counter(), os.getloadavg()
-    bodies = []
-    for k, (name, title, fn) in enumerate((s for s in SECTIONS if s[0] in parts), start=1):
-        print(f"\n{k}. {title}", flush=True)
-        bodies.append(f"### {k}. {title}\n\n" + fn(cfg))
-    elapsed = time.perf_counter() - start
-    load = os.getloadavg()
-    print(f"\ntotal {elapsed:.0f} s; load average {load0[0]:.2f} at the start, {load[0]:.2f} at the end")
+    info, bodies, elapsed, load0, load = common.run_sections(cfg, SECTIONS, parts, pinned)
 
     command = ("TINYDGM_DATA=<folder with binarized_mnist.npz> python benchmarks/bench_latent.py"
                + (" --quick" if cfg.quick else "") + f" --threads {cfg.threads}"
@@ -478,10 +464,7 @@ def main(argv=None):
     out = ["## Latent-variable models", "",
            f"Command: `{command}` (one process, {elapsed:.0f} s; load average {load0[0]:.2f} at the start, "
            f"{load[0]:.2f} at the end).", "", common.machine_markdown(info, cfg.threads), ""]
-    out += [body + "\n" for body in bodies]
-    section_md = "\n".join(out)
-    print("\n" + section_md)
-    common.write_section(cfg.out, section_md)
+    common.finish_section(cfg.out, out, bodies)
 
 
 if __name__ == "__main__":

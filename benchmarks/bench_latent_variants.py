@@ -362,11 +362,9 @@ def main(argv=None):
                + (" --quick" if cfg.quick else "") + f" --threads {cfg.threads} --k-mix {cfg.k_mix}"
                + f" --retries {cfg.retries}"
                + (f" --parts {cfg.parts}" if cfg.parts != ",".join(PARTS) else ""))
-    md = "\n".join([f"Command: `{command}` (one process, {elapsed:.0f} s; load average {load0[0]:.2f} at the start, "
-                    f"{load1[0]:.2f} at the end).", "", common.machine_markdown(info, cfg.threads), ""]
-                   + [b + "\n" for b in bodies])
-    print("\n" + md)
-    common.write_section(cfg.out, md)
+    common.finish_section(cfg.out, [f"Command: `{command}` (one process, {elapsed:.0f} s; load average "
+                                    f"{load0[0]:.2f} at the start, {load1[0]:.2f} at the end).", "",
+                                    common.machine_markdown(info, cfg.threads), ""], bodies)
 
 
 if __name__ == "__main__":

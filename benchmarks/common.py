@@ -485,3 +485,40 @@ def back_to_back(td_step, pt_step, batches, rounds, calls=5):
     s = Stats(ratios)
     return s.median, s.iqr
 
+
+# ----------------------------------------------------------------------------- running the parts of a script
+
+def chosen_parts(parser, cfg, sections):
+    """The names of the ``sections`` ([(name, title, fn)]) that ``cfg.parts`` asks for (all when None);
+    an unknown name is a usage error of ``parser``."""
+    names = [n for n, _, _ in sections]
+    parts = names if cfg.parts is None else cfg.parts.split(",")
+    unknown = sorted(set(parts) - set(names))
+    if unknown:
+        parser.error(f"unknown parts {unknown}; the parts are {names}")
+    return parts
+
+
+def run_sections(cfg, sections, parts, pinned):
+    """Print the machine header, then run the chosen sections in order, each ``fn(cfg)`` returning its
+    markdown. Returns (machine info, ["### k. title\\n\\n" + markdown], elapsed s, load average before, after)."""
+    info = machine_info()
+    print(machine_markdown(info, cfg.threads))
+    print(f"- pinned: {pinned}; BLAS pools: {blas_info()}", flush=True)
+    start, load0 = time.perf_counter(), os.getloadavg()
+    bodies = []
+    for k, (name, title, fn) in enumerate((s for s in sections if s[0] in parts), start=1):
+        print(f"\n{k}. {title}", flush=True)
+        bodies.append(f"### {k}. {title}\n\n" + fn(cfg))
+    elapsed = time.perf_counter() - start
+    load = os.getloadavg()
+    print(f"\ntotal {elapsed:.0f} s; load average {load0[0]:.2f} at the start, {load[0]:.2f} at the end")
+    return info, bodies, elapsed, load0, load
+
+
+def finish_section(path, head, bodies):
+    """Join the ``head`` lines and the part ``bodies`` into the markdown section, print it and write it
+    to ``path`` (see write_section)."""
+    section_md = "\n".join(head + [body + "\n" for body in bodies])
+    print("\n" + section_md)
+    write_section(path, section_md)
