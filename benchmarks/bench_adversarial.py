@@ -45,15 +45,7 @@ BATCH, LATENT, FEATURES = 64, 100, 64
 DCGAN_ADAM = dict(lr=2e-4, betas=(0.5, 0.999))
 WGAN_GP_ADAM = dict(lr=1e-4, betas=(0.0, 0.9))
 LAM = 10.0
-SECTIONS = []       # (name, title, fn) in registration order
-
-
-def section(name, title):
-    """Register ``fn(cfg) -> markdown`` as the benchmark part ``name``."""
-    def register(fn):
-        SECTIONS.append((name, title, fn))
-        return fn
-    return register
+SECTIONS, section = common.part_registry()      # (name, title, fn) in registration order; @section(name, title)
 
 
 # ----------------------------------------------------------------------------- the twins

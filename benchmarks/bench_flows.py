@@ -33,15 +33,7 @@ import tinydgm as td  # noqa: E402
 
 DTYPE = np.float32
 LR = 1e-3
-SECTIONS = []       # (name, title, fn) in registration order
-
-
-def section(name, title):
-    """Register ``fn(cfg) -> markdown`` as the benchmark part ``name``."""
-    def register(fn):
-        SECTIONS.append((name, title, fn))
-        return fn
-    return register
+SECTIONS, section = common.part_registry()      # (name, title, fn) in registration order; @section(name, title)
 
 
 def toy_batches(n_batches, batch, toy="eight_gaussians", seed=0):

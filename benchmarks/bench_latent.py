@@ -50,15 +50,7 @@ DTYPE = np.float32
 D, HIDDEN, LATENT = 784, 400, 20
 LR = 1e-3
 LOG_2PI = math.log(2 * math.pi)
-SECTIONS = []       # (name, title, fn) in registration order
-
-
-def section(name, title):
-    """Register ``fn(cfg) -> markdown`` as the benchmark part ``name``."""
-    def register(fn):
-        SECTIONS.append((name, title, fn))
-        return fn
-    return register
+SECTIONS, section = common.part_registry()      # (name, title, fn) in registration order; @section(name, title)
 
 
 def binarized_mnist():

@@ -488,6 +488,19 @@ def back_to_back(td_step, pt_step, batches, rounds, calls=5):
 
 # ----------------------------------------------------------------------------- running the parts of a script
 
+def part_registry():
+    """(sections, section): the list of (name, title, fn) parts of a script, in registration order,
+    and the decorator ``@section(name, title)`` that registers ``fn(cfg) -> markdown`` as part ``name``."""
+    sections = []
+
+    def section(name, title):
+        def register(fn):
+            sections.append((name, title, fn))
+            return fn
+        return register
+    return sections, section
+
+
 def chosen_parts(parser, cfg, sections):
     """The names of the ``sections`` ([(name, title, fn)]) that ``cfg.parts`` asks for (all when None);
     an unknown name is a usage error of ``parser``."""
