@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from tinydgm import backend, optim, plot                      # noqa: E402
 from tinydgm.autodiff.core import no_grad, tensor             # noqa: E402
 from tinydgm.data import toy as toy_data                       # noqa: E402
-from tinydgm.models.flows.autoregressive import build_maf     # noqa: E402
+from tinydgm.models.flows.maf_iaf import build_maf     # noqa: E402
 from tinydgm.models.flows.realnvp import toy_realnvp          # noqa: E402
 
 TOYS = ("eight_gaussians", "checkerboard", "rings", "two_moons")

@@ -30,7 +30,7 @@ import _common
 from tinydgm import backend, data, plot
 from tinydgm.autodiff.core import no_grad, tensor
 from tinydgm.data import toy as toys
-from tinydgm.models.flows.autoregressive import build_maf
+from tinydgm.models.flows.maf_iaf import build_maf
 from tinydgm.models.flows.dequantization import DequantizedFlow, LogitTransform, UniformDequantization
 from tinydgm.models.flows.planar import planar_flow
 from tinydgm.models.flows.realnvp import image_realnvp, toy_realnvp

@@ -19,7 +19,7 @@ from tinydgm.distributions import Normal
 from tinydgm.evaluate import importance_log_likelihood
 from tinydgm.models.autoregressive import MADE
 from tinydgm.models.flows import Compose, Flow, Inverse, brute_force_log_det
-from tinydgm.models.flows.autoregressive import IAFLayer
+from tinydgm.models.flows.maf_iaf import IAFLayer
 from tinydgm.models.latent import IWAE, FlowPrior, MLPDecoder, MLPEncoder, VAE
 from tinydgm.models.latent.posteriors import IAFPosterior, PlanarPosterior, planar_u_hat
 from tinydgm.nn.module import Module

@@ -7,10 +7,10 @@ log-determinants, composed into a ``Flow`` with log_prob by the change of variab
     image.py           squeeze, multi-scale factor-out, batch/act-norm, invertible 1x1 conv
     realnvp.py         RealNVP builders for 2-D toys and 28 x 28 images, reproduce()
     glow.py            the multi-scale Glow builder (act-norm, 1x1 convolution, affine coupling)
-    autoregressive.py  MAF and IAF layers, reversals and permutations, build_maf
+    maf_iaf.py         MAF and IAF layers, reversals and permutations, build_maf
     dequantization.py  uniform and variational dequantization, the logit pre-processing
 """
-from tinydgm.models.flows.autoregressive import IAFLayer, MAFLayer, Permutation, Reverse, build_maf
+from tinydgm.models.flows.maf_iaf import IAFLayer, MAFLayer, Permutation, Reverse, build_maf
 from tinydgm.models.flows.base import Compose, Flow, Inverse, Transform, brute_force_log_det, sum_per_example
 from tinydgm.models.flows.coupling import (AdditiveCoupling, AffineCoupling, Scaling, channel_mask,
                                            checkerboard_mask, half_mask)

@@ -273,7 +273,7 @@ PAPER_CONFIG = {
     # average test log-likelihood in nats (higher is better), MAF (5), as we recall Table 1:
     "published_test_log_likelihood": {"POWER": 0.14, "GAS": 9.07, "HEPMASS": -17.70, "MINIBOONE": -11.75,
                                       "BSDS300": 155.69},
-    "note": "the UCI data sets are not in this workplace; tinydgm.models.flows.autoregressive.reproduce runs the "
+    "note": "the UCI data sets are not in this workplace; tinydgm.models.flows.maf_iaf.reproduce runs the "
             "architecture on the 2-D toys of tinydgm.data.toy, where the true log-density is known",
 }
 

@@ -34,7 +34,7 @@ Two families:
                                                  layers, h; the first variable's entries are biases)
         z_k = z_{k-1} * exp(alpha_k) + mu_k,   log |det| = sum_i alpha_{k,i}     (one pass: fast)
         with the ordering reversed from one step to the next (odd steps condition z_i on z_>i),
-        so z_K keeps the coordinates' order (tinydgm.models.flows.autoregressive.IAFLayer).
+        so z_K keeps the coordinates' order (tinydgm.models.flows.maf_iaf.IAFLayer).
 
 At initialisation the IAF steps are the identity (``identity_init``); the planar steps are
 not (for small u and w the constraint gives w^T u_hat ~ m(0) = log 2 - 1, a contraction along
@@ -49,7 +49,7 @@ from tinydgm import backend
 from tinydgm.autodiff.core import Tensor
 from tinydgm.autodiff.elementwise import log, maximum, softplus, tanh
 from tinydgm.autodiff.shape import broadcast_to, split
-from tinydgm.models.flows.autoregressive import IAFLayer
+from tinydgm.models.flows.maf_iaf import IAFLayer
 from tinydgm.models.latent.encoders import as_event_shape, event_size, mlp, positive_int
 from tinydgm.nn.module import Module, ModuleList
 
@@ -184,7 +184,7 @@ class IAFPosterior(FlowPosterior):
     masked and h unmasked; the MADE's ordering alternates between natural (even k) and
     reversed (odd k), so every variable is conditioned on every other over two steps and a
     step with mu = alpha = 0 is the identity. ``alpha_bound`` goes to every layer (see
-    tinydgm.models.flows.autoregressive).
+    tinydgm.models.flows.maf_iaf).
 
     identity_init: the MADEs' output layers start at zero, so mu = alpha = 0 and every step is
     the identity: training starts from the encoder's Gaussian (Kingma et al. start their IAF
