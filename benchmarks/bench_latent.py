@@ -76,32 +76,6 @@ def make_model(kind="vae", seed=0, dtype="float32", k=5):
     return VAE(enc, dec, rng=np.random.default_rng(seed + 1))
 
 
-def linear_layers(net):
-    """The Linear layers of a tinydgm Sequential, in order."""
-    return [m for m in net if type(m).__name__ == "Linear"]
-
-
-def torch_linear(lin, dtype):
-    """torch.nn.Linear with a tinydgm Linear's weight (stored (in, out): transposed) and bias."""
-    w = lin.weight.numpy()
-    layer = torch.nn.Linear(*w.shape, dtype=dtype)
-    with torch.no_grad():
-        layer.weight.copy_(torch.tensor(w.T.copy(), dtype=dtype))
-        layer.bias.copy_(torch.tensor(lin.bias.numpy(), dtype=dtype))
-    return layer
-
-
-def torch_mlp(net, dtype):
-    """[Linear, ReLU, ..., Linear] with the weights copied."""
-    lins = linear_layers(net)
-    layers = []
-    for i, lin in enumerate(lins):
-        layers.append(torch_linear(lin, dtype))
-        if i < len(lins) - 1:
-            layers.append(torch.nn.ReLU())
-    return torch.nn.Sequential(*layers)
-
-
 class TorchVAE(torch.nn.Module):
     """The twin of a tinydgm VAE / IWAE with MLP encoder and Bernoulli MLP decoder:
 
@@ -114,8 +88,8 @@ class TorchVAE(torch.nn.Module):
 
     def __init__(self, model, dtype=torch.float32):
         super().__init__()
-        self.encoder = torch_mlp(model.encoder.net, dtype)
-        self.decoder = torch_mlp(model.decoder.net, dtype)
+        self.encoder = common.torch_mlp(model.encoder.net, dtype)
+        self.decoder = common.torch_mlp(model.decoder.net, dtype)
         self.latent_dim = model.latent_dim
         self.k = getattr(model, "k", None)
         self.dtype = dtype
@@ -168,7 +142,7 @@ def check_float64(kind, x):
     loss_pt.backward()
     a, b = float(loss_td.item()), float(loss_pt.item())
     assert abs(a - b) <= 1e-9 * abs(b), f"{kind}: float64 loss tinydgm {a!r} vs PyTorch {b!r}"
-    g_td = linear_layers(model.encoder.net)[0].weight.grad
+    g_td = common.linear_layers(model.encoder.net)[0].weight.grad
     g_td = g_td.numpy() if hasattr(g_td, "numpy") else np.asarray(g_td)
     g_pt = twin.encoder[0].weight.grad.numpy().T
     err = float(np.abs(g_td - g_pt).max() / np.abs(g_pt).max())

@@ -85,31 +85,6 @@ def build(name, k_mix=500, dtype="float32", seed=0):
 
 # ----------------------------------------------------------------------------- the PyTorch twins
 
-def linear_layers(net):
-    return [m for m in net if type(m).__name__ == "Linear"]
-
-
-def torch_linear(lin, dtype):
-    """torch.nn.Linear with a tinydgm Linear's weight (stored (in, out): transposed) and bias."""
-    w = lin.weight.numpy()
-    layer = torch.nn.Linear(*w.shape, dtype=dtype)
-    with torch.no_grad():
-        layer.weight.copy_(torch.tensor(w.T.copy(), dtype=dtype))
-        layer.bias.copy_(torch.tensor(lin.bias.numpy(), dtype=dtype))
-    return layer
-
-
-def torch_mlp(net, activation, dtype):
-    """[Linear, act, ..., Linear] with a tinydgm MLP's weights copied."""
-    lins = linear_layers(net)
-    layers = []
-    for i, lin in enumerate(lins):
-        layers.append(torch_linear(lin, dtype))
-        if i < len(lins) - 1:
-            layers.append(torch.nn.ReLU() if activation == "relu" else torch.nn.Tanh())
-    return torch.nn.Sequential(*layers)
-
-
 def log_normal(z, mu, log_var):
     """sum_l log N(z_l; mu_l, exp(log_var_l))."""
     return (-0.5 * LOG_2PI - 0.5 * log_var - 0.5 * (z - mu) ** 2 * torch.exp(-log_var)).sum(-1)
@@ -155,15 +130,15 @@ class TorchVariantVAE(torch.nn.Module):
 
     def __init__(self, model, dtype=torch.float32):
         super().__init__()
-        self.encoder = torch_mlp(model.encoder.net, model.encoder.activation, dtype)
-        self.decoder = torch_mlp(model.decoder.net, model.decoder.activation, dtype)
+        self.encoder = common.torch_mlp(model.encoder.net, dtype, model.encoder.activation)
+        self.decoder = common.torch_mlp(model.decoder.net, dtype, model.decoder.activation)
         self.dtype = dtype
         self.vamp = isinstance(model.prior, VampPrior)
         if self.vamp:
             self.pseudo_inputs = torch.nn.Parameter(torch.tensor(model.prior.pseudo_inputs.numpy(), dtype=dtype))
         self.iaf = isinstance(model.posterior, IAFPosterior)
         if self.iaf:
-            self.context_net = torch_mlp(model.posterior.net, model.posterior.activation, dtype)
+            self.context_net = common.torch_mlp(model.posterior.net, dtype, model.posterior.activation)
             self.steps = torch.nn.ModuleList([TorchMADE(layer, dtype) for layer in model.posterior.layers])
 
     def encode(self, x):
@@ -216,14 +191,14 @@ def check_float64(name, k_mix, x):
     loss_pt.backward()
     a, b = float(loss_td.item()), float(loss_pt.item())
     assert abs(a - b) <= 1e-9 * abs(b), f"{name}: float64 loss tinydgm {a!r} vs PyTorch {b!r}"
-    errors = {"first encoder layer": grad_error(linear_layers(model.encoder.net)[0].weight.grad,
+    errors = {"first encoder layer": grad_error(common.linear_layers(model.encoder.net)[0].weight.grad,
                                                 twin.encoder[0].weight.grad, transpose=True)}
     if name == "vampprior":
         errors["pseudo-inputs"] = grad_error(model.prior.pseudo_inputs.grad, twin.pseudo_inputs.grad)
     if name == "iaf":
         errors["first IAF step's first masked layer"] = grad_error(
             model.posterior.layers[0].made.layers[0].weight.grad, twin.steps[0].weights[0].grad, transpose=True)
-        errors["context net's first layer"] = grad_error(linear_layers(model.posterior.net)[0].weight.grad,
+        errors["context net's first layer"] = grad_error(common.linear_layers(model.posterior.net)[0].weight.grad,
                                                          twin.context_net[0].weight.grad, transpose=True)
     for what, err in errors.items():
         assert err <= 1e-9, f"{name}: float64 gradient of the {what} differs by {err:.2e} (relative)"

@@ -384,6 +384,34 @@ def write_section(path, section):
 # tinydgm training step against its PyTorch twin on the same cycling batches. torch and tinydgm are
 # imported inside these functions, so the scripts that compare with neither keep importing this module alone.
 
+def linear_layers(net):
+    """The Linear layers of a tinydgm Sequential, in order."""
+    return [m for m in net if type(m).__name__ == "Linear"]
+
+
+def torch_linear(lin, dtype):
+    """torch.nn.Linear with a tinydgm Linear's weight (stored (in, out): transposed) and bias."""
+    import torch
+    w = lin.weight.numpy()
+    layer = torch.nn.Linear(*w.shape, dtype=dtype)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor(w.T.copy(), dtype=dtype))
+        layer.bias.copy_(torch.tensor(lin.bias.numpy(), dtype=dtype))
+    return layer
+
+
+def torch_mlp(net, dtype, activation="relu"):
+    """[Linear, act, ..., Linear] with a tinydgm MLP's weights copied; act is ReLU or (activation "tanh") Tanh."""
+    import torch
+    lins = linear_layers(net)
+    layers = []
+    for i, lin in enumerate(lins):
+        layers.append(torch_linear(lin, dtype))
+        if i < len(lins) - 1:
+            layers.append(torch.nn.ReLU() if activation == "relu" else torch.nn.Tanh())
+    return torch.nn.Sequential(*layers)
+
+
 def cycling(fn, xs):
     """A no-argument callable that calls ``fn`` on the next item of ``xs`` (xs[1], xs[2], ..., xs[0], ...)."""
     state = {"i": 0}

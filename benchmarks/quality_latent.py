@@ -125,17 +125,12 @@ class TorchTrainer:
 
     def __init__(self, model):
         import torch
-        from bench_latent import TorchVAE, torch_linear
+        from bench_latent import TorchVAE
+        from common import torch_mlp
         self.torch, self.model = torch, model
 
         def mlp(net):
-            lins = linears(net)
-            layers = []
-            for i, lin in enumerate(lins):
-                layers.append(torch_linear(lin, torch.float32))
-                if i < len(lins) - 1:
-                    layers.append(torch.nn.Tanh())
-            return torch.nn.Sequential(*layers)
+            return torch_mlp(net, torch.float32, activation="tanh")
 
         twin = TorchVAE.__new__(TorchVAE)
         torch.nn.Module.__init__(twin)
