@@ -284,9 +284,7 @@ def report(stats, load, target, loadavg):
     ratio, _ = common.paired_ratio(stats["tinydgm"], stats["PyTorch"])
     iqr = common.paired_ratio_iqr(stats["tinydgm"], stats["PyTorch"])
     min_ratio = stats["tinydgm"].min / stats["PyTorch"].min
-    table = common.markdown_table(["", "median ms [IQR]", "/ PyTorch (paired: median, min–max)"], [
-        ["tinydgm", common.fmt_ms(stats["tinydgm"]), common.fmt_ratio(stats["tinydgm"], stats["PyTorch"])],
-        ["PyTorch", common.fmt_ms(stats["PyTorch"]), "1"]])
+    table = common.pair_table(stats)
     return "\n".join([table, "",
                       f"Target at most {target}x PyTorch: {common.verdict(ratio, iqr, target)}; ratio of the "
                       f"minima {min_ratio:.2f}x. {common.load_note(load, [stats])} Load average (1 min) "

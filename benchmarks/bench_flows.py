@@ -119,9 +119,7 @@ def compare_training_steps(name, flow, twin, cfg, describe):
                                   warmup=3)
     ratio, _ = common.paired_ratio(stats["tinydgm"], stats["PyTorch"])
     iqr = common.paired_ratio_iqr(stats["tinydgm"], stats["PyTorch"])
-    table = common.markdown_table(["", "median ms [IQR]", "/ PyTorch (paired: median, min–max)"], [
-        ["tinydgm", common.fmt_ms(stats["tinydgm"]), common.fmt_ratio(stats["tinydgm"], stats["PyTorch"])],
-        ["PyTorch", common.fmt_ms(stats["PyTorch"]), "1"]])
+    table = common.pair_table(stats)
     return "\n".join([
         describe + " Same loss on both sides along 5 Adam steps (checked): "
         + ", ".join(f"{a:.4f} / {b:.4f}" for a, b in losses) + f". {cfg.repeats} interleaved repeats.", "",

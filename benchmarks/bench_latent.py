@@ -182,12 +182,7 @@ def compare_training_steps(kind, cfg, describe):
     print(f"  back-to-back ratio {b2b:.2f}x [{b2b_iqr[0]:.2f}-{b2b_iqr[1]:.2f}]", flush=True)
     ratio, _ = common.paired_ratio(stats["tinydgm"], stats["PyTorch"])
     iqr = common.paired_ratio_iqr(stats["tinydgm"], stats["PyTorch"])
-    minima = stats["tinydgm"].min / stats["PyTorch"].min
-    table = common.markdown_table(
-        ["", "median ms [IQR]", "/ PyTorch (paired: median, min–max)", "ratio of minima", "contended samples kept"], [
-            ["tinydgm", common.fmt_ms(stats["tinydgm"]), common.fmt_ratio(stats["tinydgm"], stats["PyTorch"]),
-             f"{minima:.2f}x", stats["tinydgm"].contended],
-            ["PyTorch", common.fmt_ms(stats["PyTorch"]), "1", "1", stats["PyTorch"].contended]])
+    table = common.pair_table(stats, detail=True)
     return "\n".join([
         describe + f" Same loss in float64 on the same batch and noise (checked to 1e-9: {a64:.9f} / {b64:.9f}; "
         f"first-layer gradients agree to {gerr:.0e}), and in float32 along 5 Adam steps with shared noise: "

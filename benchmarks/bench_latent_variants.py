@@ -267,11 +267,7 @@ def bench_twin(name, cfg, describe):
     iqr = common.paired_ratio_iqr(stats["tinydgm"], stats["PyTorch"])
     print(f"  tinydgm {common.fmt_ms(stats['tinydgm'])} ms, PyTorch {common.fmt_ms(stats['PyTorch'])} ms, "
           f"ratio {common.fmt_ratio(stats['tinydgm'], stats['PyTorch'])}, back to back {b2b:.2f}x", flush=True)
-    table = common.markdown_table(
-        ["", "median ms [IQR]", "/ PyTorch (paired: median, min–max)", "ratio of minima", "contended samples kept"], [
-            ["tinydgm", common.fmt_ms(stats["tinydgm"]), common.fmt_ratio(stats["tinydgm"], stats["PyTorch"]),
-             f"{stats['tinydgm'].min / stats['PyTorch'].min:.2f}x", stats["tinydgm"].contended],
-            ["PyTorch", common.fmt_ms(stats["PyTorch"]), "1", "1", stats["PyTorch"].contended]])
+    table = common.pair_table(stats, detail=True)
     return "\n".join([
         describe + f" Same loss in float64 on the same batch and noise (checked to 1e-9: {a64:.9f} / {b64:.9f}; "
         "gradients agree: " + ", ".join(f"{k} {v:.0e}" for k, v in gerrs.items()) + "), and in float32 along 5 "

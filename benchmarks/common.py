@@ -487,6 +487,19 @@ def print_pair(stats):
     print(f"  tinydgm / PyTorch {fmt_ratio(stats['tinydgm'], stats['PyTorch'])}", flush=True)
 
 
+def pair_table(stats, detail=False):
+    """The markdown table of a tinydgm / PyTorch pair ({"tinydgm": Stats, "PyTorch": Stats}): median ms [IQR]
+    and the paired ratio; ``detail`` adds the ratio of the minima and the contended samples kept."""
+    td_s, pt_s = stats["tinydgm"], stats["PyTorch"]
+    header = ["", "median ms [IQR]", "/ PyTorch (paired: median, min–max)"]
+    rows = [["tinydgm", fmt_ms(td_s), fmt_ratio(td_s, pt_s)], ["PyTorch", fmt_ms(pt_s), "1"]]
+    if detail:
+        header += ["ratio of minima", "contended samples kept"]
+        rows[0] += [f"{td_s.min / pt_s.min:.2f}x", td_s.contended]
+        rows[1] += ["1", pt_s.contended]
+    return markdown_table(header, rows)
+
+
 def back_to_back(td_step, pt_step, batches, rounds, calls=5):
     """Ratios from samples taken strictly back to back (tinydgm then PyTorch, then the other way
     round), no pause, no retries: the ratio a neighbour's burst hits least. (median, (q1, q3))."""
