@@ -1,6 +1,7 @@
 """Latent-variable models: PPCA and factor analysis on a 3-D toy, a VAE with a 2-D latent
 space on the embedded binarized images (its manifold and reconstructions), the IWAE bounds
-of that VAE against k, and the semi-supervised M2's class-conditional grid.
+of that VAE against k, the semi-supervised M2's class-conditional grid, and the same VAE
+with four priors (N(0, I), a mixture of Gaussians, a VampPrior, a flow) and their ELBO surgery.
 
     python demos/latent.py [--device cpu|cuda] [--quick] [--out DIR] [--seed N]
 
@@ -27,6 +28,14 @@ intro lecture part II):
    of the images unlabelled (the sum over classes in U(x) done exactly), with a 2-D z; its
    test accuracy and the class-conditional grid (z fixed per row, the class per column), read
    by the shipped MNIST classifier -> m2_class_grid.png
+5. VAE priors (tomczak-dgm "DGM: Variational Auto-Encoder": learnable prior, VampPrior;
+   isachenko-l07 "ELBO surgery", "Optimal VAE prior", "Flows-based VAE prior"): the same
+   2-D VAE with N(0, I), a learned mixture of Gaussians, a VampPrior and a RealNVP prior. The
+   average KL splits as KL(q_agg || p) + I_q[x, z] (Hoffman & Johnson 2016), and only the
+   first term depends on the prior, which the aggregated posterior q_agg sets to 0. Each
+   prior's density beside its encoder's posterior means -> vae_priors_latent.png; decoded
+   prior samples, one row per prior -> vae_priors_samples.png; the ELBO-surgery table ->
+   vae_priors_elbo_surgery.md (and summary.json)
 """
 import math
 import statistics
@@ -40,6 +49,9 @@ from tinydgm.autodiff.core import no_grad, tensor
 from tinydgm.evaluate import bounds_table, classifier_probs
 from tinydgm.models.latent import M2, VAE, MLPDecoder, MLPEncoder, class_conditional_grid, paper_alpha
 from tinydgm.models.latent import semi_supervised_data
+from tinydgm.models.latent.elbo_surgery import elbo_surgery_table, format_elbo_surgery_table
+from tinydgm.models.latent.priors import AggregatedPosterior, FlowPrior, MixtureOfGaussiansPrior, VampPrior
+from tinydgm.models.flows.realnvp import toy_realnvp
 from tinydgm.models.latent.linear_gaussian import PPCA, fit_toy_3d
 from tinydgm.optim import Adam
 from tinydgm.train import fit
@@ -55,6 +67,7 @@ def run(out_dir, seed, quick, device, log):
             "vae": vae_part,
             "iwae_bounds": iwae_bounds(out_dir, vae, images, seed, quick, log),
             "m2": m2_semi_supervised(out_dir, images, seed, quick, device, log),
+            "priors": vae_priors(out_dir, images, seed, quick, device, log),
         })
 
 
@@ -380,6 +393,147 @@ def m2_semi_supervised(out_dir, images, seed, quick, device, log):
             "test_accuracy": accuracy, "test_accuracy_stderr": stderr, "nearest_neighbour_accuracy": nn_accuracy,
             "beats_nearest_neighbour": beats, "grid_read_as_its_class": read_as_column,
             "train_seconds": round(seconds, 3), "figures": {Path(path).name: title}}
+
+
+# ============================================================================ 5. VAE priors
+
+N_PRIORS = 4
+
+
+def prior_variants(encoder, x_train, rng, quick, device):
+    """The N_PRIORS priors compared, {name: prior} (None: N(0, I) with its closed-form KL), built
+    for the VAE that holds ``encoder`` (VampPrior reuses it)."""
+    n_components, n_pseudo = (4, 10) if quick else (10, 50)
+    n_couplings = 2 if quick else 4
+    flow = toy_realnvp(2, n_couplings=n_couplings, hidden=(16,) if quick else (32, 32), rng=rng,
+                       dtype="float32", device=device)
+    pseudo = x_train[rng.choice(len(x_train), n_pseudo, replace=False)]     # the paper's "data" initialisation
+    return {"N(0, I)": None,
+            f"mixture of {n_components} Gaussians": MixtureOfGaussiansPrior(2, n_components, rng=rng,
+                                                                           dtype="float32", device=device),
+            f"VampPrior, K = {n_pseudo}": VampPrior(encoder, n_pseudo, init=pseudo, rng=rng),
+            f"RealNVP flow, {n_couplings} couplings": FlowPrior(flow)}
+
+
+def vae_priors(out_dir, images, seed, quick, device, log):
+    """One 2-D VAE per prior, the same encoder and decoder start and the same data, trained on
+    the ELBO with the KL by Monte Carlo (closed form for N(0, I)). The ELBO surgery on n
+    training images (isachenko-l07 "ELBO surgery"; Hoffman & Johnson 2016):
+
+        1/n sum_i KL(q(z|x_i) || p(z)) = KL(q_agg(z) || p(z)) + I_q[x, z],   q_agg = 1/n sum_i q(z|x_i)
+
+    A prior nearer the aggregated posterior removes part of the marginal KL; the row
+    "q_agg of the N(0, I) VAE" swaps the N(0, I) VAE's prior for its own q_agg over the same
+    n points (``AggregatedPosterior``), the optimal prior, whose marginal KL is 0."""
+    section_start = time.perf_counter()
+    x_train, x_test = images["x_train"], images["x_test"]
+    hidden, epochs = ((32,), 1) if quick else ((256,), 40)
+    baseline = independent_pixels_nll(x_train, x_test)
+    vaes, rows_of_elbo, seconds = {}, {}, {}
+    for index in range(N_PRIORS):
+        rng = backend.rng(seed)                      # the same encoder/decoder start for every prior
+        encoder = MLPEncoder(784, 2, hidden, rng=rng, dtype="float32", device=device)
+        decoder = MLPDecoder(2, 784, hidden, rng=rng, dtype="float32", device=device)
+        set_decoder_bias(decoder, x_train)
+        name, prior = list(prior_variants(encoder, x_train, rng, quick, device).items())[index]
+        vae = VAE(encoder, decoder, prior=prior, rng=rng)
+        start = time.perf_counter()
+        fit(vae, x_train, Adam(vae.parameters(), lr=2e-3 if quick else 1e-3), epochs=epochs, batch_size=50,
+            seed=seed, progress=False)
+        seconds[name] = round(time.perf_counter() - start, 3)
+        rows_of_elbo[name] = mean_elbo(vae, x_test, rng)
+        vaes[name] = vae
+        log(f"latent: VAE with the {name} prior, {epochs} epoch(s) ({seconds[name]:.1f} s): test ELBO "
+            f"{rows_of_elbo[name]:.1f} nats")
+
+    # --- the ELBO surgery on n training images, and the optimal prior q_agg as a reference row
+    n_points, n_samples = (50, 4) if quick else (300, 20)
+    x_surgery = x_train[:n_points]
+    standard = vaes["N(0, I)"]
+    optimal = VAE(standard.encoder, standard.decoder, prior=AggregatedPosterior(standard.encoder, x_surgery),
+                  rng=backend.rng(seed))
+    names = list(vaes) + ["q_agg of the N(0, I) VAE"]
+    rows = elbo_surgery_table(list(vaes.values()) + [optimal], x_surgery, names=names, n_samples=n_samples,
+                              rng=backend.rng(seed + 3))
+    table = format_elbo_surgery_table(rows)
+    for r in rows:
+        log(f"latent: ELBO surgery, {r['model']}: average KL {r['average_kl']:.2f} = KL(q_agg || p) "
+            f"{r['marginal_kl']:.2f} + I_q {r['mutual_info']:.2f} nats (log n = {r['log_n']:.2f})")
+
+    what = (f"2-D VAEs (MLP 784-{hidden[0]}-2), {epochs} epoch{'s' if epochs > 1 else ''} on {len(x_train)} "
+            "binarized MNIST images, one per prior")
+    beats = all(-elbo < baseline for elbo in rows_of_elbo.values())
+    if quick or not beats:
+        verdict = (f"too short to beat independent pixels ({-baseline:.1f} nats) with every prior: not a result"
+                   if not beats else "a few steps: not a result")
+    else:
+        verdict = f"all beat independent pixels ({-baseline:.1f} nats)"
+    md = out_dir / "vae_priors_elbo_surgery.md"
+    md.write_text(f"# ELBO surgery of the VAE priors\n\n{what}; {verdict}.\n"
+                  f"Terms on n = {n_points} training images, {n_samples} draws of z each, nats "
+                  "(value +- Monte Carlo standard error); average KL = KL(q_agg || p) + I_q[x, z]. "
+                  "I_q is the mutual information on these n points, at most log n; the ELBO here is on training "
+                  "images (the figures quote the test ELBO).\n\n"
+                  f"{table}\n")
+    figures = {}
+    marginal = ", ".join(f"{r['model']} {r['marginal_kl']:.2f}" for r in rows)
+    test_elbo = ", ".join(f"{name} {elbo:.1f}" for name, elbo in rows_of_elbo.items())
+    title = _common.title(
+        f"{what}: each prior's density p(z) (shaded; contours of log p 2 nats apart) and its encoder's posterior "
+        f"means mu(x) of the training images (dots: the aggregated posterior). ELBO surgery on {n_points} "
+        f"training images, KL(q_agg || p) in nats: {marginal}; test ELBO {test_elbo}; {verdict}", quick)
+    path = plot_priors_latent(vaes, x_train, device, title, out_dir / "vae_priors_latent.png")
+    figures[path] = title
+
+    # --- samples: x ~ p(z) p(x|z), the decoder's mean E[x|z] at prior draws, one row per prior
+    n_shown = 12
+    cpu = backend.module_for_device("cpu")
+    rows_of_samples = [_common.host(vae.sample(n_shown, rng=backend.rng(seed + 4), mean=True)).reshape(-1, 28, 28)
+                       for vae in vaes.values()]
+    title = _common.title(f"{what}: decoder means E[x|z] at z ~ p(z), one row per prior, top to bottom: "
+                          + "; ".join(vaes) + f"; {verdict}", quick)
+    path = plot.image_grid(cpu.concatenate(rows_of_samples), out_dir / "vae_priors_samples.png", nrow=n_shown,
+                           scale=3, title=title)
+    figures[Path(path).name] = title
+    return {"epochs": epochs, "hidden": hidden[0], "test_elbo": rows_of_elbo, "train_seconds": seconds,
+            "seconds": round(time.perf_counter() - section_start, 3),
+            "independent_pixels_log_likelihood": -baseline, "beats_independent_pixels": beats,
+            "surgery_points": n_points, "surgery_samples": n_samples,
+            "elbo_surgery": [{k: (_common.finite(v) if isinstance(v, float) else v) for k, v in r.items()}
+                             for r in rows],
+            "files": [md.name], "figures": figures}
+
+
+def plot_priors_latent(vaes, x_train, device, title, path):
+    """One panel per prior: log p(z) on a grid (shaded, with contours) and the encoder's means
+    mu(x_i) of the training images, so a prior that fits the aggregated posterior puts its
+    mass under the dots."""
+    cpu = backend.module_for_device("cpu")
+    with no_grad():
+        means = {name: _common.host(vae.encode(x_train)[0]) for name, vae in vaes.items()}
+    fig = _common.figure(4.2 * len(vaes), 5.2)
+    for k, (name, vae) in enumerate(vaes.items()):
+        mu = means[name]
+        centre = cpu.median(mu, axis=0)
+        half = max(3.0, float(cpu.percentile(cpu.abs(mu - centre), 99.5)) * 1.15)
+        side = cpu.linspace(-half, half, 120)
+        z1, z2 = cpu.meshgrid(centre[0] + side, centre[1] + side)
+        z = tensor(cpu.stack([z1.ravel(), z2.ravel()], axis=1), dtype="float32", device=device)
+        with no_grad():
+            log_p = _common.host(vae.prior.log_prob(z)).reshape(z1.shape)
+        ax = fig.add_subplot(1, len(vaes), k + 1)
+        ax.pcolormesh(z1, z2, cpu.exp(log_p), cmap="Blues", shading="auto")
+        ax.contour(z1, z2, log_p, levels=cpu.linspace(log_p.max() - 8, log_p.max(), 5), colors="tab:blue",
+                   linewidths=0.6)
+        ax.scatter(mu[:, 0], mu[:, 1], s=3, c="tab:red", linewidths=0, alpha=0.6)
+        ax.set_xlim(centre[0] - half, centre[0] + half)
+        ax.set_ylim(centre[1] - half, centre[1] + half)
+        ax.set_aspect("equal")
+        ax.set_xlabel("z1")
+        ax.set_ylabel("z2")
+        ax.set_title(f"p(z): {name}", fontsize=10)
+    _common.suptitle(fig, title, fontsize=11)
+    return _common.save(fig, path)
 
 
 def main(argv=None):

@@ -26,7 +26,7 @@ PROMISED = {          # the files each family's script promises (demos/README.md
                        "made_toy_density.png"],
     "flows": ["flow_toys.png", "flow_image_samples.png"],
     "latent": ["latent_ppca_fa.png", "vae_manifold.png", "vae_reconstructions.png", "iwae_bounds.png",
-               "m2_class_grid.png"],
+               "m2_class_grid.png", "vae_priors_elbo_surgery.md", "vae_priors_latent.png", "vae_priors_samples.png"],
     "adversarial": ["adversarial_toys.png", "adversarial_mnist_samples.png", "adversarial_interpolations.png",
                     "adversarial_losses.png"],
 }
@@ -172,6 +172,12 @@ def test_latent_demo_bounds_and_models(gallery):
     assert bounds[-1]["nats"] > bounds[0]["nats"]                      # F_k rises with k
     m2 = latent["m2"]
     assert m2["test_accuracy"] > 0.2 and 0.0 <= m2["grid_read_as_its_class"] <= 1.0   # above chance (0.1)
+    rows = {r["model"]: r for r in latent["priors"]["elbo_surgery"]}
+    assert len(rows) == 5                                              # four priors and the optimal q_agg
+    for name, r in rows.items():                                       # the surgery: avg KL = KL(q_agg || p) + I_q
+        assert r["average_kl"] == pytest.approx(r["marginal_kl"] + r["mutual_info"], abs=1e-4), name
+        assert r["mutual_info"] <= r["log_n"] + 1e-4, name
+    assert rows["q_agg of the N(0, I) VAE"]["marginal_kl"] == pytest.approx(0.0, abs=1e-4)   # the optimal prior
 
 
 def test_adversarial_demo_counts_modes_and_keeps_d_star_optimal(gallery):
