@@ -524,7 +524,7 @@ def plot_priors_latent(vaes, x_train, device, title, path):
         ax = fig.add_subplot(1, len(vaes), k + 1)
         ax.pcolormesh(z1, z2, cpu.exp(log_p), cmap="Blues", shading="auto")
         ax.contour(z1, z2, log_p, levels=cpu.linspace(log_p.max() - 8, log_p.max(), 5), colors="tab:blue",
-                   linewidths=0.6)
+                   linestyles="solid", linewidths=0.6)
         ax.scatter(mu[:, 0], mu[:, 1], s=3, c="tab:red", linewidths=0, alpha=0.6)
         ax.set_xlim(centre[0] - half, centre[0] + half)
         ax.set_ylim(centre[1] - half, centre[1] + half)
