@@ -24,7 +24,6 @@ float64 from the same weights with the same noise (z and alpha drawn by the tiny
 seeded generator and handed to the twin), and the losses, the penalty and parameter gradients are
 asserted to agree; then the float32 sides are checked the same way (looser tolerance).
 """
-import argparse
 import cProfile
 import os
 import pstats
@@ -391,12 +390,7 @@ def profile(part, n=20):
 # ----------------------------------------------------------------------------- main
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
-    parser.add_argument("--threads", type=int, default=2, help="threads for every side (default 2)")
-    parser.add_argument("--out", help="write the markdown section to this file")
-    parser.add_argument("--parts", default=None,
-                        help="comma-separated parts to run (default all: " + ",".join(n for n, _, _ in SECTIONS) + ")")
+    parser = common.parts_parser(__doc__, SECTIONS)
     parser.add_argument("--repeats", type=int, default=11, help="interleaved repeats per case (default 11)")
     parser.add_argument("--retries", type=int, default=1,
                         help="retakes of a sample during which another process held a core (default 1: on a "

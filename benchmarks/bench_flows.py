@@ -18,7 +18,6 @@ the features reversed between layers (``build_maf``); PyTorch twin with masked l
 Target: at most 1.0x PyTorch. maf_sampling: MAF sampling with the Numba kernel (tinydgm.kernels.
 maf_sampler) against the naive sequential loops (D passes per layer, tinydgm engine and PyTorch).
 """
-import argparse
 import math
 import os
 import sys
@@ -275,12 +274,7 @@ def bench_maf_sampling(cfg):
 # ----------------------------------------------------------------------------- main
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
-    parser.add_argument("--threads", type=int, default=2, help="threads for every side (default 2)")
-    parser.add_argument("--out", help="write the markdown section to this file")
-    parser.add_argument("--parts", default=None,
-                        help="comma-separated parts to run (default all: " + ",".join(n for n, _, _ in SECTIONS) + ")")
+    parser = common.parts_parser(__doc__, SECTIONS)
     cfg = parser.parse_args(argv)
     cfg.repeats = 5 if cfg.quick else 21
     cfg.sample_s = 0.01 if cfg.quick else 0.05

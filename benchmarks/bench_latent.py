@@ -390,12 +390,7 @@ def bench_importance(cfg):
 # ----------------------------------------------------------------------------- main
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats, small importance run (a smoke run)")
-    parser.add_argument("--threads", type=int, default=2, help="threads for every side (default 2)")
-    parser.add_argument("--out", help="write the markdown section to this file")
-    parser.add_argument("--parts", default=None,
-                        help="comma-separated parts to run (default all: " + ",".join(n for n, _, _ in SECTIONS) + ")")
+    parser = common.parts_parser(__doc__, SECTIONS, quick_help="fewer repeats, small importance run (a smoke run)")
     parser.add_argument("--n-test", type=int, default=10000, help="test images for the importance part")
     parser.add_argument("--k", type=int, default=5000, help="importance samples per image")
     parser.add_argument("--block", type=int, default=1000, help="images per timed block (importance part)")

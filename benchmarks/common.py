@@ -542,6 +542,19 @@ def part_registry():
     return sections, section
 
 
+def parts_parser(doc, sections, quick_help="fewer repeats (a smoke run)"):
+    """The argument parser the part-based scripts share: --quick, --threads, --out and --parts (the
+    names of ``sections``); the script adds its own options."""
+    import argparse
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--threads", type=int, default=2, help="threads for every side (default 2)")
+    parser.add_argument("--out", help="write the markdown section to this file")
+    parser.add_argument("--parts", default=None,
+                        help="comma-separated parts to run (default all: " + ",".join(n for n, _, _ in sections) + ")")
+    return parser
+
+
 def chosen_parts(parser, cfg, sections):
     """The names of the ``sections`` ([(name, title, fn)]) that ``cfg.parts`` asks for (all when None);
     an unknown name is a usage error of ``parser``."""
