@@ -88,3 +88,15 @@ def assert_flow_transform(transform, x, rtol=1e-6, logdet_rtol=1e-7, gradcheck_p
     inputs = [td.tensor(x_np, dtype="float64", requires_grad=True)]
     inputs += [td.tensor(params[name].numpy(), dtype="float64", requires_grad=True) for name in names]
     td.gradcheck(log_prob_like, inputs)
+
+
+def density_on_grid_2d(flow, half_width, n):
+    """(p, total, points): the flow's density on an n x n grid over [-half_width, half_width]^2
+    (float64), its trapezoid integral, and the (n^2, 2) grid points: every 2-D flow's
+    normalisation check."""
+    xs = np.linspace(-half_width, half_width, n)
+    gx, gy = np.meshgrid(xs, xs)
+    points = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    with td.no_grad():
+        p = np.exp(flow.log_prob(td.tensor(points, dtype="float64")).numpy()).reshape(gx.shape)
+    return p, np.trapezoid(np.trapezoid(p, xs, axis=1), xs), points

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 import pytest
-from flow_contracts import assert_flow_transform
+from flow_contracts import assert_flow_transform, density_on_grid_2d
 from paths import DATA_DIR
 
 import tinydgm as td
@@ -50,12 +50,7 @@ def test_2d_realnvp_density_integrates_to_one():
     rng = np.random.default_rng(3)
     flow = toy_realnvp(2, 4, hidden=(16, 16), rng=rng, dtype="float64")
     _randomise_last_layers(flow, rng, 0.2)
-    xs = np.linspace(-12, 12, 401)
-    gx, gy = np.meshgrid(xs, xs)
-    points = np.stack([gx.ravel(), gy.ravel()], axis=1)
-    with td.no_grad():
-        p = np.exp(flow.log_prob(td.tensor(points, dtype="float64")).numpy()).reshape(gx.shape)
-    total = np.trapezoid(np.trapezoid(p, xs, axis=1), xs)
+    p, total, points = density_on_grid_2d(flow, 12, 401)
     assert abs(total - 1) < 1e-3, total
     base = np.exp(-0.5 * (points ** 2).sum(1)) / (2 * np.pi)
     assert np.abs(p.ravel() - base).max() > 1e-2          # not the base density
