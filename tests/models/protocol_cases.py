@@ -43,6 +43,7 @@ from tinydgm.models import (DBM, DBN, MADE, NADE, BernoulliRBM, DequantizedFlow,
                             PixelCNN, build_maf, image_glow, image_realnvp, planar_flow, radial_flow,
                             toy_realnvp)
 from tinydgm.models.adversarial import GAN, WGAN, WGANGP, MLPDiscriminator, MLPGenerator
+from tinydgm.models.adversarial import BiGAN, InfoDiscriminator, InfoGAN, JointDiscriminator
 from tinydgm.models.energy.ebm import ising_chain_statistics
 from tinydgm.models.flows import LogitTransform, UniformDequantization
 from tinydgm.models.latent.density_network import DensityNetwork
@@ -183,6 +184,17 @@ def _vamp_vae(rng):
                prior=VampPrior(encoder, 3, init_std=0.5, rng=rng), rng=rng)
 
 
+def _bigan(rng):
+    return BiGAN(MLPGenerator(2, 2, hidden=(8,), rng=rng, dtype="float64"),
+                 MLPGenerator(2, 2, hidden=(8,), rng=rng, dtype="float64"),
+                 JointDiscriminator(2, 2, hidden=(8,), rng=rng, dtype="float64"), 2, lr=1e-2, rng=rng)
+
+
+def _infogan(rng):
+    return InfoGAN(MLPGenerator(2 + 3 + 1, 2, hidden=(8,), rng=rng, dtype="float64"),
+                   InfoDiscriminator(2, 3, 1, hidden=(8,), rng=rng, dtype="float64"), 2, lr=1e-2, rng=rng)
+
+
 def _gan(cls, rng, **kwargs):
     return cls(MLPGenerator(2, 2, hidden=(8,), rng=rng, dtype="float64"),
                MLPDiscriminator(2, hidden=(8,), rng=rng, dtype="float64"), 2, rng=rng, **kwargs)
@@ -225,6 +237,9 @@ CASES += [
          objective="moves", step="train_step"),
     Case("WGANGP", lambda rng: _gan(WGANGP, rng, n_critic=2), gaussian_data(2), (2,), likelihood=None,
          objective="moves", step="train_step"),
+    # BiGAN: the encoder moves with the generator; InfoGAN: Q's head moves with the discriminator
+    Case("BiGAN", _bigan, gaussian_data(2), (2,), likelihood=None, objective="moves", step="train_step"),
+    Case("InfoGAN", _infogan, gaussian_data(2), (2,), likelihood=None, objective="moves", step="train_step"),
 ]
 
 

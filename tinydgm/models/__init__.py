@@ -24,6 +24,7 @@ _EXPORTS = {
     "planar_flow": "flows", "radial_flow": "flows", "DequantizedFlow": "flows",
     "GAN": "adversarial", "WGAN": "adversarial", "WGANGP": "adversarial", "DCGANGenerator": "adversarial",
     "DCGANDiscriminator": "adversarial", "MLPGenerator": "adversarial", "MLPDiscriminator": "adversarial",
+    "BiGAN": "adversarial", "InfoGAN": "adversarial",
     "VAE": "latent", "IWAE": "latent", "MLPEncoder": "latent", "ConvEncoder": "latent",
     "MLPDecoder": "latent", "ConvDecoder": "latent", "StandardNormalPrior": "latent",
     "FactorAnalysis": "latent", "PPCA": "latent", "GaussianMixture": "latent", "DensityNetwork": "latent",

@@ -9,13 +9,17 @@ part I).
     toy_networks.py           MLP generator and discriminator for 2-D toys
     optimal_discriminator.py  D* = p_data / (p_data + p_G) and V(D*, G) = -ln 4 + 2 JSD by quadrature
     latent_arithmetic.py      linear and spherical interpolation, averaged-z vector arithmetic
+    bigan.py                  BiGAN: an encoder E, a generator G and a discriminator D(x, z) of pairs
+    infogan.py                InfoGAN: categorical and continuous codes, Q on the discriminator's body, L_I
 """
+from tinydgm.models.adversarial.bigan import BiGAN, JointDiscriminator, optimal_joint_discriminator
 from tinydgm.models.adversarial.dcgan import DCGANDiscriminator, DCGANGenerator
 from tinydgm.models.adversarial.gan import GAN
 from tinydgm.models.adversarial.gan_losses import (discriminator_loss, gan_value, gradient_penalty, interpolates,
                                                    minimax_generator_loss, non_saturating_generator_loss,
                                                    wasserstein_critic_loss, wasserstein_estimate,
                                                    wasserstein_generator_loss)
+from tinydgm.models.adversarial.infogan import Codes, InfoDiscriminator, InfoGAN, code_entropy, log_q_codes
 from tinydgm.models.adversarial.latent_arithmetic import interpolate, lerp, slerp, vector_arithmetic
 from tinydgm.models.adversarial.optimal_discriminator import (compare_to_optimal, discriminator_value,
                                                               jensen_shannon_divergence, optimal_discriminator,
@@ -32,4 +36,6 @@ __all__ = [
     "quadrature_grid", "optimal_discriminator", "optimal_value", "discriminator_value",
     "jensen_shannon_divergence", "compare_to_optimal",
     "lerp", "slerp", "interpolate", "vector_arithmetic",
+    "BiGAN", "JointDiscriminator", "optimal_joint_discriminator",
+    "InfoGAN", "InfoDiscriminator", "Codes", "code_entropy", "log_q_codes",
 ]
