@@ -37,7 +37,7 @@ from typing import Callable, Optional
 import numpy as np
 
 import tinydgm as td
-from tinydgm import optim
+from tinydgm import models, optim
 from tinydgm.models import (DBM, DBN, MADE, NADE, BernoulliRBM, DequantizedFlow, ExponentialFamily,
                             FullyVisibleBoltzmannMachine, GatedPixelCNN, GaussianBernoulliRBM, NeuralEBM,
                             PixelCNN, build_maf, image_glow, image_realnvp, planar_flow, radial_flow,
@@ -263,3 +263,44 @@ def data_of(case, seed=0):
 
 def build(case, seed=0):
     return case.build(td.rng(seed))
+
+
+def _pixelvae(rng):
+    from tinydgm.models.hybrid import PixelCNNDecoder, PixelVAE
+    encoder = MLPEncoder((1, 4, 4), 2, hidden=(8,), rng=rng, dtype="float64")
+    decoder = PixelCNNDecoder(2, (1, 4, 4), n_layers=2, channels=4, cond_channels=2, hidden=8, n_upsample=1,
+                              kernel_size=3, rng=rng, dtype="float64")
+    return PixelVAE(encoder, decoder, rng=rng)
+
+
+def _multimodal_vae(rng):
+    from tinydgm.models.hybrid import CategoricalDecoder, MultimodalVAE
+    encoders = [MLPEncoder((6,), 2, hidden=(8,), rng=rng, dtype="float64"),
+                MLPEncoder((3,), 2, hidden=(8,), rng=rng, dtype="float64")]
+    decoders = [MLPDecoder(2, (6,), hidden=(8,), rng=rng, dtype="float64"),
+                CategoricalDecoder(2, 3, hidden=(8,), rng=rng, dtype="float64")]
+    return MultimodalVAE(encoders, decoders, rng=rng)
+
+
+def image_and_label_data(rng):
+    """Binary 6-vectors whose pattern follows a label in {0, 1, 2}, then the label one-hot: (N, 6 + 3)."""
+    y = rng.integers(0, 3, N)
+    p = np.where(np.arange(6)[None, :] // 2 == y[:, None], 0.9, 0.1)
+    return np.concatenate([(rng.random((N, 6)) < p).astype(np.float64), np.eye(3)[y]], axis=1)
+
+
+CASES += [
+    # models combining families (issue 17): PixelVAE's bound is the VAE's; the hierarchical
+    # PixelCNN has the lecture's bound ln p(x_hat) + ln p(x | x_hat); the multiscale one is exact
+    Case("PixelVAE", _pixelvae, binary_data((1, 4, 4)), (1, 4, 4), likelihood="log_prob_estimate", exact=False,
+         needs_rng=True, likelihood_kwargs=dict(k=50)),
+    Case("MultimodalVAE", _multimodal_vae, image_and_label_data, (9,), likelihood="log_prob_estimate", exact=False,
+         needs_rng=True, likelihood_kwargs=dict(k=50)),
+    Case("HierarchicalPixelCNN", lambda rng: models.HierarchicalPixelCNN(
+        (4, 4), 2, channels=4, n_residual=1, kernel_size=3, cond_channels=4, cond_layers=2, cond_kernel_size=3,
+        context_channels=2, rng=rng, dtype="float64"), binary_data((1, 4, 4)), (1, 4, 4),
+         likelihood="log_prob_lower_bound", exact=False),
+    Case("MultiscalePixelCNN", lambda rng: models.MultiscalePixelCNN(
+        (4, 4), (2, 2), channels=4, n_residual=1, kernel_size=3, group_channels=4, group_layers=1, rng=rng,
+        dtype="float64"), binary_data((1, 4, 4)), (1, 4, 4)),
+]

@@ -1,11 +1,11 @@
 """Model families, one subpackage per family as the lectures group them:
 
     energy/           exponential family, FVBM, neural EBM, RBMs, DBN, DBM
-    autoregressive/   NADE, MADE, PixelCNN, Gated PixelCNN
+    autoregressive/   NADE, MADE, PixelCNN, Gated PixelCNN, hierarchical and multiscale PixelCNN
     flows/            planar, radial, NICE, RealNVP, Glow's 1x1 conv, MAF, IAF, dequantization
     latent/           latent-variable models (linear-Gaussian, density networks, VAEs)
     adversarial/      GANs
-    hybrid/           models that combine families
+    hybrid/           models that combine families (PixelVAE, the multimodal VAE, ...)
 
 Every model offers the protocol of ``docs/architecture.md`` (``loss``, ``log_prob`` or the
 bound it has, ``sample``, ``bits_per_dim``). The common classes import from here directly,
@@ -19,7 +19,8 @@ _EXPORTS = {
     "ExponentialFamily": "energy", "FullyVisibleBoltzmannMachine": "energy", "NeuralEBM": "energy",
     "BernoulliRBM": "energy", "GaussianBernoulliRBM": "energy", "DBN": "energy", "DBM": "energy",
     "NADE": "autoregressive", "MADE": "autoregressive", "PixelCNN": "autoregressive",
-    "GatedPixelCNN": "autoregressive",
+    "GatedPixelCNN": "autoregressive", "HierarchicalPixelCNN": "autoregressive", "MultiscalePixelCNN": "autoregressive",
+    "PixelVAE": "hybrid", "MultimodalVAE": "hybrid",
     "Flow": "flows", "toy_realnvp": "flows", "image_realnvp": "flows", "image_glow": "flows", "build_maf": "flows",
     "planar_flow": "flows", "radial_flow": "flows", "DequantizedFlow": "flows",
     "GAN": "adversarial", "WGAN": "adversarial", "WGANGP": "adversarial", "DCGANGenerator": "adversarial",

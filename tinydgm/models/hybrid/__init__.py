@@ -1,2 +1,4 @@
 """Models that combine families (ermon-song-cs236-l16, kuleshov-l12): an autoregressive
 decoder in a VAE, a flow trained adversarially, an autoencoder with an adversarial prior."""
+from tinydgm.models.hybrid.multimodal_vae import CategoricalDecoder, MultimodalVAE, product_of_experts  # noqa: F401
+from tinydgm.models.hybrid.pixelvae import PixelCNNDecoder, PixelVAE  # noqa: F401
