@@ -36,9 +36,10 @@ from tinydgm.nn.module import Module, ModuleList
 __all__ = ["ConditionalPixelCNN", "binary_images"]
 
 
-def binary_images(x, like, image_shape, who):
-    """x as a float Tensor (N, C, H, W) in like's dtype and device, checked to be binary;
-    accepts flat rows (N, C H W) too."""
+def binary_images(x, like, image_shape, who, check_binary=True):
+    """x as a float Tensor (N, C, H, W) in like's dtype and device, checked to be binary
+    (unless ``check_binary`` is False: the Jacobian tests feed real values); accepts flat rows
+    (N, C H W) too."""
     if not isinstance(x, Tensor):
         x = tensor(backend.as_array(x, dtype=like.dtype, device=like.device))
     elif x.dtype != like.dtype:
@@ -49,7 +50,7 @@ def binary_images(x, like, image_shape, who):
     if x.ndim != 4 or tuple(x.shape[1:]) != tuple(image_shape):
         raise ValueError(f"{who}: x must have shape (N, {c}, {h}, {w}) or (N, {c * h * w}), got {tuple(x.shape)}")
     binary = (x.data == 0) | (x.data == 1)
-    if not bool(binary.all()):
+    if check_binary and not bool(binary.all()):
         raise ValueError(f"{who}: x must be binary (0 or 1), got {int((~binary).sum())} other values, "
                          f"e.g. {float(x.data[~binary][0])!r}")
     return x

@@ -123,8 +123,9 @@ class MultiscalePixelCNN(Module):
 
     def logits(self, x):
         """The logit of every pixel's conditional, placed at that pixel: (N, 1, H, W). The base
-        pixels carry the base PixelCNN's logits, the others those of their group's network."""
-        x = self._images(x)
+        pixels carry the base PixelCNN's logits, the others those of their group's network.
+        Differentiable w.r.t. floating x (for the Jacobian tests)."""
+        x = self._images(x, check_binary=False)
         images = self.pyramid(x)
         logit_map = self.base.logits(images[-1])                       # p(x^(K)), raster order
         for k in range(self.n_scales - 1, -1, -1):                     # coarse to fine
@@ -181,5 +182,5 @@ class MultiscalePixelCNN(Module):
                 x = interleave(groups)
         return Tensor(x.data)
 
-    def _images(self, x):
-        return binary_images(x, self.base.conv_in.weight, self.event_shape, f"{type(self).__name__}")
+    def _images(self, x, check_binary=True):
+        return binary_images(x, self.base.conv_in.weight, self.event_shape, type(self).__name__, check_binary)
