@@ -4,4 +4,5 @@ from tinydgm.autodiff.core import (Tensor, Function, tensor, as_tensor, no_grad,
                                    is_grad_enabled, grad, set_debug, is_debug)
 from tinydgm.autodiff import functional  # noqa: F401
 from tinydgm.autodiff.gradcheck import (gradcheck, gradgradcheck, jacobian,  # noqa: F401
-                                        numerical_jacobian, GradcheckError)
+                                        numerical_jacobian, GradcheckError, NotSmoothError,
+                                        PrecisionError)

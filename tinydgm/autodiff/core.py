@@ -190,15 +190,26 @@ def _initial_grad(y, grad, who):
 def tensor(data, requires_grad=False, dtype=None, device=None):
     """A new leaf Tensor from array-like ``data`` (copied).
 
-    Python floats get the default dtype (float32 unless changed); ``device`` is
-    "cpu" (default) or "cuda".
+    Python floats get the default dtype (float32 unless changed); arrays keep theirs,
+    foreign ones too (a float64 PyTorch tensor stays float64; one that requires grad is
+    refused: see tinydgm.interop). ``device`` is "cpu" (default) or "cuda".
     """
     if isinstance(data, Tensor):
         data = data.data
+    elif _is_foreign_array(data):
+        from tinydgm import interop
+        data = interop.to_array(data, "tensor") if interop.is_torch_tensor(data) else backend.to_numpy(data)
     arr = backend.as_array(data, dtype=dtype, device=device)
     if arr is data:
         arr = arr.copy()
     return Tensor(arr, requires_grad=requires_grad)
+
+
+def _is_foreign_array(data):
+    """An array of another library (PyTorch, JAX, ...): it has a dtype and converts to
+    NumPy. NumPy's own scalars are not foreign (they follow the Python-number rule)."""
+    return (hasattr(data, "dtype") and hasattr(data, "__array__") and not backend.is_array(data)
+            and not type(data).__module__.startswith("numpy"))
 
 
 _PYTHON_NUMBERS = (int, float)

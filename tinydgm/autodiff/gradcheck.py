@@ -23,8 +23,25 @@ for debugging.
 fn must be written with tinydgm ops on its Tensor inputs: one that returns a NumPy array
 or a Python float raises TypeError (the engine cannot differentiate NumPy), and a
 failure whose output has no graph (e.g. ``td.tensor`` of a NumPy result) says so.
+(A function of another framework enters through ``tinydgm.interop``.)
+
+Before a disagreement is reported as a wrong derivative it is diagnosed:
+
+- precision: an output that is not float64, or values at points eps/4 apart whose second
+  differences are rounding noise larger than the tolerance (float32 work inside fn), raise
+  ``PrecisionError`` ("precision too low"), not a wrong derivative;
+- smoothness: a kink within the step (a ReLU switching between x - eps and x + eps) makes
+  central differences average two one-sided slopes. If the step eps/2 agrees the check
+  passes; if the one-sided differences (f(x + h) - f(x)) / h and (f(x) - f(x - h)) / h
+  disagree and their gap does not shrink with h (it halves with h for a smooth fn), fn
+  is "not smooth at this point": ``NotSmoothError``.
+
+Both are GradcheckError subclasses. The entry-by-entry search stops after ``max_seconds``
+and reports what it found by then. Inputs given as a dict {name: Tensor} are passed to fn
+by keyword and named in messages (``input 'log_sigma'``).
 """
 import contextlib
+import time
 
 from tinydgm import backend
 from tinydgm.autodiff.core import Tensor, grad
@@ -41,6 +58,16 @@ class GradcheckError(AssertionError):
     input, the index, both values and the worst relative error."""
 
 
+class NotSmoothError(GradcheckError):
+    """fn has a kink (or a jump) within the finite-difference step at this point: central
+    differences cannot check its derivative there."""
+
+
+class PrecisionError(GradcheckError):
+    """fn computes in less than float64 (or is too noisy) for central differences with
+    this eps: the numeric derivative is rounding noise."""
+
+
 # ----------------------------------------------------------------------------- helpers
 
 def _as_tuple(x):
@@ -50,7 +77,7 @@ def _as_tuple(x):
 def _to_float64(inputs):
     """Float64 leaf copies of the inputs (non-floating inputs are passed through)."""
     out = []
-    for x in _as_tuple(inputs):
+    for x in (list(inputs.values()) if isinstance(inputs, dict) else _as_tuple(inputs)):
         if not isinstance(x, Tensor):
             x = Tensor(backend.as_array(x))
         if backend.is_floating(x.dtype):
@@ -58,6 +85,23 @@ def _to_float64(inputs):
         else:
             out.append(Tensor(x.data))
     return out
+
+
+def _positional(fn, inputs):
+    """(fn taking its inputs by position, input labels): a dict of inputs is passed to fn
+    by keyword, and its names label the inputs in messages."""
+    if not isinstance(inputs, dict):
+        return fn, [str(i) for i in range(len(_as_tuple(inputs)))]
+    names = list(inputs)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"gradcheck: input names must be strings, got {name!r}")
+
+    def by_keyword(*xs):
+        return fn(**dict(zip(names, xs)))
+
+    by_keyword.__qualname__ = getattr(fn, "__qualname__", repr(fn))
+    return by_keyword, [repr(name) for name in names]
 
 
 def _describe(value):
@@ -118,7 +162,7 @@ def _random_like(gen, x):
     return xp.asarray(gen.standard_normal(x.shape))
 
 
-def _analytic_grads(fn, xs, checked, vs):
+def _analytic_grads(fn, xs, checked, vs, labels):
     ys = _outputs(fn, xs)
     terms = [(ys[k] * Tensor(v)).sum() for k, v in vs.items() if ys[k].requires_grad]
     if not terms:
@@ -133,37 +177,103 @@ def _analytic_grads(fn, xs, checked, vs):
             out.append(backend.zeros(xs[i].shape, FLOAT64, like=xs[i].data))
             continue
         if g.shape != xs[i].shape or g.dtype != xs[i].dtype:
-            raise GradcheckError(f"gradcheck: gradient of input {i} has shape {g.shape} and dtype {g.dtype}, "
+            raise GradcheckError(f"gradcheck: gradient of input {labels[i]} has shape {g.shape} and dtype {g.dtype}, "
                                  f"expected {xs[i].shape} and {xs[i].dtype}")
         out.append(g.data)
     return out
 
 
-def _central_difference(fn, xs, i, direction, vs, eps):
+def _values_along(fn, xs, i, direction, vs, steps):
+    """<v, fn(x + t u)> for each t in steps (x = input i, u = direction)."""
     x = xs[i]
     original = x.data
     xp = backend.xp_of(original)
+    values = []
     try:
-        # xp.asarray: NumPy turns 0-d arithmetic into scalars, and a Tensor's data is an array
-        x.data = xp.asarray(original + eps * direction)
-        plus = _projected_value(fn, xs, vs)
-        x.data = xp.asarray(original - eps * direction)
-        minus = _projected_value(fn, xs, vs)
+        for t in steps:
+            # xp.asarray: NumPy turns 0-d arithmetic into scalars, and a Tensor's data is an array
+            x.data = original if t == 0 else xp.asarray(original + t * direction)
+            values.append(_projected_value(fn, xs, vs))
     finally:
         x.data = original
+    return values
+
+
+def _central_difference(fn, xs, i, direction, vs, eps):
+    plus, minus = _values_along(fn, xs, i, direction, vs, (eps, -eps))
     return (plus - minus) / (2 * eps)
 
 
-def _worst_entry(fn, xs, i, analytic, vs, eps, atol, rtol):
-    """Element-by-element numeric gradient of <v, fn> for input i; the worst entry."""
+def _close(a, n, atol, rtol):
+    return abs(a - n) <= atol + rtol * abs(n)            # False for NaN
+
+
+def _diagnose(fn, xs, i, direction, vs, eps, analytic, atol, rtol, where):
+    """Why the central difference along ``direction`` disagrees with ``analytic``.
+
+    Returns "ok" when the half step eps/2 agrees (a kink between eps/2 and eps), raises
+    PrecisionError or NotSmoothError, or returns "wrong" (the derivative itself is wrong).
+    """
+    s = eps / 4
+    f = dict(zip(range(-4, 5), _values_along(fn, xs, i, direction, vs, [k * s for k in range(-4, 5)])))
+    scale = max(abs(v) for v in f.values()) if all(v == v for v in f.values()) else float("nan")
+    if scale != scale:                                   # NaN: nothing more to learn here
+        return "wrong"
+    # rounding noise: second differences at spacing s are s^2 f'' (tiny) for a smooth float64 fn
+    second = sorted(abs(f[k + 1] - 2 * f[k] + f[k - 1]) for k in range(-3, 4))
+    noise = second[len(second) // 2] / (2 * s)           # the error it causes in a difference quotient
+    n_eps = (f[4] - f[-4]) / (2 * eps)
+    if noise > atol + rtol * abs(n_eps) and noise > 1e-8 * scale / eps:
+        raise PrecisionError(
+            f"gradcheck: precision too low for {where}: fn's values at points eps/4 apart are rounding noise "
+            f"of about {noise * 2 * s:.3g} (on values of size {scale:.3g}), so central differences with "
+            f"eps={eps} are noise (analytic {analytic:.6g}, numeric {n_eps:.6g}). Is something inside fn "
+            "float32? Make every parameter and constant float64 (e.g. model.to(dtype='float64'))")
+    n_half = (f[2] - f[-2]) / eps
+    if _close(analytic, n_half, atol, rtol):
+        return "ok"
+    gap = abs((f[4] - f[0]) - (f[0] - f[-4])) / eps      # |right - left| one-sided quotients, h = eps
+    gap_half = abs((f[2] - f[0]) - (f[0] - f[-2])) / (eps / 2)
+    if gap_half > atol + rtol * abs(n_half) and gap_half > 0.75 * gap:
+        right, left = (f[2] - f[0]) / (eps / 2), (f[0] - f[-2]) / (eps / 2)
+        raise NotSmoothError(
+            f"gradcheck: fn is not smooth at this point for {where}: the one-sided differences disagree "
+            f"(left {left:.6g}, right {right:.6g} at step {eps / 2:g}) and do not converge as the step "
+            f"shrinks, so a kink (e.g. a ReLU switching) or a jump lies within eps={eps} of x; analytic "
+            f"{analytic:.6g}, central {n_eps:.6g}. Not a wrong derivative: check at another point, or with "
+            "a smaller eps")
+    return "wrong"
+
+
+def _worst_entry(fn, xs, i, analytic, vs, eps, atol, rtol, label, max_seconds):
+    """Element-by-element numeric gradient of <v, fn> for input i; the worst entry that is
+    really wrong (disagreements at kinks are diagnosed), or None. Stops after max_seconds:
+    then returns (found or None, entries checked)."""
     xp = backend.xp_of(xs[i].data)
-    numeric = xp.zeros(xs[i].shape, dtype=FLOAT64)
-    flat = numeric.reshape(-1)
+    numeric = xp.full(xs[i].shape, float("nan"), dtype=FLOAT64)
+    checked = xp.zeros(xs[i].shape, dtype=bool)
+    flat, flat_checked = numeric.reshape(-1), checked.reshape(-1)
+    started = time.perf_counter()
+    done = xs[i].size
     for j in range(xs[i].size):
+        if time.perf_counter() - started > max_seconds:
+            done = j
+            break
         e = xp.zeros(xs[i].size, dtype=FLOAT64)
         e[j] = 1.0
         flat[j] = _central_difference(fn, xs, i, e.reshape(xs[i].shape), vs, eps)
-    return _worst(analytic, numeric, atol, rtol)
+        flat_checked[j] = True
+    while True:
+        found = _worst(xp.where(checked, analytic, 0.0), xp.where(checked, numeric, 0.0), atol, rtol)
+        if found is None:
+            return None, done
+        index, a, _, _ = found
+        e = xp.zeros(xs[i].shape, dtype=FLOAT64)
+        e[index] = 1.0
+        where = f"input {label} (shape {xs[i].shape}) at index {index}"
+        if _diagnose(fn, xs, i, e, vs, eps, a, atol, rtol, where) == "wrong":
+            return found, done
+        numeric[index] = analytic[index]                   # a kink between eps/2 and eps: fine at eps/2
 
 
 def _worst(analytic, numeric, atol, rtol):
@@ -196,39 +306,58 @@ def _checked_inputs(xs, who):
 # ----------------------------------------------------------------------------- gradcheck
 
 def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True,
-              mode="fast", n_directions=2, seed=0):
+              mode="fast", n_directions=2, seed=0, max_seconds=60.0):
     """Check ``fn``'s first derivatives at ``inputs`` against central differences.
 
     fn: a function of Tensors returning a Tensor or a tuple of Tensors.
-    inputs: a Tensor or a sequence; those with ``requires_grad=True`` are checked.
+    inputs: a Tensor, a sequence, or a dict {name: Tensor} (passed to fn by keyword, named
+        in messages); those with ``requires_grad=True`` are checked.
     mode: "fast" (random projections v^T J u, then per-entry search on failure) or
         "full" (whole Jacobians, slow, for debugging).
-    Returns True, or raises GradcheckError (returns False if raise_exception=False).
+    max_seconds: time cap of the entry-by-entry search after a failed projection.
+    Returns True, or raises GradcheckError (NotSmoothError at a kink, PrecisionError for
+    float32 work; returns False if raise_exception=False).
     """
     if mode not in ("fast", "full"):
         raise ValueError(f'gradcheck: mode must be "fast" or "full", got {mode!r}')
+    fn, labels = _positional(fn, inputs)
     with _float64():
         xs = _to_float64(inputs)
-        checked = _checked_inputs(xs, "gradcheck")
-        try:
-            if mode == "full":
-                _full_check(fn, xs, checked, eps, atol, rtol)
-            else:
-                _fast_check(fn, xs, checked, eps, atol, rtol, n_directions, seed)
-        except GradcheckError as err:
-            if not raise_exception:
-                return False
-            if not any(y.requires_grad for y in _outputs(fn, xs)):
-                raise GradcheckError(f"{err}. {NO_GRAPH}") from None
-            raise
+        return _gradcheck(fn, xs, labels, eps, atol, rtol, raise_exception, mode, n_directions, seed,
+                          max_seconds)
+
+
+def _gradcheck(fn, xs, labels, eps, atol, rtol, raise_exception, mode, n_directions, seed, max_seconds,
+               who="gradcheck"):
+    checked = _checked_inputs(xs, who)
+    try:
+        if mode == "full":
+            _full_check(fn, xs, checked, eps, atol, rtol, labels)
+        else:
+            _fast_check(fn, xs, checked, eps, atol, rtol, n_directions, seed, labels, max_seconds)
+    except GradcheckError as err:
+        if not raise_exception:
+            return False
+        if not any(y.requires_grad for y in _outputs(fn, xs)):
+            raise GradcheckError(f"{err}. {NO_GRAPH}") from None
+        raise
     return True
 
 
-def _fast_check(fn, xs, checked, eps, atol, rtol, n_directions, seed):
+def _check_float64_outputs(ys, labels, i):
+    for k in _floating(ys):
+        if ys[k].dtype != FLOAT64:
+            raise PrecisionError(
+                f"gradcheck: precision too low: output {k} of fn is {ys[k].dtype} inside a float64 check "
+                f"(checking input {labels[i]}), so its central differences are rounding noise. Compute in "
+                "float64: make every parameter and constant float64 (e.g. model.to(dtype='float64'))")
+
+
+def _fast_check(fn, xs, checked, eps, atol, rtol, n_directions, seed, labels, max_seconds):
     gen = backend.rng(seed)
     ys = _outputs(fn, xs)
     vs = {k: _random_like(gen, ys[k]) for k in _floating(ys)}
-    analytic = _analytic_grads(fn, xs, checked, vs)
+    analytic = _analytic_grads(fn, xs, checked, vs, labels)
     for i, g in zip(checked, analytic):
         if xs[i].size == 0:
             continue
@@ -236,24 +365,36 @@ def _fast_check(fn, xs, checked, eps, atol, rtol, n_directions, seed):
             u = _random_like(gen, xs[i])
             a = float((g * u).sum())
             n = _central_difference(fn, xs, i, u, vs, eps)
-            if not abs(a - n) <= atol + rtol * abs(n):      # "not <=" also fails NaN
-                found = _worst_entry(fn, xs, i, g, vs, eps, atol, rtol)
-                if found is None:   # the projection was unlucky with rounding: report it as is
-                    raise GradcheckError(
-                        f"gradcheck: input {i} (shape {xs[i].shape}): directional derivative "
-                        f"analytic {a:.6g}, numeric {n:.6g} (atol={atol}, rtol={rtol})")
-                _raise_entry(i, xs[i].shape, found, atol, rtol)
+            if _close(a, n, atol, rtol):
+                continue
+            _check_float64_outputs(ys, labels, i)
+            where = f"input {labels[i]} (shape {xs[i].shape}) in a random direction"
+            if _diagnose(fn, xs, i, u, vs, eps, a, atol, rtol, where) == "ok":
+                continue
+            found, done = _worst_entry(fn, xs, i, g, vs, eps, atol, rtol, labels[i], max_seconds)
+            if found is None:
+                capped = "" if done == xs[i].size else (
+                    f"; the entry-by-entry search stopped after {max_seconds} s with {done} of {xs[i].size} "
+                    "entries checked (max_seconds), all agreeing")
+                # the projection was unlucky with rounding (or the wrong entries were not reached)
+                raise GradcheckError(
+                    f"gradcheck: input {labels[i]} (shape {xs[i].shape}): directional derivative "
+                    f"analytic {a:.6g}, numeric {n:.6g} (atol={atol}, rtol={rtol}){capped}")
+            capped = "" if done == xs[i].size else (
+                f" (the worst of the first {done} of {xs[i].size} entries: the entry-by-entry search stopped "
+                f"after max_seconds={max_seconds})")
+            _raise_entry(labels[i], xs[i].shape, found, atol, rtol, suffix=capped)
 
 
-def _raise_entry(i, shape, found, atol, rtol, output=None):
+def _raise_entry(i, shape, found, atol, rtol, output=None, suffix=""):
     index, a, n, rel = found
     where = f"input {i} (shape {shape})" if output is None else f"output {output[0]} index {output[1]}, {i}"
     raise GradcheckError(
         f"gradcheck: gradient of {where} is wrong at index {index}: analytic {a:.6g}, "
-        f"numeric {n:.6g}, worst relative error {rel:.3g} (atol={atol}, rtol={rtol})")
+        f"numeric {n:.6g}, worst relative error {rel:.3g} (atol={atol}, rtol={rtol}){suffix}")
 
 
-def _full_check(fn, xs, checked, eps, atol, rtol):
+def _full_check(fn, xs, checked, eps, atol, rtol, labels):
     ys = _outputs(fn, xs)
     for k in _floating(ys):
         def fk(*args, k=k):
@@ -266,7 +407,7 @@ def _full_check(fn, xs, checked, eps, atol, rtol):
                 index, a, n, rel = found
                 out_idx, in_idx = index[:ys[k].ndim], index[ys[k].ndim:]
                 raise GradcheckError(
-                    f"gradcheck: d(output {k}{list(out_idx)})/d(input {i}{list(in_idx)}) is wrong: "
+                    f"gradcheck: d(output {k}{list(out_idx)})/d(input {labels[i]}{list(in_idx)}) is wrong: "
                     f"analytic {a:.6g}, numeric {n:.6g}, worst relative error {rel:.3g} "
                     f"(atol={atol}, rtol={rtol})")
 
@@ -337,12 +478,16 @@ def numerical_jacobian(fn, x, eps=1e-6, _input=None):
 # ----------------------------------------------------------------------------- second order
 
 def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3,
-                  raise_exception=True, mode="fast", n_directions=2, seed=0):
+                  raise_exception=True, mode="fast", n_directions=2, seed=0, max_seconds=60.0):
     """Check second derivatives: gradcheck of  (x, v) -> grad(<v, fn(x)>, x, create_graph=True).
 
     ``grad_outputs`` (v) default to seeded random tensors; they are checked too, so both
     the Hessian-vector part and the dependence of the backward on v are verified.
+    inputs may be a dict {name: Tensor} as for ``gradcheck``. Piecewise-linear networks
+    (ReLU) have gradients that jump where a unit switches: a switch within eps of x is
+    reported as NotSmoothError ("not smooth at this point"), not as a wrong derivative.
     """
+    fn, labels = _positional(fn, inputs)
     with _float64():
         xs = _to_float64(inputs)
         checked = _checked_inputs(xs, "gradgradcheck")
@@ -366,5 +511,6 @@ def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3,
                       grad_outputs=[v for _, v in pairs], create_graph=True, allow_unused=True)
             return tuple(g for g in gs if g is not None)
 
-        return gradcheck(first_derivative, xs + vs, eps=eps, atol=atol, rtol=rtol,
-                         raise_exception=raise_exception, mode=mode, n_directions=n_directions, seed=seed)
+        labels = labels + [f"{n + k} (grad_output {k})" for k in range(len(vs))]
+        return _gradcheck(first_derivative, xs + vs, labels, eps, atol, rtol, raise_exception, mode,
+                          n_directions, seed, max_seconds, who="gradgradcheck")
