@@ -11,7 +11,8 @@ from tinydgm.backend import (cuda_available, default_dtype, get_default_dtype,  
                              set_default_dtype, rng, seed, get_array_module)
 from tinydgm.autodiff import (Tensor, Function, tensor, as_tensor, no_grad, enable_grad,  # noqa: F401
                               is_grad_enabled, grad, set_debug, is_debug, gradcheck, gradgradcheck,
-                              jacobian, numerical_jacobian, GradcheckError, functional)
+                              jacobian, numerical_jacobian, GradcheckError, NotSmoothError,
+                              PrecisionError, functional)
 from tinydgm.autodiff.functional import *  # noqa: F401,F403
 
 __version__ = "0.1.0"
@@ -19,7 +20,7 @@ __version__ = "0.1.0"
 # The toolkit packages load on first use (td.nn, td.optim, ...), so `import tinydgm` stays
 # light (no Matplotlib, no Numba compilation) for users of the engine alone.
 _SUBMODULES = ("nn", "optim", "distributions", "data", "train", "checkpoint", "plot", "kernels", "models",
-               "evaluate")
+               "evaluate", "testing", "interop")
 
 
 def __getattr__(name):
