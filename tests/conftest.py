@@ -1,5 +1,11 @@
 """Shared test setup: debug mode (every backward step checks its gradient's shape and
-dtype), float32 default restored after each test, and the ``cuda`` marker."""
+dtype), float32 default restored after each test, and the devices.
+
+The ``device`` fixture runs a test on "cpu", on "cuda" (a real GPU through CuPy; skipped
+without one) and on "cuda-standin": the device "cuda" served by tinydgm.standin, the strict
+CuPy stand-in on NumPy, so that the CUDA path runs on every machine. A test marked
+``cuda`` without the fixture runs on the GPU where there is one, else on the stand-in
+(``-m standin`` selects the stand-in runs, ``-m cuda`` the GPU ones)."""
 import os
 import sys
 
@@ -7,6 +13,7 @@ import pytest
 from hypothesis import settings
 
 import tinydgm as td
+from tinydgm import backend
 
 # The shared helpers (contracts.py, flow_contracts.py, paths.py) import by name from every
 # test folder.
@@ -27,20 +34,48 @@ def _engine_debug_mode():
     td.set_default_dtype(dtype)
 
 
+def _on_gpu(item):
+    """True for a test that needs the real GPU: the fixture's "cuda" parameter, or a test
+    marked ``cuda`` that does not use the fixture (it falls back to the stand-in)."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "device" in callspec.params:
+        return callspec.params["device"] == "cuda"
+    return False
+
+
 def pytest_collection_modifyitems(config, items):
     if td.cuda_available():
         return
     skip = pytest.mark.skip(reason="needs CuPy and a CUDA device (none on this machine)")
     for item in items:
-        if "cuda" in item.keywords:
+        if _on_gpu(item):
             item.add_marker(skip)
+        elif "cuda" in item.keywords and "device" not in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.standin)
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: runs on the CUDA device through CuPy")
+    config.addinivalue_line("markers", "standin: runs the CUDA path on the CuPy stand-in (tinydgm.standin)")
 
 
-@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.fixture(autouse=True)
+def _cuda_marked_tests_use_the_standin_without_a_gpu(request):
+    """A test marked ``cuda`` that names "cuda" itself runs on the stand-in without a GPU."""
+    if "standin" in request.keywords and "device" not in request.fixturenames:
+        with backend.cuda_standin():
+            yield
+    else:
+        yield
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.cuda),
+                        pytest.param("cuda-standin", marks=pytest.mark.standin)])
 def device(request):
-    """Run a test on every device: "cpu" always, "cuda" where CuPy sees a GPU."""
-    return request.param
+    """Run a test on every device: "cpu" always, "cuda" where CuPy sees a GPU, and "cuda"
+    served by the CuPy stand-in (the test sees the device name "cuda")."""
+    if request.param == "cuda-standin":
+        with backend.cuda_standin():
+            yield "cuda"
+    else:
+        yield request.param

@@ -9,13 +9,20 @@ else asks the data which array module it lives in::
 so the same code runs on both devices. CuPy is optional: without it, asking for the
 "cuda" device raises an error that says how to install it.
 
+The "cuda" device can also be served by ``tinydgm.standin``, a strict CuPy stand-in on
+NumPy that refuses every implicit trip to the host (``TINYDGM_CUDA_STANDIN=1`` in the
+environment, or ``with cuda_standin():``): the test suite runs the CUDA path on it.
+
 Also here: the default floating dtype (float32, switchable to float64 for checks) and
 seeded random number generators (``rng(seed)``) that give the same draws for the same
 seed on the CPU.
 """
 import contextlib
+import os
 
 import numpy
+
+from tinydgm import standin
 
 DEVICES = ("cpu", "cuda")
 _CUPY_HINT = ('CuPy is not installed: install the wheel that matches your CUDA toolkit, '
@@ -27,8 +34,28 @@ except Exception:  # ImportError, or a CUDA library missing at import time
     cupy = None
 
 
+_standin_on = os.environ.get("TINYDGM_CUDA_STANDIN", "0") not in ("", "0")
+
+
+def cuda_standin_active():
+    """True while the "cuda" device is served by the CuPy stand-in (tinydgm.standin)."""
+    return _standin_on
+
+
+@contextlib.contextmanager
+def cuda_standin(active=True):
+    """Serve the "cuda" device by the CuPy stand-in (or not) inside the block."""
+    global _standin_on
+    old, _standin_on = _standin_on, bool(active)
+    try:
+        yield standin.cupy
+    finally:
+        _standin_on = old
+
+
 def cuda_available():
-    """True when CuPy imports and sees at least one CUDA device."""
+    """True when CuPy imports and sees at least one CUDA device (a real GPU; the
+    stand-in does not count)."""
     if cupy is None:
         return False
     try:
@@ -38,6 +65,8 @@ def cuda_available():
 
 
 def _require_cupy():
+    if _standin_on:
+        return standin.cupy
     if cupy is None:
         raise RuntimeError(f'device "cuda" requested but {_CUPY_HINT}')
     if not cuda_available():
@@ -50,13 +79,19 @@ def _require_cupy():
 def get_array_module(*arrays):
     """The array module (numpy or cupy) of the given arrays or Tensors.
 
-    Mirrors ``cupy.get_array_module``: numpy unless one of the arguments is a CuPy array.
+    Mirrors ``cupy.get_array_module``: numpy unless one of the arguments is a CuPy array
+    (or a stand-in device array). A Tensor is read through its ``.data``; an array's own
+    ``.data`` is not (on CuPy it is a memory pointer).
     """
-    if cupy is not None:
-        for a in arrays:
-            a = getattr(a, "data", a) if not isinstance(a, numpy.ndarray) else a
-            if isinstance(a, cupy.ndarray):
-                return cupy
+    for a in arrays:
+        if type(a) is numpy.ndarray:
+            continue
+        if not is_array(a):
+            a = getattr(a, "data", a)
+        if type(a) is standin.ndarray:
+            return standin.cupy
+        if cupy is not None and isinstance(a, cupy.ndarray):
+            return cupy
     return numpy
 
 
@@ -66,7 +101,7 @@ def xp_of(array):
 
 
 def module_for_device(device):
-    """numpy for "cpu", cupy for "cuda"."""
+    """numpy for "cpu", cupy for "cuda" (the stand-in's namespace while it is active)."""
     device = check_device(device)
     return numpy if device == "cpu" else _require_cupy()
 
@@ -81,17 +116,19 @@ def check_device(device):
 
 
 def device_of(array):
-    """"cpu" for NumPy arrays (and scalars), "cuda" for CuPy arrays."""
-    if cupy is not None and isinstance(array, cupy.ndarray):
+    """"cpu" for NumPy arrays (and scalars), "cuda" for CuPy (and stand-in) arrays."""
+    if type(array) is standin.ndarray or (cupy is not None and isinstance(array, cupy.ndarray)):
         return "cuda"
     return "cpu"
 
 
-ARRAY_TYPES = (numpy.ndarray,) if cupy is None else (numpy.ndarray, cupy.ndarray)
+ARRAY_TYPES = (numpy.ndarray, standin.ndarray) + (() if cupy is None else (cupy.ndarray,))
 
 
 def ensure_array(value, kind=numpy.ndarray):
     """Wrap a NumPy scalar (what NumPy returns for 0-d results) back into a 0-d array."""
+    if kind is standin.ndarray:
+        return standin.cupy.asarray(value)
     if cupy is not None and kind is cupy.ndarray:
         return cupy.asarray(value)
     return numpy.asarray(value)
@@ -116,8 +153,8 @@ def zeros(shape, dtype, like):
 
 
 def is_array(obj):
-    """True for a backend array (numpy.ndarray or cupy.ndarray)."""
-    return isinstance(obj, numpy.ndarray) or (cupy is not None and isinstance(obj, cupy.ndarray))
+    """True for a backend array (numpy.ndarray, cupy.ndarray or the stand-in's)."""
+    return isinstance(obj, ARRAY_TYPES)
 
 
 def to_device(array, device):
@@ -131,6 +168,8 @@ def to_device(array, device):
 
 def to_numpy(array):
     """A NumPy copy of a backend array (a no-op for NumPy arrays)."""
+    if type(array) is standin.ndarray:
+        return standin.asnumpy(array)
     if cupy is not None and isinstance(array, cupy.ndarray):
         return cupy.asnumpy(array)
     return numpy.asarray(array)
@@ -158,6 +197,8 @@ def scatter_add(xp, target, index, values):
     """In-place ``target[index] += values`` that adds repeated indices (unbuffered)."""
     if xp is numpy:
         numpy.add.at(target, index, values)
+    elif xp is standin.cupy:
+        standin.cupyx.scatter_add(target, index, values)
     else:
         import cupyx
         cupyx.scatter_add(target, index, values)
@@ -229,5 +270,4 @@ def rng(seed=None, device="cpu"):
     device = check_device(device)
     if device == "cpu":
         return numpy.random.default_rng(seed)
-    cp = _require_cupy()
-    return cp.random.default_rng(seed)
+    return _require_cupy().random.default_rng(seed)

@@ -5,6 +5,8 @@ import numba
 import numpy as np
 import pytest
 
+from tinydgm import backend
+
 from tinydgm.kernels.adam import adam_update, adam_update_xp
 
 HYPER = dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8)
@@ -91,7 +93,7 @@ def test_step_number_must_be_positive():
 
 @pytest.mark.cuda
 def test_cupy_arrays_take_the_twin():
-    import cupy
+    cupy = backend.module_for_device("cuda")       # CuPy, or the stand-in without a GPU
     rng = np.random.default_rng(4)
     p = rng.standard_normal(100).astype(np.float32)
     g = rng.standard_normal(100).astype(np.float32)
