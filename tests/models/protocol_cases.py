@@ -256,6 +256,23 @@ CASES += [
 ]
 
 
+CASES += [
+    # sequence models (N, T, x_dim): the RNN's log p is exact, the VRNN has its ELBO and the
+    # importance-sampled estimate
+    Case("AutoregressiveRNN", lambda rng: models.AutoregressiveRNN(2, hidden_size=4, phi_size=4, length=3, rng=rng,
+                                                                  dtype="float64"), gaussian_data(6), (3, 2)),
+    Case("AutoregressiveRNN:mixture", lambda rng: models.AutoregressiveRNN(
+        2, hidden_size=4, phi_size=4, n_components=2, length=3, rng=rng, dtype="float64"), gaussian_data(6), (3, 2)),
+    Case("VRNN", lambda rng: models.VRNN(2, 2, hidden_size=4, phi_size=4, length=3, rng=rng, dtype="float64"),
+         gaussian_data(6), (3, 2), likelihood="log_prob_estimate", exact=False, needs_rng=True,
+         likelihood_kwargs=dict(k=50)),
+    Case("VRNN:bernoulli", lambda rng: models.VRNN(2, 2, hidden_size=4, phi_size=4, output="bernoulli", length=3,
+                                                   rng=rng, dtype="float64"),
+         binary_data((3, 2)), (3, 2), likelihood="log_prob_estimate", exact=False, needs_rng=True,
+         likelihood_kwargs=dict(k=50)),
+]
+
+
 def data_of(case, seed=0):
     """The case's batch, reshaped to (N, *event_shape)."""
     return case.data(np.random.default_rng(seed)).reshape((N,) + tuple(case.event_shape))

@@ -2,3 +2,4 @@
 decoder in a VAE, a flow trained adversarially, an autoencoder with an adversarial prior."""
 from tinydgm.models.hybrid.multimodal_vae import CategoricalDecoder, MultimodalVAE, product_of_experts  # noqa: F401
 from tinydgm.models.hybrid.pixelvae import PixelCNNDecoder, PixelVAE  # noqa: F401
+from tinydgm.models.hybrid.vrnn import VRNN  # noqa: F401
