@@ -34,13 +34,14 @@ def _engine_debug_mode():
     td.set_default_dtype(dtype)
 
 
+_DEVICE_FIXTURES = {"device", "cuda_device"}
+
+
 def _on_gpu(item):
     """True for a test that needs the real GPU: the fixture's "cuda" parameter, or a test
     marked ``cuda`` that does not use the fixture (it falls back to the stand-in)."""
-    callspec = getattr(item, "callspec", None)
-    if callspec is not None and "device" in callspec.params:
-        return callspec.params["device"] == "cuda"
-    return False
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return any(params.get(name) == "cuda" for name in _DEVICE_FIXTURES)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -50,7 +51,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if _on_gpu(item):
             item.add_marker(skip)
-        elif "cuda" in item.keywords and "device" not in getattr(item, "fixturenames", ()):
+        elif "cuda" in item.keywords and not _DEVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.standin)
 
 
@@ -62,7 +63,7 @@ def pytest_configure(config):
 @pytest.fixture(autouse=True)
 def _cuda_marked_tests_use_the_standin_without_a_gpu(request):
     """A test marked ``cuda`` that names "cuda" itself runs on the stand-in without a GPU."""
-    if "standin" in request.keywords and "device" not in request.fixturenames:
+    if "standin" in request.keywords and not _DEVICE_FIXTURES & set(request.fixturenames):
         with backend.cuda_standin():
             yield
     else:
@@ -74,6 +75,18 @@ def _cuda_marked_tests_use_the_standin_without_a_gpu(request):
 def device(request):
     """Run a test on every device: "cpu" always, "cuda" where CuPy sees a GPU, and "cuda"
     served by the CuPy stand-in (the test sees the device name "cuda")."""
+    if request.param == "cuda-standin":
+        with backend.cuda_standin():
+            yield "cuda"
+    else:
+        yield request.param
+
+
+@pytest.fixture(params=[pytest.param("cuda", marks=pytest.mark.cuda),
+                        pytest.param("cuda-standin", marks=pytest.mark.standin)])
+def cuda_device(request):
+    """The ``device`` fixture without "cpu": for tests that compare a device run with the
+    CPU's."""
     if request.param == "cuda-standin":
         with backend.cuda_standin():
             yield "cuda"
