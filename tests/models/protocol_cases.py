@@ -321,3 +321,36 @@ CASES += [
         (4, 4), (2, 2), channels=4, n_residual=1, kernel_size=3, group_channels=4, group_layers=1, rng=rng,
         dtype="float64"), binary_data((1, 4, 4)), (1, 4, 4)),
 ]
+
+
+def _cyclegan(rng):
+    from tinydgm.models.adversarial import CycleGAN
+    return CycleGAN(MLPGenerator(2, 2, hidden=(8,), rng=rng, dtype="float64"),
+                    MLPGenerator(2, 2, hidden=(8,), rng=rng, dtype="float64"),
+                    MLPDiscriminator(2, hidden=(8,), rng=rng, dtype="float64"),
+                    MLPDiscriminator(2, hidden=(8,), rng=rng, dtype="float64"), 2, lr=1e-2, rng=rng)
+
+
+def _flowgan(rng):
+    from tinydgm.models.hybrid import FlowGAN
+    return FlowGAN(toy_realnvp(2, n_couplings=2, hidden=(8,), rng=rng, dtype="float64"),
+                   MLPDiscriminator(2, hidden=(8,), rng=rng, dtype="float64"), n_critic=2, lr=1e-2, rng=rng)
+
+
+def _aae(rng):
+    from tinydgm.models.hybrid import AdversarialAutoencoder, GaussianMixturePrior2D
+    return AdversarialAutoencoder(MLPEncoder((6,), 2, hidden=(8,), rng=rng, dtype="float64"),
+                                  MLPDecoder(2, (6,), hidden=(8,), rng=rng, dtype="float64"),
+                                  MLPDiscriminator(2, hidden=(8,), rng=rng, dtype="float64"),
+                                  GaussianMixturePrior2D(10, dtype="float64"), lr=1e-2, rng=rng)
+
+
+CASES += [
+    # issue 16, second half: CycleGAN translates (no distribution to sample; a batch row holds one
+    # unpaired example of each domain), FlowGAN keeps its flow's exact log p, the AAE has no likelihood
+    Case("CycleGAN", _cyclegan, gaussian_data(4), (2, 2), likelihood=None, objective="moves", step="train_step",
+         samples=False),
+    Case("FlowGAN", _flowgan, gaussian_data(2), (2,), objective="moves", step="train_step"),
+    Case("AdversarialAutoencoder", _aae, binary_data((6,)), (6,), likelihood=None, objective="moves",
+         step="train_step"),
+]

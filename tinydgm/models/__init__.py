@@ -25,6 +25,7 @@ _EXPORTS = {
     "planar_flow": "flows", "radial_flow": "flows", "DequantizedFlow": "flows",
     "GAN": "adversarial", "WGAN": "adversarial", "WGANGP": "adversarial", "DCGANGenerator": "adversarial",
     "DCGANDiscriminator": "adversarial", "MLPGenerator": "adversarial", "MLPDiscriminator": "adversarial",
+    "CycleGAN": "adversarial", "FlowGAN": "hybrid", "AdversarialAutoencoder": "hybrid",
     "BiGAN": "adversarial", "InfoGAN": "adversarial",
     "VAE": "latent", "IWAE": "latent", "MLPEncoder": "latent", "ConvEncoder": "latent",
     "MLPDecoder": "latent", "ConvDecoder": "latent", "StandardNormalPrior": "latent",

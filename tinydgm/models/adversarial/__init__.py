@@ -7,12 +7,15 @@ part I).
     wgan.py                   WGAN (weight clipping, RMSProp) and WGAN-GP (gradient penalty)
     dcgan.py                  DCGAN-style convolutional generator and discriminator, 28 x 28
     toy_networks.py           MLP generator and discriminator for 2-D toys
+    cyclegan.py               CycleGAN: two translators, least-squares discriminators, cycle loss
     optimal_discriminator.py  D* = p_data / (p_data + p_G) and V(D*, G) = -ln 4 + 2 JSD by quadrature
     latent_arithmetic.py      linear and spherical interpolation, averaged-z vector arithmetic
     bigan.py                  BiGAN: an encoder E, a generator G and a discriminator D(x, z) of pairs
     infogan.py                InfoGAN: categorical and continuous codes, Q on the discriminator's body, L_I
 """
 from tinydgm.models.adversarial.bigan import BiGAN, JointDiscriminator, optimal_joint_discriminator
+from tinydgm.models.adversarial.cyclegan import (CycleGAN, ResidualMLP, cycle_consistency_loss,
+                                                 least_squares_discriminator_loss, least_squares_generator_loss)
 from tinydgm.models.adversarial.dcgan import DCGANDiscriminator, DCGANGenerator
 from tinydgm.models.adversarial.gan import GAN
 from tinydgm.models.adversarial.gan_losses import (discriminator_loss, gan_value, gradient_penalty, interpolates,
