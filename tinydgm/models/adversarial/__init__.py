@@ -41,4 +41,6 @@ __all__ = [
     "lerp", "slerp", "interpolate", "vector_arithmetic",
     "BiGAN", "JointDiscriminator", "optimal_joint_discriminator",
     "InfoGAN", "InfoDiscriminator", "Codes", "code_entropy", "log_q_codes",
+    "CycleGAN", "ResidualMLP", "cycle_consistency_loss", "least_squares_discriminator_loss",
+    "least_squares_generator_loss",
 ]
