@@ -48,7 +48,7 @@ from tinydgm.autodiff.core import Tensor
 from tinydgm.autodiff.linalg import matmul
 from tinydgm.nn.linear import Linear
 
-__all__ = ["made_degrees", "made_masks", "MaskedLinear", "MADEMasks"]
+__all__ = ["made_degrees", "made_masks", "check_degrees", "MaskedLinear", "MADEMasks"]
 
 
 def _cpu():
@@ -134,6 +134,42 @@ def made_degrees(n_inputs, hidden_sizes, ordering="natural", connectivity="natur
         low = min(int(degrees[-1].min()), n_inputs - 1)     # m^l >= min m^{l-1}: no unit is useless
         degrees.append(_hidden_degrees(n_inputs, n_units, low, connectivity, rng, layer))
     return degrees
+
+
+def check_degrees(degrees, n_inputs=None, hidden_sizes=None, who="check_degrees"):
+    """Validate given degrees [m^0, m^1, ..., m^L] and return them as CPU int64 arrays.
+
+    m^0 must be a permutation of 1..D; each m^l (l >= 1) holds integers in {0, ..., D - 1}
+    (a unit of degree k sees inputs with m^0 <= k; 0 sees none). Arrays, lists, Tensors or
+    foreign tensors are accepted. n_inputs / hidden_sizes, when given, must match.
+    """
+    xp = _cpu()
+    if not isinstance(degrees, (list, tuple)) or len(degrees) < 1:
+        raise ValueError(f"{who}: degrees must be a list [m^0, m^1, ..., m^L] of integer arrays, got {degrees!r}")
+    out = []
+    for l, m in enumerate(degrees):
+        if isinstance(m, Tensor):
+            m = m.numpy()
+        elif hasattr(m, "detach") and hasattr(m, "cpu"):     # a torch tensor
+            m = m.detach().cpu().numpy()
+        m = xp.asarray(backend.to_numpy(m) if backend.is_array(m) else m)
+        if m.ndim != 1 or (m.size and m.dtype.kind not in "iu"):
+            raise ValueError(f"{who}: degrees[{l}] must be a 1-D integer array, got shape {m.shape} and dtype "
+                             f"{m.dtype}")
+        out.append(m.astype(xp.int64))
+    d = len(out[0])
+    if n_inputs is not None and d != n_inputs:
+        raise ValueError(f"{who}: m^0 has {d} entries but the model has n_inputs = {n_inputs}")
+    if not bool((xp.sort(out[0]) == xp.arange(1, d + 1)).all()):
+        raise ValueError(f"{who}: m^0 (degrees[0]) must be a permutation of 1..{d}, got {out[0].tolist()}")
+    for l, m in enumerate(out[1:], 1):
+        if m.size and (int(m.min()) < 0 or int(m.max()) > max(d - 1, 0)):
+            raise ValueError(f"{who}: hidden degrees m^{l} must lie in 0..{max(d - 1, 0)} (D = {d}), got values "
+                             f"from {int(m.min())} to {int(m.max())}")
+    if hidden_sizes is not None and [len(m) for m in out[1:]] != list(hidden_sizes):
+        raise ValueError(f"{who}: hidden degrees have sizes {[len(m) for m in out[1:]]} but the hidden layers "
+                         f"have {list(hidden_sizes)}")
+    return out
 
 
 # ----------------------------------------------------------------------------- masks
@@ -254,6 +290,41 @@ class MADEMasks:
         else:
             self._sets = [self._draw(self.rng) for _ in range(self.n_masks)]
             self.select(0)
+
+    @classmethod
+    def from_degrees(cls, degrees, direct=False, outputs_per_input=1):
+        """One fixed mask set built from given degrees [m^0, ..., m^L] (e.g. another
+        implementation's), validated by ``check_degrees``; it never resamples."""
+        degrees = check_degrees(degrees, who="MADEMasks.from_degrees")
+        masks = cls.__new__(cls)
+        masks.n_inputs, masks.hidden_sizes = len(degrees[0]), tuple(len(m) for m in degrees[1:])
+        masks.ordering_rule, masks.connectivity = degrees[0], "given"
+        masks.direct, masks.outputs_per_input = direct, outputs_per_input
+        masks.rng, masks.n_masks = _gen(None), 1
+        masks._sets = [degrees]
+        masks.select(0)
+        return masks
+
+    @property
+    def sets(self):
+        """The degree sets [[m^0, ..., m^L], ...]: the K fixed ones, or just the current one
+        when every resample draws afresh (n_masks=None)."""
+        return list(self._sets) if self._sets is not None else [self.degrees]
+
+    def restore(self, sets, index):
+        """Use the given degree sets (as ``sets`` returns them) and make set ``index`` current:
+        what a loaded state dict holds. The sizes must match this MADEMasks'."""
+        sets = [check_degrees(list(s), self.n_inputs, self.hidden_sizes, "MADEMasks.restore") for s in sets]
+        if self._sets is None:
+            if len(sets) != 1:
+                raise ValueError(f"MADEMasks.restore: {len(sets)} degree sets for masks that draw afresh at every "
+                                 "resample (n_masks=None), which keep only the current one")
+            self._use(sets[0])
+            return self
+        if len(sets) != self.n_masks:
+            raise ValueError(f"MADEMasks.restore: {len(sets)} degree sets but n_masks = {self.n_masks}")
+        self._sets = sets
+        return self.select(index)
 
     def _draw(self, rng):
         return made_degrees(self.n_inputs, self.hidden_sizes, self.ordering_rule, self.connectivity, rng)

@@ -51,6 +51,16 @@ output biases, as p(x_1) is unconditional in any MADE) and so do not see h eithe
 posterior reverses the ordering between steps, so every variable is conditioned on h in
 some step. Without a context (the default) nothing changes.
 
+State (what defines the distribution): the weights and masks, and the degrees behind the
+masks, m^0 (the ordering) and m^1..m^L, of every stored mask set, so a MADE built with any
+seed becomes the saved one on ``load_state_dict`` (its samplers and ensembles included);
+the buffers ``mask_degrees_l`` (K, H_l) (l = 0 is m^0) and ``mask_index``. Masks that do
+not follow the degrees are refused. ``MADE.from_degrees`` builds a MADE from given
+degrees (e.g. another implementation's) and ``load_weights`` copies weights stored in
+another framework's layout (PyTorch's (out, in)), refusing arrays that fit a square layer
+only by accident. ``output=None`` with ``outputs_per_input = K`` is the bare masked network
+(K D outputs in blocks of D, ``forward`` only), to mirror models with other conditionals.
+
 Limitations: log_scale is not clamped (a very confident Gaussian MADE can overflow exp in
 float32); the fast sampler needs at least one hidden layer (the constructor requires it).
 """
@@ -66,7 +76,7 @@ from tinydgm.evaluate import bits_per_dim as _bits_per_dim
 from tinydgm.kernels import made_sampler
 from tinydgm.models.protocol import as_batch, as_samples
 from tinydgm.nn.linear import Linear
-from tinydgm.nn.masked_linear import MADEMasks, MaskedLinear
+from tinydgm.nn.masked_linear import MADEMasks, MaskedLinear, check_degrees
 from tinydgm.nn.module import Module, ModuleList
 
 __all__ = ["MADE", "PAPER_CONFIG", "reproduce"]
@@ -75,15 +85,18 @@ _OUTPUTS = {"bernoulli": 1, "gaussian": 2}
 
 
 class MADE(Module):
-    """MADE(n_inputs, hidden_sizes, output="bernoulli"|"gaussian", ordering="natural",
+    """MADE(n_inputs, hidden_sizes, output="bernoulli"|"gaussian"|None, ordering="natural",
     connectivity="random", n_masks=1, resample_every_step=False, direct=False, rng=None,
-    dtype=None, context_dim=None).
+    dtype=None, context_dim=None, outputs_per_input=None, degrees=None).
 
         model = MADE(784, [500])        # the paper's 784-500-784 (hidden degrees drawn at random)
 
     n_inputs: D. hidden_sizes: widths of the L >= 1 hidden layers (ReLU).
-    output: "bernoulli" (binary data; D logits) or "gaussian" (real data; D means and D
-    log-scales, outputs_per_input = 2).
+    output: "bernoulli" (binary data; D logits), "gaussian" (real data; D means and D
+    log-scales, outputs_per_input = 2) or None (the bare network: ``outputs_per_input`` K D
+    outputs in blocks of D, forward only; no log_prob or sample).
+    degrees: given degrees [m^0, ..., m^L] (then ordering and connectivity are not used and
+    n_masks must be 1); see also ``MADE.from_degrees``.
     ordering: "natural", "random" or an explicit permutation of 1..D (m^0);
     connectivity: "random" (hidden degrees drawn uniformly, as the paper, sec. 3-4, and the
     lecture; the default) or "natural" (evenly spread; needs at least D - 1 units per layer).
@@ -102,10 +115,10 @@ class MADE(Module):
 
     def __init__(self, n_inputs, hidden_sizes, output="bernoulli", ordering="natural",
                  connectivity="random", n_masks=1, resample_every_step=False, direct=False, rng=None,
-                 dtype=None, context_dim=None):
+                 dtype=None, context_dim=None, outputs_per_input=None, degrees=None):
         super().__init__()
-        if output not in _OUTPUTS:
-            raise ValueError(f'MADE: output must be "bernoulli" or "gaussian", got {output!r}')
+        if output is not None and output not in _OUTPUTS:
+            raise ValueError(f'MADE: output must be "bernoulli", "gaussian" or None, got {output!r}')
         if not isinstance(hidden_sizes, (list, tuple)) or len(hidden_sizes) == 0:
             raise ValueError(f"MADE: hidden_sizes must be a non-empty list of layer widths (at least one "
                              f"hidden layer), got {hidden_sizes!r}")
@@ -114,10 +127,17 @@ class MADE(Module):
                              f"be combined with a fixed set of n_masks={n_masks!r} (leave n_masks=1)")
         self.rng = backend.default_generator() if rng is None else rng
         self.n_inputs, self.hidden_sizes, self.output = n_inputs, list(hidden_sizes), output
-        self.outputs_per_input = _OUTPUTS[output]
+        self.outputs_per_input = _outputs_per_input(output, outputs_per_input)
         self.resample_every_step = bool(resample_every_step)
-        self.masks = MADEMasks(n_inputs, list(hidden_sizes), ordering, connectivity, direct,
-                               self.outputs_per_input, None if resample_every_step else n_masks, self.rng)
+        if degrees is not None:
+            if n_masks != 1 or resample_every_step:
+                raise ValueError("MADE: given degrees make one fixed mask set; leave n_masks=1 and "
+                                 "resample_every_step=False")
+            degrees = check_degrees(degrees, n_inputs, hidden_sizes, "MADE")
+            self.masks = MADEMasks.from_degrees(degrees, direct, self.outputs_per_input)
+        else:
+            self.masks = MADEMasks(n_inputs, list(hidden_sizes), ordering, connectivity, direct,
+                                   self.outputs_per_input, None if resample_every_step else n_masks, self.rng)
         self.n_masks = self.masks.n_masks                 # None when every step draws afresh
         sizes = [n_inputs] + list(hidden_sizes) + [self.outputs_per_input * n_inputs]
         self.layers = ModuleList([MaskedLinear(n_in, n_out, rng=self.rng, dtype=dtype)
@@ -133,12 +153,169 @@ class MADE(Module):
         # MADE without context is initialised exactly as before
         self.context_layers = None if context_dim is None else ModuleList(
             [Linear(context_dim, h, bias=False, rng=self.rng, dtype=dtype) for h in hidden_sizes])
+        self._store_mask_state()
+
+    @classmethod
+    def from_degrees(cls, degrees, output="bernoulli", outputs_per_input=None, direct=False, rng=None,
+                     dtype=None, context_dim=None):
+        """A MADE whose masks come from given degrees [m^0, m^1, ..., m^L]: m^0 the ordering
+        (a permutation of 1..D), m^l the degrees of hidden layer l (its width is len(m^l)).
+        To mirror another implementation: pass its degrees, then ``load_weights``."""
+        degrees = check_degrees(degrees, who="MADE.from_degrees")
+        return cls(len(degrees[0]), [len(m) for m in degrees[1:]], output=output, direct=direct, rng=rng,
+                   dtype=dtype, context_dim=context_dim, outputs_per_input=outputs_per_input, degrees=degrees)
+
+    # ----------------------------------------------------------------------------- state
+
+    def _mask_state_names(self):
+        return [f"mask_degrees_{l}" for l in range(len(self.hidden_sizes) + 1)] + ["mask_index"]
+
+    def _store_mask_state(self):
+        """Write the degree sets and the current index into the buffers (the state dict)."""
+        xp = backend.module_for_device("cpu")
+        sets = self.masks.sets
+        for l in range(len(self.hidden_sizes) + 1):
+            self.register_buffer(f"mask_degrees_{l}", xp.stack([degrees[l] for degrees in sets]))
+        self.register_buffer("mask_index", xp.asarray(self.masks.index or 0, dtype=xp.int64))
+        self._mask_state = tuple(getattr(self, name) for name in self._mask_state_names())
+
+    def _sync_masks(self, legacy=False):
+        """After a load (here or through a parent module): rebuild the mask sets from the
+        loaded degrees and check that the loaded masks follow them."""
+        current = tuple(getattr(self, name) for name in self._mask_state_names())
+        if all(a is b for a, b in zip(current, self._mask_state)) and not legacy:
+            return
+        stacked = [backend.to_numpy(getattr(self, f"mask_degrees_{l}")) for l in range(len(self.hidden_sizes) + 1)]
+        sets = [[m[k] for m in stacked] for k in range(stacked[0].shape[0])]
+        self.masks.restore(sets, int(backend.to_numpy(self.mask_index)))
+        layers = list(self.layers) + ([self.direct_layer] if self.direct_layer is not None else [])
+        expected = self.masks.masks + ([self.masks.direct_mask] if self.direct_layer is not None else [])
+        for l, (layer, mask) in enumerate(zip(layers, expected)):
+            if not bool((backend.to_numpy(layer.mask != 0) == mask).all()):
+                name = f"layers.{l}.mask" if l < len(self.layers) else "direct_layer.mask"
+                raise ValueError(
+                    f"MADE.load_state_dict: '{name}' does not follow the degrees "
+                    + ("of this MADE (the state dict holds no degrees: it was saved before they were part of "
+                       "the state, by a MADE with other degrees or ordering, e.g. another seed); build the MADE "
+                       "that saved it, or MADE.from_degrees(its degrees)" if legacy else
+                       "in the state dict (mask_degrees_*): the state dict is inconsistent"))
+        self._mask_state = current
+
+    def load_state_dict(self, state, strict=True):
+        """Load weights, masks AND degrees (ordering and hidden degrees of every mask set), so
+        the samplers and ensembles use the loaded masks. Masks that do not follow the degrees
+        are refused (the model is left as it was). A state dict saved before degrees were
+        stored loads only if its masks follow this MADE's degrees."""
+        state = dict(state)
+        names = self._mask_state_names()
+        legacy = not any(name in state for name in names)
+        if legacy:
+            state.update((name, backend.to_numpy(getattr(self, name))) for name in names)
+        before = super().state_dict()
+        try:
+            super().load_state_dict(state, strict)
+        except ValueError as err:
+            raise ValueError(f"{err}{self._layout_hint(state)}") from None
+        try:
+            self._sync_masks(legacy)
+        except ValueError:
+            super().load_state_dict(before)
+            self._sync_masks()
+            raise
+        return self
+
+    def _layout_hint(self, state):
+        for l, layer in enumerate(self.layers):
+            w = state.get(f"layers.{l}.weight")
+            if w is not None and tuple(w.shape) == (layer.out_features, layer.in_features) \
+                    and layer.in_features != layer.out_features:
+                return (". The weights look like the (out, in) layout of another framework (PyTorch's): use "
+                        "MADE.load_weights(weights, biases, layout='out_in'), which also checks the square "
+                        "layers (a hand-made transpose that forgets one of them loads without an error)")
+        return ""
+
+    def load_weights(self, weights, biases=None, layout="in_out", masks=None, direct_weight=None):
+        """Copy weights from another implementation: ``weights`` and ``biases`` list the
+        L + 1 layers from input to output (NumPy arrays, Tensors or torch tensors; biases None:
+        keep ours); layout "in_out" (tinydgm's) or "out_in" (PyTorch's nn.Linear). masks, when
+        given (same order and layout), must equal this MADE's (build it with
+        ``MADE.from_degrees`` from the same degrees).
+
+        Square layers fit either layout, so a wrong one would load silently: they are checked
+        against the masks when given, and otherwise against the zeros of weights stored
+        already masked. Raises ValueError naming the layer.
+        """
+        if layout not in ("in_out", "out_in"):
+            raise ValueError(f'MADE.load_weights: layout must be "in_out" or "out_in", got {layout!r}')
+        n_layers = len(self.layers)
+        for name, values in (("weights", weights), ("biases", biases), ("masks", masks)):
+            if values is not None and len(values) != n_layers:
+                raise ValueError(f"MADE.load_weights: {name} has {len(values)} entries for {n_layers} layers "
+                                 f"(hidden sizes {self.hidden_sizes} and the output)")
+        new = []
+        for l, layer in enumerate(self.layers):
+            w = self._oriented(weights[l], layout, layer, f"weights[{l}]")
+            ours = backend.to_numpy(layer.mask) != 0
+            if masks is not None:
+                self._check_foreign_mask(masks[l], layout, layer, ours, l)
+            elif layer.in_features == layer.out_features:
+                if bool((w[~ours] != 0).any()) and not bool((w.T[~ours] != 0).any()):
+                    raise ValueError(
+                        f"MADE.load_weights: weights[{l}] (square, {w.shape}) is zero exactly where this MADE's "
+                        f"mask is zero only when transposed: it is in the other layout (layout={layout!r} was "
+                        "given), or the masks differ; pass masks= to check")
+            b = None
+            if biases is not None:
+                b = _host(biases[l])
+                if b.shape != (layer.out_features,):
+                    raise ValueError(f"MADE.load_weights: biases[{l}] has shape {b.shape}, expected "
+                                     f"({layer.out_features},)")
+            new.append((layer, w, b))
+        if direct_weight is not None:
+            if self.direct_layer is None:
+                raise ValueError("MADE.load_weights: direct_weight given but this MADE has no direct layer")
+            new.append((self.direct_layer, self._oriented(direct_weight, layout, self.direct_layer,
+                                                          "direct_weight"), None))
+        for layer, w, b in new:
+            layer.weight.data = backend.to_device(w, layer.weight.device).astype(layer.weight.dtype)
+            if b is not None:
+                layer.bias.data = backend.to_device(b, layer.bias.device).astype(layer.bias.dtype)
+        return self
+
+    @staticmethod
+    def _oriented(array, layout, layer, name):
+        w = _host(array)
+        w = w.T if layout == "out_in" else w
+        expected = (layer.in_features, layer.out_features)
+        if w.shape != expected:
+            other = "out_in" if layout == "in_out" else "in_out"
+            hint = f" (it fits layout={other!r})" if w.T.shape == expected else ""
+            raise ValueError(f"MADE.load_weights: {name} has shape {_host(array).shape}; with layout={layout!r} "
+                             f"this layer needs {expected[::-1] if layout == 'out_in' else expected}{hint}")
+        return w
+
+    @staticmethod
+    def _check_foreign_mask(mask, layout, layer, ours, l):
+        m = _host(mask) != 0
+        m = m.T if layout == "out_in" else m
+        if m.shape != ours.shape:
+            raise ValueError(f"MADE.load_weights: masks[{l}] has shape {_host(mask).shape}, which does not fit "
+                             f"layer {l} ({layer.in_features} -> {layer.out_features}) in layout {layout!r}")
+        if bool((m == ours).all()):
+            return
+        if m.shape[0] == m.shape[1] and bool((m.T == ours).all()):
+            raise ValueError(f"MADE.load_weights: masks[{l}] (a square layer) equals this MADE's mask only "
+                             f"transposed: its arrays are in the other layout than layout={layout!r}")
+        raise ValueError(f"MADE.load_weights: masks[{l}] differs from this MADE's mask in "
+                         f"{int((m != ours).sum())} of {m.size} entries: the degrees or ordering differ; build "
+                         "the MADE with MADE.from_degrees(their degrees)")
 
     # ----------------------------------------------------------------------------- the network
 
     @property
     def ordering(self):
         """m^0 of the current mask set: x_d is the m^0(d)-th variable sampled."""
+        self._sync_masks()
         return self.masks.ordering
 
     def forward(self, x, context=None):
@@ -174,8 +351,10 @@ class MADE(Module):
         draws with ``rng`` (default ``self.rng``). The current masks are restored afterwards.
         """
         x = self._as_input(x, "log_prob")
+        self._require_output("log_prob")
         if n_masks is None:
             return self._log_prob_one_mask(x)
+        self._sync_masks()
         if isinstance(n_masks, bool) or not isinstance(n_masks, int) or n_masks < 1:
             raise ValueError(f"MADE.log_prob: n_masks must be a positive int (or None), got {n_masks!r}")
         if self.n_masks is None:                           # fresh draws, in a separate MADEMasks
@@ -213,8 +392,10 @@ class MADE(Module):
 
     def resample_masks(self):
         """Next mask set (cycling through the fixed sets, or a fresh draw with ``self.rng``)."""
+        self._sync_masks()
         self.masks.resample(self.rng if self.n_masks is None else None)
         self.masks.apply(self.layers, self.direct_layer)
+        self._store_mask_state()
         return self
 
     # ----------------------------------------------------------------------------- sampling
@@ -233,6 +414,7 @@ class MADE(Module):
             raise ValueError(f'MADE.sample: method must be "fast" or "naive", got {method!r}')
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"MADE.sample: n must be a non-negative int, got {n!r}")
+        self._require_output("sample")
         rng = self.rng if rng is None else rng
         device = self.layers[0].weight.device
         order = made_sampler.ordering_positions(self.ordering)
@@ -260,6 +442,7 @@ class MADE(Module):
 
     def _sampler_arrays(self):
         """[W^l * M^l], [b^l], [m^0..m^L]: the masked weights the kernel reads."""
+        self._sync_masks()
         weights = [layer.weight.data * layer.mask for layer in self.layers]
         biases = [layer.bias.data for layer in self.layers]
         return weights, biases, self.masks.degrees
@@ -268,6 +451,11 @@ class MADE(Module):
         return None if self.direct_layer is None else self.direct_layer.weight.data * self.direct_layer.mask
 
     # ----------------------------------------------------------------------------- inputs
+
+    def _require_output(self, who):
+        if self.output is None:
+            raise ValueError(f"MADE.{who}: this MADE was built with output=None (the bare masked network, "
+                             f"{self.outputs_per_input} outputs per input): it has no distribution; use forward")
 
     def _as_input(self, x, who):
         return as_batch(x, self.layers[0].weight, self.n_inputs, f"MADE.{who}", finite=False)
@@ -290,8 +478,33 @@ class MADE(Module):
 
     def extra_repr(self):
         context = "" if self.context_dim is None else f", context_dim={self.context_dim}"
-        return (f"n_inputs={self.n_inputs}, hidden_sizes={self.hidden_sizes}, output={self.output!r}, "
+        outputs = "" if self.output is not None else f", outputs_per_input={self.outputs_per_input}"
+        return (f"n_inputs={self.n_inputs}, hidden_sizes={self.hidden_sizes}, output={self.output!r}{outputs}, "
                 f"n_masks={self.n_masks}, direct={self.direct_layer is not None}{context}")
+
+
+def _outputs_per_input(output, outputs_per_input):
+    """K: 1 for Bernoulli, 2 for Gaussian (mu, log_scale), any positive int for output=None."""
+    if output is None:
+        k = 1 if outputs_per_input is None else outputs_per_input
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"MADE: outputs_per_input must be a positive int, got {outputs_per_input!r}")
+        return k
+    if outputs_per_input not in (None, _OUTPUTS[output]):
+        raise ValueError(f"MADE: output={output!r} has {_OUTPUTS[output]} outputs per input, got "
+                         f"outputs_per_input={outputs_per_input!r} (use output=None for another number)")
+    return _OUTPUTS[output]
+
+
+def _host(array):
+    """A NumPy array from a NumPy/CuPy array, a Tensor or a torch tensor (detached: a copy
+    of its values, which is what loading weights means)."""
+    if isinstance(array, Tensor):
+        return array.numpy()
+    if hasattr(array, "detach") and hasattr(array, "cpu"):
+        array = array.detach().cpu().numpy()
+    return backend.to_numpy(array) if backend.is_array(array) else backend.to_numpy(
+        backend.as_array(array, dtype="float64"))
 
 
 # ----------------------------------------------------------------------------- the paper's set-up
