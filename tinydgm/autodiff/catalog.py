@@ -44,7 +44,7 @@ __all__ = ["Entry", "Result", "ENTRIES", "EXEMPT", "OP_MODULES", "entries", "pub
            "check_entry", "check_all", "format_table", "MissingOpError"]
 
 # The modules whose ``__all__`` lists the engine's ops (see functional.py).
-OP_MODULES = ("elementwise", "reduce", "shape", "linalg", "conv_ops")
+OP_MODULES = ("elementwise", "reduce", "shape", "linalg", "conv_ops", "nade_ops")
 
 # Public names of those modules that are not differentiable ops, and why.
 EXEMPT = {
@@ -241,6 +241,12 @@ def _build():
         e("avg_pool2d", lambda op, x: op(x, 2), _inputs(normal(1, 2, 4, 4))),
         e("max_pool2d", lambda op, x: op(x, 2), _inputs(distinct(1, 2, 4, 4)), smooth=False),
         e("upsample_nearest2d", lambda op, x: op(x, 2), _inputs(normal(1, 2, 2, 3))),
+        # --- fused model ops
+        e("nade_logits", lambda op, x, W, c, V: op(x, W, c, V),
+          _inputs(normal(3, 5), normal(5, 4), normal(4), normal(5, 4))),
+        e("nade_logits[binary-x]", lambda op, x, W, c, V: op(x, W, c, V),       # zeros: no new hidden state
+          _inputs(_const(lambda rng: (rng.random((4, 6)) < 0.4).astype("float64")), normal(6, 3), normal(3),
+                  normal(6, 3))),
     ]
 
 

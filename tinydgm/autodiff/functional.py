@@ -8,12 +8,14 @@ side by side:
     shape.py        reshape, transpose, broadcasting, concatenate/stack/split, flip, pad, indexing
     linalg.py       matmul (with batch dimensions), einsum
     conv_ops.py     conv2d, conv_transpose2d, pooling, nearest upsampling (im2col)
+    nade_ops.py     nade_logits: NADE's hidden layer as one op (Numba kernels)
 """
 from tinydgm.autodiff.elementwise import *  # noqa: F401,F403
 from tinydgm.autodiff.reduce import *  # noqa: F401,F403
 from tinydgm.autodiff.shape import *  # noqa: F401,F403
 from tinydgm.autodiff.linalg import *  # noqa: F401,F403
 from tinydgm.autodiff.conv_ops import *  # noqa: F401,F403
+from tinydgm.autodiff.nade_ops import *  # noqa: F401,F403
 
 # Ops that are also Tensor methods: x.exp(), x.sum(axis=0), x.reshape(2, -1), ...
 TENSOR_METHODS = (

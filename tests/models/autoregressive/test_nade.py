@@ -74,11 +74,18 @@ def test_hidden_preactivations_follow_the_history_recursion():
         np.testing.assert_allclose(a[:, d + 1], a[:, d] + x[:, d:d + 1] * W[d], atol=1e-14)
 
 
+def test_fused_logits_equal_the_reference_composition(device):
+    model = _model(9, 6, seed=21).to(device)
+    x = td.tensor(_binary(8, 9, seed=22), device=device)
+    np.testing.assert_allclose(model.logits(x).numpy(), model.logits_reference(x).numpy(), rtol=1e-12, atol=1e-12)
+
+
 def test_autoregressive_property_from_the_jacobian():
     model = _model(8, 6)
-    dep = assert_autoregressive(model.logits, _binary(4, 8, seed=3), order=np.arange(8))
-    # and the allowed dependencies are really there (logit d sees every x_j, j < d)
-    assert dep[np.tril_indices(8, k=-1)].all()
+    for logits in (model.logits, model.logits_reference):        # the fused op and the composition
+        dep = assert_autoregressive(logits, _binary(4, 8, seed=3), order=np.arange(8))
+        # and the allowed dependencies are really there (logit d sees every x_j, j < d)
+        assert dep[np.tril_indices(8, k=-1)].all()
 
 
 @pytest.mark.parametrize("n_inputs, n_hidden", [(6, 5), (8, 3), (1, 2)])
