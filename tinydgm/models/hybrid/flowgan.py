@@ -1,5 +1,5 @@
 """Flow-GAN: a normalizing flow used as a GAN's generator, trained by maximum likelihood, by
-an adversarial game, or by both (Grover, Dhar & Ermon 2018, "Flow-GAN: Combining Maximum
+an adversarial game, or by both (Grover et al. 2018, "Flow-GAN: Combining Maximum
 Likelihood and Adversarial Learning in Generative Models"; kuleshov-l12, "Flow + GANs: FlowGAN").
 
 A flow x = G_theta(z) = f_theta^{-1}(z), z ~ N(0, I), is a generator whose density is exact
