@@ -1,13 +1,13 @@
 """Flow-GAN: a normalizing flow used as a GAN's generator, trained by maximum likelihood, by
 an adversarial game, or by both (Grover et al. 2018, "Flow-GAN: Combining Maximum
-Likelihood and Adversarial Learning in Generative Models"; kuleshov-l12, "Flow + GANs: FlowGAN").
+Likelihood and Adversarial Learning in Generative Models"; kuleshov-l12, "Flows + GANs: FlowGAN").
 
 A flow x = G_theta(z) = f_theta^{-1}(z), z ~ N(0, I), is a generator whose density is exact
 (kuleshov-l12, the change-of-variables formula on the FlowGAN slide):
 
     log p_theta(x) = log p_Z(f_theta(x)) + log |det df_theta(x)/dx|
 
-so the same parameters can be trained three ways (the slide's table, Grover et al. eq. 7):
+so the same parameters can be trained three ways (the slide's table; Grover et al.):
 
     MLE      min_theta  -E_{p_data}[log p_theta(x)]                          (KL(p_data || p_theta))
     ADV      min_theta max_phi  V(G_theta, D_phi)                            (here WGAN-GP's V)
@@ -18,7 +18,8 @@ near 1-Lipschitz by the gradient penalty (Gulrajani et al. 2017; ``WGANGP``). Th
 point: the two objectives are minimised by the same p_theta = p_data, but not at the same
 rate along the way; ADV makes sharper samples with a far worse test NLL, MLE the reverse,
 and the hybrid sits between (Inception 2.92 / 5.76 / 3.90 and NLL 3.54 / 8.53 / 4.21
-bits/dim for MLE / ADV / Hybrid lambda = 1, the slide's table for CIFAR-10).
+bits/dim for MLE / ADV / Hybrid lambda = 1: the slide's table, from the paper's CIFAR-10
+runs with a Real NVP generator as we recall; the slide does not name the data set).
 
 What this class adds to ``WGANGP``: the generator is the flow's inverse (``FlowGenerator``),
 the generator's step minimises the chosen objective (``generator_objective``), and the
