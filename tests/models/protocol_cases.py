@@ -270,6 +270,8 @@ CASES += [
                                                    rng=rng, dtype="float64"),
          binary_data((3, 2)), (3, 2), likelihood="log_prob_estimate", exact=False, needs_rng=True,
          likelihood_kwargs=dict(k=50)),
+    Case("PixelRNN", lambda rng: models.PixelRNN(1, channels=4, n_layers=1, kernel_size=3, image_size=(4, 4), rng=rng,
+                                                 dtype="float64"), binary_data((1, 4, 4)), (1, 4, 4)),
 ]
 
 

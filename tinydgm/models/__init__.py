@@ -21,6 +21,7 @@ _EXPORTS = {
     "NADE": "autoregressive", "MADE": "autoregressive", "PixelCNN": "autoregressive",
     "GatedPixelCNN": "autoregressive", "HierarchicalPixelCNN": "autoregressive", "MultiscalePixelCNN": "autoregressive",
     "PixelVAE": "hybrid", "MultimodalVAE": "hybrid", "VRNN": "hybrid", "AutoregressiveRNN": "autoregressive",
+    "PixelRNN": "autoregressive",
     "Flow": "flows", "toy_realnvp": "flows", "image_realnvp": "flows", "image_glow": "flows", "build_maf": "flows",
     "planar_flow": "flows", "radial_flow": "flows", "DequantizedFlow": "flows",
     "GAN": "adversarial", "WGAN": "adversarial", "WGANGP": "adversarial", "DCGANGenerator": "adversarial",

@@ -7,6 +7,7 @@
     conditional_pixelcnn.py   a PixelCNN conditioned on a spatial map (PixelVAE, hierarchical)
     hierarchical_pixelcnn.py  Hierarchical PixelCNN (Kolesnikov & Lampert 2017), p(x_hat) p(x | x_hat)
     multiscale_pixelcnn.py    Parallel multiscale PixelCNN (Reed et al. 2017), 2x2 pixel groups
+    pixelrnn.py         PixelRNN (van den Oord et al. 2016), Row LSTM layers, row by row
     rnn.py              an LSTM over sequences, p(x_t | h_{t-1}) Gaussian, mixture or Bernoulli
 
 The sequential sampling loops run on the Numba kernels of ``tinydgm.kernels``.
@@ -18,7 +19,8 @@ from tinydgm.models.autoregressive.made import MADE
 from tinydgm.models.autoregressive.multiscale_pixelcnn import MultiscalePixelCNN
 from tinydgm.models.autoregressive.nade import NADE
 from tinydgm.models.autoregressive.pixelcnn import PixelCNN
+from tinydgm.models.autoregressive.pixelrnn import PixelRNN
 from tinydgm.models.autoregressive.rnn import AutoregressiveRNN
 
 __all__ = ["NADE", "MADE", "PixelCNN", "GatedPixelCNN", "ConditionalPixelCNN", "HierarchicalPixelCNN",
-           "MultiscalePixelCNN", "AutoregressiveRNN"]
+           "MultiscalePixelCNN", "AutoregressiveRNN", "PixelRNN"]
