@@ -5,12 +5,14 @@ import math
 import os
 import pathlib
 
+import numba
 import numpy as np
 import pytest
 
 import tinydgm as td
 from tinydgm import optim
 from tinydgm.data import mnist
+from tinydgm.kernels import nade_sampler
 from tinydgm.kernels.nade_sampler import (nade_sample, nade_sample_kernel, nade_sample_naive,
                                           nade_sample_xp)
 from tinydgm.models.autoregressive.nade import NADE, PAPER_CONFIG, reproduce
@@ -184,8 +186,22 @@ def test_samples_follow_the_exact_distribution():
     assert chi_square_pvalue(other, log_p_all) < 1e-3
 
 
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_kernel_equals_twin(dtype):
+def test_kernel_equals_twin(dtype, parallel, monkeypatch):
+    """The serial build, and the parallel one on 2 threads (forced even at this size)."""
+    if parallel and numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba has one thread here")
+    monkeypatch.setattr(nade_sampler, "PARALLEL_ABOVE", 0 if parallel else 1 << 62)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(2 if parallel else threads)
+    try:
+        _kernel_equals_twin(dtype)
+    finally:
+        numba.set_num_threads(threads)
+
+
+def _kernel_equals_twin(dtype):
     gen = np.random.default_rng(14)
     D, H, n = 12, 9, 400
     W, V = gen.normal(0, 1.5, (D, H)).astype(dtype), gen.normal(0, 1.5, (D, H)).astype(dtype)
