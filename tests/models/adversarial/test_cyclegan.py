@@ -231,3 +231,25 @@ def test_clear_errors_for_bad_players_and_batches():
         model.train_step(np.zeros((3, 2)))
     with pytest.raises(ValueError, match=r"y must have shape \(N, 2\)"):
         model.translate_yx(np.zeros((3, 4)))
+
+
+def test_conv_translator_is_translation_equivariant_and_gradient_checked():
+    from tinydgm.models.adversarial.cyclegan import ConvTranslator
+    translator = ConvTranslator(1, channels=3, n_layers=1, rng=np.random.default_rng(0), dtype="float64")
+    x = np.zeros((1, 1, 10, 10))
+    x[0, 0, 4, 4] = 1.0
+    shifted = np.roll(x, 2, axis=3)
+    y, y_shifted = (translator(td.tensor(a, dtype="float64")).numpy() for a in (x, shifted))
+    assert y.shape == x.shape and ((y > 0) & (y < 1)).all()                       # sigmoid pixels
+    np.testing.assert_allclose(np.roll(y, 2, axis=3)[..., 3:-3], y_shifted[..., 3:-3], rtol=1e-12)
+    names = [name for name, _ in translator.named_parameters()]
+    params = dict(translator.named_parameters())
+    image = td.tensor(np.random.default_rng(1).random((2, 1, 5, 5)), dtype="float64")
+
+    def fn(*ps):
+        saved = swap_parameters(translator, dict(zip(names, ps)))
+        try:
+            return translator(image)
+        finally:
+            swap_parameters(translator, saved)
+    assert td.gradcheck(fn, [_leaf(params[name].numpy()) for name in names])

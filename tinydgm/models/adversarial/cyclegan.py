@@ -37,14 +37,16 @@ import math
 from tinydgm import backend
 from tinydgm.autodiff.core import Tensor, no_grad
 from tinydgm.autodiff.elementwise import abs as abs_
+from tinydgm.autodiff.elementwise import relu, sigmoid
 from tinydgm.autodiff.reduce import mean
 from tinydgm.data.transforms import as_generator
 from tinydgm.models.adversarial.gan import _eval_mode, _frozen, _short
 from tinydgm.models.adversarial.toy_networks import MLPGenerator
-from tinydgm.nn.module import Module
+from tinydgm.nn.conv import Conv2d
+from tinydgm.nn.module import Module, ModuleList
 from tinydgm.optim import Adam, Optimizer
 
-__all__ = ["CycleGAN", "ResidualMLP", "cycle_consistency_loss", "least_squares_discriminator_loss",
+__all__ = ["CycleGAN", "ResidualMLP", "ConvTranslator", "cycle_consistency_loss", "least_squares_discriminator_loss",
            "least_squares_generator_loss"]
 
 
@@ -98,6 +100,32 @@ class ResidualMLP(Module):
 
     def extra_repr(self):
         return f"x + MLP({self.net.extra_repr()})"
+
+
+class ConvTranslator(Module):
+    """A translator for images (N, C, H, W) with pixels in [0, 1]: ``n_layers`` 3 x 3
+    convolutions of ``channels`` maps with ReLU, a last 3 x 3 convolution to C channels and a
+    sigmoid. The paper's generator (strided convolutions, residual blocks, transposed
+    convolutions, tanh) cut down to what 28 x 28 digits need: each output pixel sees a
+    (2 n_layers + 3)-pixel square around it, enough for per-pixel maps such as 1 - x and for
+    local stroke changes, and every map is the same at every position."""
+
+    def __init__(self, in_channels=1, channels=16, n_layers=2, rng=None, dtype=None, device=None):
+        super().__init__()
+        kw = dict(rng=rng, dtype=dtype, device=device)
+        widths = [in_channels] + [channels] * n_layers
+        self.hidden = ModuleList(Conv2d(a, b, 3, padding=1, **kw) for a, b in zip(widths[:-1], widths[1:]))
+        self.out = Conv2d(widths[-1], in_channels, 3, padding=1, **kw)
+        self.in_channels, self.channels, self.n_layers = in_channels, channels, n_layers
+
+    def forward(self, x):
+        h = x
+        for conv in self.hidden:
+            h = relu(conv(h))
+        return sigmoid(self.out(h))
+
+    def extra_repr(self):
+        return f"{self.in_channels} -> {self.n_layers} x [3x3 conv {self.channels}, ReLU] -> 3x3 conv, sigmoid"
 
 
 def _check_module(who, name, module):
