@@ -14,7 +14,7 @@ part I).
     infogan.py                InfoGAN: categorical and continuous codes, Q on the discriminator's body, L_I
 """
 from tinydgm.models.adversarial.bigan import BiGAN, JointDiscriminator, optimal_joint_discriminator
-from tinydgm.models.adversarial.cyclegan import (CycleGAN, ResidualMLP, cycle_consistency_loss,
+from tinydgm.models.adversarial.cyclegan import (ConvTranslator, CycleGAN, ResidualMLP, cycle_consistency_loss,
                                                  least_squares_discriminator_loss, least_squares_generator_loss)
 from tinydgm.models.adversarial.dcgan import DCGANDiscriminator, DCGANGenerator
 from tinydgm.models.adversarial.gan import GAN
@@ -41,6 +41,6 @@ __all__ = [
     "lerp", "slerp", "interpolate", "vector_arithmetic",
     "BiGAN", "JointDiscriminator", "optimal_joint_discriminator",
     "InfoGAN", "InfoDiscriminator", "Codes", "code_entropy", "log_q_codes",
-    "CycleGAN", "ResidualMLP", "cycle_consistency_loss", "least_squares_discriminator_loss",
+    "CycleGAN", "ResidualMLP", "ConvTranslator", "cycle_consistency_loss", "least_squares_discriminator_loss",
     "least_squares_generator_loss",
 ]
