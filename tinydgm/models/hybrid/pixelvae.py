@@ -35,7 +35,7 @@ from tinydgm.models.latent.vae import VAE, reparameterize
 from tinydgm.nn.conv import ConvTranspose2d
 from tinydgm.nn.module import Module, Sequential
 
-__all__ = ["PixelCNNDecoder", "PixelVAE"]
+__all__ = ["PixelCNNDecoder", "PixelVAE", "PAPER_CONFIG"]
 
 
 class PixelCNNDecoder(Module):
@@ -143,3 +143,22 @@ class PixelVAE(VAE):
                 eps = Tensor(backend.to_device(rng.standard_normal(mu.shape), mu.device).astype(mu.dtype))
                 z = reparameterize(mu, log_var, eps)
             return self.decoder.sample(z, self.rng if rng is None else rng)
+
+
+PAPER_CONFIG = dict(
+    # Gulrajani et al. 2017 on statically binarized MNIST. The decoder's size is the authors' own
+    # MNIST command (their code's README: 12 PixelCNN layers, 5x5 filters, 16 feature maps, a
+    # 16-dimensional latent, conditioning "cond_z_bias": f(z) as a bias of every layer, as here).
+    # UNCERTAIN: the encoder, the upsampling of f(z) and the optimiser below are our choices.
+    model=dict(latent_dim=16, image_shape=(1, 28, 28), n_layers=12, channels=16, cond_channels=16, hidden=256,
+               n_upsample=2, kernel_size=5),
+    encoder=dict(channels=(32, 64), hidden=(256,)),
+    data="binarized_mnist",
+    optimizer=dict(name="Adam", lr=1e-3),
+    batch_size=50,
+    evaluation="importance-sampled test NLL in nats",
+    published_nll=79.66,
+    # UNVERIFIED: recalled from the paper's binarized-MNIST table; the search tools available here
+    # could not open that table to check it.
+    published_source="Gulrajani et al. 2017, binarized MNIST table (recalled, not checked against the paper)",
+)
