@@ -143,6 +143,15 @@ def _row(quantity, output, input_name, a, b):
             "max_abs": scale, "rel": diff / scale if scale > 0 else diff}
 
 
+def _check_outputs(ys_a, ys_b, names):
+    if len(ys_a) != len(ys_b):
+        raise ValueError(f"compare: {names[0]} returns {len(ys_a)} outputs but {names[1]} returns {len(ys_b)}")
+    for k, (a, b) in enumerate(zip(ys_a, ys_b)):
+        if tuple(a.shape) != tuple(b.shape):
+            raise ValueError(f"compare: value of output {k} has shape {tuple(a.shape)} on one side ({names[0]}) and "
+                             f"{tuple(b.shape)} on the other ({names[1]})")
+
+
 def compare(fn_a, fn_b, inputs, grads=True, hvp=True, seed=0, names=("a", "b")):
     """Compare two implementations on the same float64 inputs (see the module docstring).
 
@@ -157,14 +166,12 @@ def compare(fn_a, fn_b, inputs, grads=True, hvp=True, seed=0, names=("a", "b")):
     input_names, arrays = _leaves(inputs)
     with backend.default_dtype(FLOAT64):
         gen = backend.rng(seed)
-        probe = _as_outputs(fn_a(*[Tensor(a.copy()) for a, _ in arrays]))
-        vs = [gen.standard_normal(y.shape) for y in probe]
+        probes = [_as_outputs(fn(*[Tensor(a.copy()) for a, _ in arrays])) for fn in (fn_a, fn_b)]
+        _check_outputs(*probes, names)
+        vs = [gen.standard_normal(y.shape) for y in probes[0]]
         us = [gen.standard_normal(a.shape) for a, _ in arrays]
         side_a = _evaluate(fn_a, arrays, vs, us, grads, hvp)
         side_b = _evaluate(fn_b, arrays, vs, us, grads, hvp)
-    if len(side_a[0]) != len(side_b[0]):
-        raise ValueError(f"compare: {names[0]} returns {len(side_a[0])} outputs but {names[1]} returns "
-                         f"{len(side_b[0])}")
     rows = []
     for k in range(len(side_a[0])):
         rows.append(_row("value", k, None, side_a[0][k], side_b[0][k]))
