@@ -1,7 +1,8 @@
 """Every model of the protocol table (tests/models/protocol_cases.py) on the "cuda" device:
 a real GPU where there is one, else the CuPy stand-in (tinydgm.standin), so the CUDA path
 of every family runs in CI. Each check runs the same seeded computation on the CPU and on
-the device and compares: the loss and its gradients, the samples (drawn from the same CPU
+the device and compares: the loss and its gradients, log p(x) (or its bound) and bits per
+dimension, the samples (drawn from the same CPU
 generator), one short epoch of train.fit, and a checkpoint saved on one device and loaded
 on the other. New models join by getting a protocol case."""
 import math
@@ -52,6 +53,23 @@ def test_loss_and_gradients_on_the_device_equal_the_cpus(case, cuda_device):
     for (name, p_cpu), p_dev in zip(cpu.named_parameters(), dev.parameters()):
         assert p_dev.device == cuda_device and p_dev.grad.device == cuda_device, name
         np.testing.assert_allclose(_numpy(p_dev.grad), _numpy(p_cpu.grad), err_msg=name, **TOL)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.likelihood is not None], ids=repr)
+def test_likelihood_and_bits_per_dim_on_the_device_equal_the_cpus(case, cuda_device):
+    cpu, dev = _pair(case, cuda_device)
+    results = []
+    for model, device in ((cpu, "cpu"), (dev, cuda_device)):
+        x = td.tensor(data_of(case), dtype="float64", device=device)
+        kwargs = dict(case.likelihood_kwargs, **({"rng": td.rng(7)} if case.needs_rng else {}))
+        with td.no_grad():
+            log_p = getattr(model, case.likelihood)(x, **kwargs)
+            bits = model.bits_per_dim(x, **kwargs) if case.bits else log_p
+        assert log_p.device == device and bits.device == device and log_p.shape == (N,)
+        results.append((_numpy(log_p), _numpy(bits)))
+    (log_p_cpu, bits_cpu), (log_p_dev, bits_dev) = results
+    np.testing.assert_allclose(log_p_dev, log_p_cpu, **TOL)
+    np.testing.assert_allclose(bits_dev, bits_cpu, **TOL)
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.samples], ids=repr)
