@@ -13,7 +13,8 @@ infogan: one ``InfoGAN.train_step`` with k = 1, batch 64: the update of D and Q 
 G(z, c) (no graph into G): -V(D, G) - lambda L_I; then G's update: -mean ln D(G(z, c)) - lambda L_I with the
 discriminator frozen; lambda = 1, Adam(2e-4, (0.5, 0.999)). Codes: 62 noise, a 10-way categorical and 2
 continuous U(-1, 1). Generator 74 -> 256 -> 512 -> 784 (ReLU, tanh out); discriminator body 784 -> 512 ->
-256 (LeakyReLU 0.2), D head 256 -> 1 and Q head 256 -> 12 (10 category logits, 2 means).
+256 (LeakyReLU 0.2), D head 256 -> 1 and Q head 256 -> 12 (10 category logits, 2 means). The generator's
+Adam runs at lr 1e-3, as in the authors' released code (D and Q at 2e-4).
 
 The PyTorch twins are the same networks in ``torch.nn`` with the tinydgm weights copied. Before timing,
 both sides take 3 steps from the same weights with the same noise (z and the codes drawn by the tinydgm
@@ -36,11 +37,12 @@ from tinydgm.autodiff.elementwise import tanh  # noqa: E402
 from tinydgm.models.adversarial import (BiGAN, InfoDiscriminator, InfoGAN, JointDiscriminator,  # noqa: E402
                                         MLPGenerator)
 from tinydgm.nn.module import Module  # noqa: E402
+from tinydgm.optim import Adam  # noqa: E402
 
 BATCH = 64
 ADAM = dict(lr=2e-4, betas=(0.5, 0.999))
 BIGAN = dict(latent=50, encoder=(512, 512), generator=(512, 512), discriminator=(512, 512))
-INFOGAN = dict(noise=62, categories=10, continuous=2, generator=(256, 512), body=(512, 256), lam=1.0)
+INFOGAN = dict(noise=62, categories=10, continuous=2, generator=(256, 512), body=(512, 256), lam=1.0, g_lr=1e-3)
 LOG_2PI = math.log(2 * math.pi)
 SECTIONS, section = common.part_registry()
 
@@ -72,7 +74,9 @@ def build_infogan(seed=0, dtype="float32"):
     c = INFOGAN
     generator = TanhMLP(c["noise"] + c["categories"] + c["continuous"], 784, c["generator"], rng, dtype)
     discriminator = InfoDiscriminator(784, c["categories"], c["continuous"], c["body"], rng=rng, dtype=dtype)
-    return InfoGAN(generator, discriminator, c["noise"], lam=c["lam"], rng=np.random.default_rng(seed + 1), **ADAM)
+    g_optimizer = Adam(generator.parameters(), lr=c["g_lr"], betas=ADAM["betas"])     # the authors' code: G at 1e-3
+    return InfoGAN(generator, discriminator, c["noise"], lam=c["lam"], g_optimizer=g_optimizer,
+                   rng=np.random.default_rng(seed + 1), **ADAM)
 
 
 # ----------------------------------------------------------------------------- the PyTorch twins
@@ -163,7 +167,7 @@ class TorchInfoGAN(torch.nn.Module):
         self.entropy = math.log(self.k) + self.c * math.log(2)
         self.discriminator = torch.nn.ModuleList([self.body, self.d_head, self.q_head])
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), **ADAM)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), **ADAM)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=INFOGAN["g_lr"], betas=ADAM["betas"])
 
     def codes(self, n):
         categories = self.noise.integers(0, self.k, size=n)

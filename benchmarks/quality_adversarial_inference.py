@@ -9,7 +9,7 @@ The networks and optimizer are those of ``bench_adversarial_inference.py`` (MLPs
 0.999)), batches of 64 of the 60,000 MNIST training images scaled to [-1, 1], no labels):
 
     BiGAN    encoder 784 -> 512 -> 512 -> 50, generator 50 -> 512 -> 512 -> 784 (tanh), D(x, z) 834 -> 512 -> 512 -> 1
-    InfoGAN  62 noise + 10-way categorical + 2 U(-1, 1) codes; generator 74 -> 256 -> 512 -> 784 (tanh);
+    InfoGAN  62 noise + 10-way categorical + 2 U(-1, 1) codes; generator 74 -> 256 -> 512 -> 784 (tanh, Adam 1e-3);
              D/Q body 784 -> 512 -> 256, heads 1 and 12; lambda = 1
 
 The PyTorch twin of each run starts from the same weights (copied), sees the same data order and the same
