@@ -29,6 +29,7 @@ PROMISED = {          # the files each family's script promises (demos/README.md
                "m2_class_grid.png", "vae_priors_elbo_surgery.md", "vae_priors_latent.png", "vae_priors_samples.png"],
     "adversarial": ["adversarial_toys.png", "adversarial_mnist_samples.png", "adversarial_interpolations.png",
                     "adversarial_losses.png"],
+    "adversarial_inference": ["bigan_toy.png", "bigan_reconstructions.png", "infogan_code_sweeps.png"],
     "hybrid": ["hybrid_kl_vs_depth.png", "hybrid_pixelvae_samples.png", "hybrid_multimodal.png",
                "hybrid_multiscale_samples.png"],
 }
