@@ -29,6 +29,8 @@ PROMISED = {          # the files each family's script promises (demos/README.md
                "m2_class_grid.png", "vae_priors_elbo_surgery.md", "vae_priors_latent.png", "vae_priors_samples.png"],
     "adversarial": ["adversarial_toys.png", "adversarial_mnist_samples.png", "adversarial_interpolations.png",
                     "adversarial_losses.png"],
+    "adversarial_combined": ["adversarial_combined_cyclegan.png", "adversarial_combined_flowgan.png",
+                             "adversarial_combined_aae.png"],
     "adversarial_inference": ["bigan_toy.png", "bigan_reconstructions.png", "infogan_code_sweeps.png"],
     "hybrid": ["hybrid_kl_vs_depth.png", "hybrid_pixelvae_samples.png", "hybrid_multimodal.png",
                "hybrid_multiscale_samples.png"],
@@ -255,3 +257,18 @@ def test_an_installed_copy_without_demos_says_where_they_are(tmp_path):
     assert done.returncode == 2
     assert "demos/ folder of the tinydgm source repository" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "o").exists()
+
+
+def test_adversarial_combined_demo_moves_towards_each_target(gallery):
+    # quick runs: the CycleGAN toy already turns G away from the identity towards the rotation,
+    # FlowGAN's three flows keep a finite exact NLL, the AAE codes spread out towards the prior
+    _, _, summary = gallery
+    demo = summary["demos"]["adversarial_combined"]
+    toy = demo["cyclegan"]["toy"]
+    assert toy["g_error"] < toy["identity_error"] - 0.3 and toy["f_error"] < toy["identity_error"]
+    assert 0.0 <= demo["cyclegan"]["images"]["accuracy_g"] <= 1.0 and demo["cyclegan"]["images"]["accuracy_real"] > 0.9
+    flowgan = demo["flowgan"]["objectives"]
+    assert list(flowgan) == ["MLE", "ADV (WGAN-GP)", "Hybrid, lambda = 1"]
+    assert all(r["test_nll"] is not None and r["test_nll"] > demo["flowgan"]["true_density_nll"] - 0.1
+               for r in flowgan.values())
+    assert set(demo["aae"]["priors"]) == {"mixture of 10 Gaussians", "swiss roll"}
