@@ -89,6 +89,11 @@ CONFIGS = [
     (2, 3, 5, 5, 9, (1, 1), 1, 0, 1, 1),                  # 1x1 kernel
     (2, 2, 3, 6, 7, (2, 3), (2, 1), (1, 0), (1, 2), 1),   # per-axis stride, padding, dilation
     (1, 1, 1, 3, 3, (3, 3), 1, 0, 1, 1),                  # kernel as large as the input
+    # output rows of 16 and more: im2col by NumPy's strided copy instead of the Numba
+    # kernel, and the stride-1 adjoint as a convolution with the flipped kernel
+    (2, 4, 6, 3, 18, (3, 3), 1, 1, 1, 2),
+    (2, 3, 2, 4, 21, (2, 3), (1, 1), (0, 2), (1, 2), 1),
+    (1, 2, 3, 3, 35, (1, 3), (1, 2), (1, 1), 1, 1),
 ]
 
 
@@ -237,6 +242,14 @@ def test_conv_transpose2d_gradcheck_and_gradgradcheck(kw):
     out_pad = 1 if kw["stride"] == 2 else 0
     x, w, b = f64(randn(2, 4, 4, 3)), f64(randn(4, 6 // g, 3, 2)), f64(randn(6))
     fn = lambda x, w, b: td.conv_transpose2d(x, w, b, output_padding=out_pad, **kw)  # noqa: E731
+    assert td.gradcheck(fn, [x, w, b])
+    assert td.gradgradcheck(fn, [x, w, b])
+
+
+def test_wide_image_gradcheck_and_gradgradcheck():
+    """Output rows of 16 and more (the other side of the im2col and adjoint switches)."""
+    x, w, b = f64(randn(2, 2, 3, 17)), f64(randn(2, 2, 2, 3)), f64(randn(2))
+    fn = lambda x, w, b: td.conv2d(x, w, b, padding=(0, 1))  # noqa: E731
     assert td.gradcheck(fn, [x, w, b])
     assert td.gradgradcheck(fn, [x, w, b])
 

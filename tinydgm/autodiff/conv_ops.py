@@ -36,6 +36,7 @@ import operator
 
 from tinydgm import backend
 from tinydgm.autodiff.core import Function
+from tinydgm.kernels import im2col
 
 __all__ = ["conv2d", "conv_transpose2d", "avg_pool2d", "max_pool2d", "upsample_nearest2d"]
 
@@ -122,68 +123,59 @@ def _chunks(n, size):
         yield slice(n0, min(n, n0 + size))
 
 
-def _pad_chunks(x, geom, size):
-    """(rows, x_pad[rows]) per chunk of images, through one reused zero-padded buffer
-    (only its interior is rewritten); without padding the chunks are views of x."""
-    if geom.padding == (0, 0):
-        for rows in _chunks(x.shape[0], size):
-            yield rows, x[rows]
-        return
-    xp = _xp(x)
-    buf = xp.zeros((size, x.shape[1]) + geom.padded(x.shape[2:]), dtype=x.dtype)
-    inside = geom.interior(x.shape[2:])
-    for rows in _chunks(x.shape[0], size):
-        chunk = buf[:rows.stop - rows.start]
-        chunk[inside] = x[rows]
-        yield rows, chunk
-
-
-def _window_view(x_pad, kernel, geom, out):
-    """The strided view v[m, c, i, j, h, w] = x_pad[m, c, s_h h + d_h i, s_w w + d_w j]:
-    no copy, the kernel offsets i, j and output positions h, w are just more strides.
-    Its entries alias each other: only read it."""
-    (sh, sw), (dh, dw) = geom.stride, geom.dilation
-    s_n, s_c, s_h, s_w = x_pad.strides
-    shape = x_pad.shape[:2] + tuple(kernel) + tuple(out)
-    strides = (s_n, s_c, dh * s_h, dw * s_w, sh * s_h, sw * s_w)
-    return _xp(x_pad).lib.stride_tricks.as_strided(x_pad, shape, strides)
+def _prefix(buf, shape):
+    """A contiguous array of ``shape`` at the start of the flat buffer ``buf`` (the last
+    chunk is smaller than the others)."""
+    count = 1
+    for d in shape:
+        count *= d
+    return buf[:count].reshape(shape)
 
 
 def _im2col_chunks(x, kernel, geom, out):
-    """(rows, cols) per chunk of images: cols[m, c, i, j, h, w] = x_pad[m, c, s h + d i, s w + d j],
-    shape (chunk, C, kH, kW, H_out, W_out), copied into one reused contiguous buffer."""
-    xp = _xp(x)
+    """(rows, cols) per chunk of m images: cols[c, t, k, q] = x_pad[n0 + k, c, s h + d i, s w + d j]
+    for tap t = (i, j) and output q = (h, w), shape (C, kH kW, m, H_out W_out), in one reused buffer."""
     n, c = x.shape[:2]
-    per_image = c * kernel[0] * kernel[1] * out[0] * out[1] * x.dtype.itemsize
-    size = _chunk_size(n, per_image, x)
-    buf = xp.empty((size, c) + tuple(kernel) + tuple(out), dtype=x.dtype)
-    for rows, x_pad in _pad_chunks(x, geom, size):
-        cols = buf[:rows.stop - rows.start]
-        xp.copyto(cols, _window_view(x_pad, kernel, geom, out))
-        yield rows, cols
+    size = _chunk_size(n, c * kernel[0] * kernel[1] * out[0] * out[1] * x.dtype.itemsize, x)
+    return im2col.im2col_chunks(x, size, kernel, out, geom.stride, geom.padding, geom.dilation)
+
+
+def _images_side_by_side(y, rows, groups, buf):
+    """y[rows] (m, C, H, W) as (groups, C / groups, m H W), the layout of the column matrix,
+    copied into the flat buffer ``buf``."""
+    m, c = rows.stop - rows.start, y.shape[1]
+    side = _prefix(buf, (c, m, y.shape[2] * y.shape[3]))
+    side[...] = y[rows].reshape(m, c, -1).swapaxes(0, 1)
+    return side.reshape(groups, c // groups, -1)
 
 
 def _conv_forward(x, w, geom, b=None):
-    """y = conv(x, W) + b: per group, W (C_out/g, C/g kH kW) @ cols (C/g kH kW, H_out W_out)."""
+    """y = conv(x, W) + b: per group, W (C_out/g, C/g kH kW) @ cols (C/g kH kW, m H_out W_out),
+    one product for a chunk of m images, whose result (C_out, m, H_out, W_out) is then
+    written image by image into y."""
     xp = _xp(x)
-    n, _, h, wd = x.shape
+    n = x.shape[0]
     c_out, c_g, kh, kw = w.shape
     g = geom.groups
-    out = geom.out_size((h, wd), (kh, kw))
-    p = out[0] * out[1]
+    out = geom.out_size(x.shape[2:], (kh, kw))
     w_mat = w.reshape(g, c_out // g, c_g * kh * kw)
     y = xp.empty((n, c_out) + out, dtype=x.dtype)
+    side_buf = None
     for rows, cols in _im2col_chunks(x, (kh, kw), geom, out):
-        m = cols.shape[0]
-        xp.matmul(w_mat, cols.reshape(m, g, c_g * kh * kw, p), out=y[rows].reshape(m, g, c_out // g, p))
+        m = rows.stop - rows.start
+        if side_buf is None:             # sized by the first (largest) chunk
+            side_buf = xp.empty(c_out * m * out[0] * out[1], dtype=x.dtype)
+        y_side = _prefix(side_buf, (g, c_out // g, m * out[0] * out[1]))
+        xp.matmul(w_mat, cols.reshape(g, c_g * kh * kw, -1), out=y_side)
+        y[rows] = y_side.reshape((c_out, m) + out).swapaxes(0, 1)
         if b is not None:                # while the chunk is still in cache
             y[rows] += b.reshape(1, -1, 1, 1)
     return y
 
 
 def _conv_adjoint(y, w, geom, image):
-    """x = conv^T(y, W) for an image of size ``image``: cols = W^T @ y, then col2im adds
-    each kernel offset's block into its window of x_pad and the padding is cut off."""
+    """x = conv^T(y, W) for an image of size ``image``: cols = W^T @ y (per group, a chunk
+    of images side by side), then col2im adds each tap's block into its window of x."""
     xp = _xp(y)
     n, c_out, ho, wo = y.shape
     _, c_g, kh, kw = w.shape
@@ -192,10 +184,10 @@ def _conv_adjoint(y, w, geom, image):
         raise ValueError(f"an image of size {tuple(image)} gives outputs of size "
                          f"{geom.out_size(image, (kh, kw))}, not {(ho, wo)}")
     full = geom.span((kh, kw))
-    if geom.stride == (1, 1) and all(p <= e - 1 for p, e in zip(geom.padding, full)):
+    if geom.stride == (1, 1) and all(p <= e - 1 for p, e in zip(geom.padding, full)) and wo >= 16:
         # With stride 1 the adjoint is itself a convolution, of y padded by d (k - 1) - p with
-        # the kernel flipped and its in/out channels swapped (per group); im2col + GEMM
-        # beats GEMM + col2im, whose slice-adds are the slow part on the CPU.
+        # the kernel flipped and its in/out channels swapped (per group); on wide images
+        # im2col (a plain copy) + GEMM beats GEMM + col2im (a scatter).
         w_flip = w.reshape(g, c_out // g, c_g, kh, kw).swapaxes(1, 2)[..., ::-1, ::-1]
         flipped = _Geometry((1, 1), tuple(e - 1 - p for p, e in zip(geom.padding, full)), geom.dilation, g)
         return _conv_forward(y, xp.ascontiguousarray(w_flip).reshape(g * c_g, c_out // g, kh, kw), flipped)
@@ -203,39 +195,37 @@ def _conv_adjoint(y, w, geom, image):
     w_t = w.reshape(g, c_out // g, k_g).swapaxes(1, 2)            # (g, C/g kH kW, C_out/g)
     x = xp.empty((n, c_g * g) + tuple(image), dtype=y.dtype)
     size = _chunk_size(n, g * k_g * p * y.dtype.itemsize, y)
-    cols_buf = xp.empty((size, g, k_g, p), dtype=y.dtype)
-    padded = geom.padding != (0, 0)
-    pad_buf = xp.empty((size, c_g * g) + geom.padded(image), dtype=y.dtype) if padded else None
-    inside = geom.interior(image)
+    cols_buf, side_buf = xp.empty(g * k_g * size * p, dtype=y.dtype), xp.empty(c_out * size * p, dtype=y.dtype)
     for rows in _chunks(n, size):
         m = rows.stop - rows.start
-        cols = cols_buf[:m]
-        xp.matmul(w_t, y[rows].reshape(m, g, c_out // g, p), out=cols)
-        cols = cols.reshape(m, c_g * g, kh, kw, ho, wo)
-        x_pad = pad_buf[:m] if padded else x[rows]
-        x_pad.fill(0)
-        for i, j, window in geom.windows((kh, kw), (ho, wo)):
-            x_pad[window] += cols[:, :, i, j]
-        if padded:
-            x[rows] = x_pad[inside]
+        cols = _prefix(cols_buf, (g, k_g, m * p))
+        xp.matmul(w_t, _images_side_by_side(y, rows, g, side_buf), out=cols)
+        im2col.col2im(cols.reshape(c_g * g, kh * kw, m, p), x, rows, (kh, kw), (ho, wo),
+                      geom.stride, geom.padding, geom.dilation)
     return x
 
 
 def _conv_weight_grad(x, gy, kernel, geom):
     """dW[o, c, i, j] = sum_{n, h, w} gy[n, o, h, w] x_pad[n, c, s h + d i, s w + d j]
-    (per group): the sum over images of cols_n (C/g kH kW, P) @ gy_n^T (P, C_out/g),
-    transposed at the end (BLAS runs this orientation faster than gy_n @ cols_n^T)."""
+    (per group): per chunk of m images side by side, gy (C_out/g, m P) @ cols^T (m P, C/g kH kW),
+    computed as its transpose cols @ gy^T when C/g kH kW is the larger side (BLAS runs the
+    product faster with the larger dimension as its rows)."""
     xp = _xp(x)
-    n, c_out, ho, wo = gy.shape
+    c_out = gy.shape[1]
     g = geom.groups
     c_g = x.shape[1] // g
-    k_g, p = c_g * kernel[0] * kernel[1], ho * wo
-    dw_t = xp.zeros((g, k_g, c_out // g), dtype=x.dtype)
-    for rows, cols in _im2col_chunks(x, kernel, geom, (ho, wo)):
-        m = cols.shape[0]
-        gy_t = gy[rows].reshape(m, g, c_out // g, p).swapaxes(-1, -2)
-        dw_t += xp.matmul(cols.reshape(m, g, k_g, p), gy_t).sum(axis=0)
-    return xp.ascontiguousarray(dw_t.swapaxes(1, 2)).reshape((c_out, c_g) + tuple(kernel))
+    k_g = c_g * kernel[0] * kernel[1]
+    transposed = k_g > c_out // g
+    dw = xp.zeros((g, k_g, c_out // g) if transposed else (g, c_out // g, k_g), dtype=x.dtype)
+    side_buf = None
+    for rows, cols in _im2col_chunks(x, kernel, geom, gy.shape[2:]):
+        if side_buf is None:             # sized by the first (largest) chunk
+            side_buf = xp.empty(gy[rows].size, dtype=gy.dtype)
+        cols, gy_side = cols.reshape(g, k_g, -1), _images_side_by_side(gy, rows, g, side_buf)
+        dw += xp.matmul(cols, gy_side.swapaxes(1, 2)) if transposed else xp.matmul(gy_side, cols.swapaxes(1, 2))
+    if transposed:
+        dw = xp.ascontiguousarray(dw.swapaxes(1, 2))
+    return dw.reshape((c_out, c_g) + tuple(kernel))
 
 
 # ----------------------------------------------------------------------------- convolutions
