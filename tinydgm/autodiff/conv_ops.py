@@ -9,15 +9,17 @@ With stride s, padding p and dilation d (per axis) a convolution reads
 
 (cross-correlation, as in every deep learning library; g(o) is the group of channel o).
 
-How it is computed (im2col): a strided view of x_pad,
-cols[n, c, i, j, h, w] = x_pad[n, c, s h + d i, s w + d j], is copied into a contiguous
-column matrix of shape (C kH kW, H_out W_out) per image, so that the convolution is one
-matrix product W (C_out, C kH kW) @ cols. The reverse, col2im, adds each kernel offset's
-block back into the image with strided slice-adds (kH kW cheap iterations: 9 for a 3x3
-kernel); with stride 1 the adjoint is computed instead as a convolution with the flipped
-kernel, because im2col's one copy is cheaper than col2im's slice-adds. On the CPU the
-batch is processed in chunks of a few images so that the column buffer (and the matrix
-product reading it) stays in cache and is reused instead of reallocated.
+How it is computed (im2col, ``tinydgm.kernels.im2col``): for a chunk of m images the
+column matrix cols[c, i, j, k, h, w] = x_pad[n0 + k, c, s h + d i, s w + d j], of shape
+(C kH kW, m H_out W_out), holds the images side by side, so that the convolution of the
+chunk is ONE matrix product W (C_out, C kH kW) @ cols (with small outputs, 7 x 7 in a
+DCGAN, one product per image would have an inner dimension of only 49). The reverse,
+col2im, scatter-adds each tap's block back into the image. Both are Numba kernels on the
+CPU (NumPy's strided copies are slow on short window rows) with vectorized twins for CuPy;
+with stride 1 on wide images the adjoint is computed instead as a convolution with the
+flipped kernel, because im2col's copy is then cheaper than col2im's scatter. On the CPU
+the batch is processed in chunks of a few images so that the column buffer (and the
+matrix product reading it) stays in cache and is reused instead of reallocated.
 
 Three Functions relate the image side x and the feature side y of one convolution, and
 each one's backward is written with the other two, so gradients of any order exist:
