@@ -199,9 +199,9 @@ class TorchTransform:
     params=...)``)."""
 
     def __init__(self, forward, inverse, name=None):
-        self.name = name or getattr(forward, "__qualname__", type(forward).__name__)
-        self._forward = from_torch(forward, name=f"{self.name}.forward")
-        self._inverse = from_torch(inverse, name=f"{self.name}.inverse")
+        self.display_name = name or getattr(forward, "__qualname__", type(forward).__name__)
+        self._forward = from_torch(forward, name=f"{self.display_name}.forward")
+        self._inverse = from_torch(inverse, name=f"{self.display_name}.inverse")
 
     def __call__(self, x):
         return self._forward(x)
@@ -216,7 +216,7 @@ class TorchTransform:
         return iter(())
 
     def __repr__(self):
-        return f"TorchTransform({self.name})"
+        return f"TorchTransform({self.display_name})"
 
 
 def torch_transform(forward, inverse=None, name=None):

@@ -75,3 +75,19 @@ def test_grads_and_hvp_can_be_left_out_and_shapes_must_match():
     assert {r["quantity"] for r in report.rows} == {"value"}
     with pytest.raises(ValueError, match=r"value of output 0 has shape \(4, 2\) on one side \(a\) and \(2, 4\)"):
         compare(lambda x, w: x @ w, lambda x, w: (x @ w).T, INPUTS)
+
+
+def test_outputs_that_share_a_graph_each_get_their_gradients():
+    """(z, log_det)-style outputs share their forward graph: the HVP of the first must not
+    free it before the second's gradient (which would read as zeros)."""
+    def twin(x, w):
+        h = td.tanh(x @ w)
+        return h, (h * h).sum(axis=1)
+
+    def twin_written_out(x, w):
+        h = 1.0 - 2.0 / (td.exp(2.0 * (x @ w)) + 1.0)
+        return h, (h ** 2).sum(axis=1)
+
+    report = compare(twin, twin_written_out, INPUTS)
+    assert all(r["max_abs"] > 1e-3 for r in report.rows), report
+    report.assert_close(rtol=1e-10, atol=1e-13)

@@ -125,7 +125,8 @@ def _evaluate(fn, arrays, vs, us, grads, hvp):
         total = terms[0]
         for t in terms[1:]:
             total = total + t
-        hs = grad(total, [xs[i] for i in checked], allow_unused=True)
+        # retain_graph: the outputs share the forward graph, and the next output still needs it
+        hs = grad(total, [xs[i] for i in checked], retain_graph=True, allow_unused=True)
         hvps.append({i: (_cpu().zeros(xs[i].shape) if h is None else h.numpy()) for i, h in zip(checked, hs)})
     return values, gradients, hvps
 

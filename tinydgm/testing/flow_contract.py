@@ -78,8 +78,8 @@ def _check_close(name, actual, desired, rtol, atol):
     if not ok:
         index = tuple(int(i) for i in index)
         raise FlowContractError(
-            f"{name}: largest difference {worst:.3g} at index {index} ({actual[index]!r} vs {desired[index]!r}; "
-            f"rtol={rtol}, atol={atol:.3g})")
+            f"{name}: largest difference {worst:.3g} at index {index} ({float(actual[index]):.6g} vs "
+            f"{float(desired[index]):.6g}; rtol={rtol}, atol={atol:.3g})")
 
 
 def _named_parameters(transform):
@@ -104,7 +104,7 @@ def assert_flow_transform(transform, x, rtol=1e-6, logdet_rtol=1e-7, gradcheck_p
         if p.dtype != FLOAT64:
             raise TypeError(f"assert_flow_transform: parameter {name} must be float64, got {p.dtype}")
     n = x.shape[0]
-    who = type(transform).__name__
+    who = getattr(transform, "display_name", None) or type(transform).__name__
     failures = []
 
     def check(step):
