@@ -43,15 +43,46 @@ def test_readme_python_block_runs(index, capsys):
     exec(compile(PYTHON_BLOCKS[index], f"README.md python block {index}", "exec"), namespace)
 
 
-def test_only_the_torch_oracle_example_may_skip():
-    """Every other block runs everywhere; the one that needs torch is the worked oracle
-    example, comparing values, gradients and a Hessian-vector product."""
+ORACLE_SECTIONS = ("Check your own model against tinydgm", "Check your own implementation")
+
+
+def test_only_the_torch_oracle_examples_may_skip():
+    """Every other block runs everywhere; the ones that need torch are the worked oracle
+    examples: by hand (values, gradients and a Hessian-vector product), then with the
+    tools (tinydgm.interop, tinydgm.testing)."""
     torch_blocks = [b for b in PYTHON_BLOCKS if _needs_torch(b)]
-    assert torch_blocks == _blocks("python", _section("Check your own model against tinydgm"))
-    assert len(torch_blocks) == 1
+    assert torch_blocks == [b for title in ORACLE_SECTIONS for b in _blocks("python", _section(title))]
+    assert len(torch_blocks) == 3
     block = torch_blocks[0]
     assert "load_state_dict" in block and ".backward()" in block
     assert "torch.autograd.functional.hvp" in block and "create_graph=True" in block
+
+
+def _glue(block):
+    """The code lines between the user's model and the planted bug (comments and blanks out)."""
+    body = block.split("# The glue", 1)[1].split("# A planted bug", 1)[0]
+    return [line for line in body.splitlines()[1:] if line.strip() and not line.strip().startswith("#")]
+
+
+def test_the_made_glue_is_well_under_30_lines_and_uses_the_public_tools():
+    made_block, coupling_block = _blocks("python", _section("Check your own implementation"))
+    glue = _glue(made_block)
+    assert len(glue) <= 15, glue
+    joined = "\n".join(glue)
+    for call in ("MADE.from_degrees", "load_weights", "compare(", "assert_close", "assert_autoregressive(",
+                 "td.gradgradcheck(from_torch"):
+        assert call in joined, call
+    assert "tests" not in made_block and "._" not in joined          # nothing private, nothing from tests/
+    assert "assert_flow_transform(torch_transform" in coupling_block and "compare(ours" in coupling_block
+
+
+def test_the_made_example_catches_its_planted_bug(capsys):
+    pytest.importorskip("torch", reason="the oracle example needs torch")
+    made_block = _blocks("python", _section("Check your own implementation"))[0]
+    exec(compile(made_block, "README.md MADE oracle", "exec"), {"__name__": "readme_made"})
+    printed = capsys.readouterr().out
+    assert "forbidden dependencies" in printed and "rel" in printed.splitlines()[0]
+    assert "differs" not in printed.split("forbidden")[0]            # the table before the bug agrees
 
 
 def test_readme_gradcheck_example_prints_the_documented_error(capsys):
