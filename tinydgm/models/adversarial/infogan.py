@@ -181,8 +181,9 @@ class InfoGAN(GAN):
         if categories is None:
             categories = rng.integers(0, self.n_categories, size=n)
         categories = backend.to_device(backend.as_array(categories, dtype="int64"), p.device)
-        if categories.shape != (n,) or int(categories.min(initial=0)) < 0 or \
-                int(categories.max(initial=0)) >= self.n_categories:
+        # min/max without NumPy's initial= (CuPy's reductions do not take it): guard n = 0 instead
+        if categories.shape != (n,) or n and (int(categories.min()) < 0 or
+                                             int(categories.max()) >= self.n_categories):
             raise ValueError(f"InfoGAN.sample_codes: categories must be {n} ints in [0, {self.n_categories}), got "
                              f"shape {categories.shape}")
         one_hot = (categories[:, None] == xp.arange(self.n_categories)[None, :]).astype(p.dtype)
