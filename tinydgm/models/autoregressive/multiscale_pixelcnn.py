@@ -1,6 +1,6 @@
 """Parallel multiscale PixelCNN (Reed, van den Oord, Kalchbrenner, Gomez Colmenarejo, Wang,
-Belov & de Freitas 2017, "Parallel multiscale autoregressive density estimation"; intro
-lecture part III, "Parallel multiscale autoregressive density estimation").
+Belov & de Freitas 2017, "Parallel multiscale autoregressive density estimation";
+intro lecture part III, "Parallel multiscale autoregressive density estimation").
 
 The image x (H x W, binary) is split into a pyramid: x^(0) = x, x^(k+1) = x^(k)[::2, ::2],
 down to the base x^(K) of size H / 2^K. Each finer image x^(k) is cut into four groups by the
