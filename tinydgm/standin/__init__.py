@@ -31,6 +31,8 @@ import types
 
 import numpy
 
+from tinydgm.standin import cupy_api
+
 IMPLICIT = ("Implicit conversion to a NumPy array is not allowed. "
             "Please use `.get()` to construct a NumPy array explicitly.")
 _SCALARS = (bool, int, float, complex, numpy.generic)
@@ -84,6 +86,46 @@ def _host_ok(value):
     if isinstance(value, list):
         return [_host_ok(v) for v in value]
     return value
+
+
+# ----------------------------------------------------------------------------- CuPy's signatures
+
+def _parse(signature):
+    """(positional names, keyword-only names, takes *args, takes **kwargs) of a cupy_api entry."""
+    positional, keyword_only, varargs, varkw, seen_star = [], [], False, False, False
+    for p in (p.strip() for p in signature.split(",") if p.strip()):
+        if p == "**":
+            varkw = True
+        elif p == "*":
+            seen_star = True
+        elif p.startswith("*"):
+            varargs = seen_star = True
+        elif p != "/":
+            (keyword_only if seen_star else positional).append(p.rstrip("="))
+    return positional, keyword_only, varargs, varkw
+
+
+_SIGNATURES = {}
+
+
+def _check(where, name, table, args, kwargs):
+    """Refuse what CuPy 13's signature of ``name`` does not take: unknown keywords (NumPy's
+    ``where=``, ``initial=`` ...) or too many positional arguments."""
+    signature = table.get(name)
+    if signature is None:
+        return
+    parsed = _SIGNATURES.get((where, name))
+    if parsed is None:
+        parsed = _SIGNATURES[(where, name)] = _parse(signature)
+    positional, keyword_only, varargs, varkw = parsed
+    if len(args) > len(positional) and not varargs:
+        raise TypeError(f"{where}{name}() takes {len(positional)} positional arguments on CuPy 13, "
+                        f"{len(args)} were given (CuPy: {name}({signature}))")
+    if not varkw:
+        for key in kwargs:
+            if key not in positional and key not in keyword_only:
+                raise TypeError(f"{where}{name}() got an unexpected keyword argument {key!r}: CuPy 13 "
+                                f"does not take it (CuPy: {name}({signature}))")
 
 
 def _call(function, args, kwargs):
@@ -183,6 +225,7 @@ def _unary(name):
 
 def _method(name):
     def method(self, *args, **kwargs):
+        _check("cupy.ndarray.", name, cupy_api.METHODS, args, kwargs)
         return _call(getattr(self._a, name), args, kwargs)
     method.__name__ = name
     return method
@@ -375,11 +418,21 @@ class ufunc:
         self._u = np_ufunc
         self.__name__ = np_ufunc.__name__
         self.nin, self.nout, self.nargs = np_ufunc.nin, np_ufunc.nout, np_ufunc.nargs
+        # matmul is a generalised ufunc on CuPy, with axes= and friends
+        self._keywords = cupy_api.UFUNC_KEYWORDS + (("axes", "axis", "keepdims", "order")
+                                                    if np_ufunc.__name__ == "matmul" else ())
 
     def __repr__(self):
         return f"<ufunc 'cupy_{self.__name__}' (CuPy stand-in)>"
 
     def __call__(self, *args, **kwargs):
+        for key in kwargs:
+            if key not in self._keywords:
+                raise TypeError(f"cupy.{self.__name__}() got an unexpected keyword argument {key!r}: CuPy 13's "
+                                f"ufuncs take only {', '.join(self._keywords)}")
+        for x in args:
+            if isinstance(x, (list, tuple)):
+                raise _unsupported(x)
         return _call(self._u, args, kwargs)
 
     def outer(self, A, B, **kwargs):
@@ -408,8 +461,9 @@ class ufunc:
 
 # ----------------------------------------------------------------------------- the namespace
 
-def _function(np_function, name):
+def _function(np_function, name, where="cupy.", table=cupy_api.FUNCTIONS):
     def function(*args, **kwargs):
+        _check(where, name, table, args, kwargs)
         return _call(np_function, args, kwargs)
     function.__name__ = name
     function.__qualname__ = f"cupy.{name}"
@@ -543,7 +597,7 @@ cupy.ufunc = ufunc
 
 cupy.linalg = _namespace("cupy.linalg", numpy.linalg)
 for _name in _CUPY_LINALG:
-    setattr(cupy.linalg, _name, _function(getattr(numpy.linalg, _name), _name))
+    setattr(cupy.linalg, _name, _function(getattr(numpy.linalg, _name), _name, "cupy.linalg.", cupy_api.LINALG))
 cupy.linalg.LinAlgError = numpy.linalg.LinAlgError
 
 cupy.lib = _namespace("cupy.lib", numpy.lib)
@@ -608,8 +662,9 @@ class Generator:
         return self._out(self._g.integers(_operand(low), _operand(high), size, dtype=dtype, endpoint=endpoint))
 
     def _draw(name):
-        def method(self, *args, size=None, **kwargs):
-            return self._out(getattr(self._g, name)(*_operand(args), size=size, **_operand(kwargs)))
+        def method(self, *args, **kwargs):
+            _check("cupy.random.Generator.", name, cupy_api.GENERATOR, args, kwargs)
+            return self._out(getattr(self._g, name)(*_operand(args), **_operand(kwargs)))
         method.__name__ = name
         return method
 
