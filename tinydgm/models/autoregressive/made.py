@@ -173,10 +173,13 @@ class MADE(Module):
     def _store_mask_state(self):
         """Write the degree sets and the current index into the buffers (the state dict)."""
         xp = backend.module_for_device("cpu")
+        device = self.layers[0].weight.device            # buffers live where the model does
         sets = self.masks.sets
         for l in range(len(self.hidden_sizes) + 1):
-            self.register_buffer(f"mask_degrees_{l}", xp.stack([degrees[l] for degrees in sets]))
-        self.register_buffer("mask_index", xp.asarray(self.masks.index or 0, dtype=xp.int64))
+            self.register_buffer(f"mask_degrees_{l}",
+                                 backend.to_device(xp.stack([degrees[l] for degrees in sets]), device))
+        self.register_buffer("mask_index", backend.to_device(xp.asarray(self.masks.index or 0, dtype=xp.int64),
+                                                             device))
         self._mask_state = tuple(getattr(self, name) for name in self._mask_state_names())
 
     def _sync_masks(self, legacy=False):
