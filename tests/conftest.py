@@ -60,6 +60,14 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "standin: runs the CUDA path on the CuPy stand-in (tinydgm.standin)")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _standin_only_where_a_test_asks():
+    """TINYDGM_CUDA_STANDIN=1 in the environment would make every "cuda" the stand-in
+    (and the tests of the missing-CuPy hint fail): the suite switches it per test."""
+    with backend.cuda_standin(False):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _cuda_marked_tests_use_the_standin_without_a_gpu(request):
     """A test marked ``cuda`` that names "cuda" itself runs on the stand-in without a GPU."""

@@ -140,7 +140,10 @@ def _call(function, args, kwargs):
 # ----------------------------------------------------------------------------- the array
 
 class _Flags:
-    """What CuPy's ``ndarray.flags`` offers: c_contiguous, f_contiguous, owndata."""
+    """What CuPy's ``ndarray.flags`` offers: c_contiguous, f_contiguous, owndata (no
+    ``writeable``: CuPy arrays are always writeable)."""
+
+    __slots__ = ("c_contiguous", "f_contiguous", "owndata")
 
     def __init__(self, a):
         self.c_contiguous = bool(a.flags.c_contiguous)
