@@ -118,15 +118,17 @@ def _use_kernel(*arrays):
     return all(type(a) is np.ndarray and a.flags.c_contiguous for a in arrays)
 
 
-def im2col_chunks(x, size, kernel, out, stride, padding, dilation):
+def im2col_chunks(x, size, kernel, out, stride, padding, dilation, buf=None):
     """(rows, cols) for each chunk of ``size`` images of x (N, C, H, W): cols (C, kH kW, m,
     H_out W_out) as in the module docstring, a view of one buffer reused from chunk to
-    chunk (copy it to keep it). The Numba kernel for NumPy arrays with short window rows,
-    else the twin (through one reused zero-padded buffer, whose border stays zero)."""
+    chunk (copy it to keep it), ``buf`` (flat, at least C kH kW size H_out W_out entries)
+    if given. The Numba kernel for NumPy arrays with short window rows, else the twin
+    (through one reused zero-padded buffer, whose border stays zero)."""
     xp = backend.xp_of(x)
     n, c, h, w = x.shape
     taps, positions = kernel[0] * kernel[1], out[0] * out[1]
-    buf = xp.empty(c * taps * size * positions, dtype=x.dtype)
+    if buf is None:
+        buf = xp.empty(c * taps * size * positions, dtype=x.dtype)
     kernel_ok = _use_kernel(x) and 1 < positions and out[1] < _KERNEL_MAX_ROW
     if kernel_ok:
         idx = window_index((h, w), tuple(kernel), tuple(out), tuple(stride), tuple(padding), tuple(dilation))
