@@ -8,7 +8,8 @@
 The networks and optimizer are those of ``bench_adversarial_inference.py`` (MLPs, float32, Adam(2e-4, (0.5,
 0.999)), batches of 64 of the 60,000 MNIST training images scaled to [-1, 1], no labels):
 
-    BiGAN    encoder 784 -> 512 -> 512 -> 50, generator 50 -> 512 -> 512 -> 784 (tanh), D(x, z) 834 -> 512 -> 512 -> 1
+    BiGAN    encoder 784 -> 512 -> 512 -> 50, generator 50 -> 512 -> 512 -> 784 (tanh), D(x, z) 834 -> 512 -> 512 -> 1;
+             E and G on one Adam at lr 1e-3
     InfoGAN  62 noise + 10-way categorical + 2 U(-1, 1) codes; generator 74 -> 256 -> 512 -> 784 (tanh, Adam 1e-3);
              D/Q body 784 -> 512 -> 256, heads 1 and 12; lambda = 1
 
@@ -293,7 +294,7 @@ def make_report(work, seed):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs-bigan", type=int, default=5, help="BiGAN epochs (default 5)")
-    parser.add_argument("--epochs-infogan", type=int, default=10, help="InfoGAN epochs (default 10)")
+    parser.add_argument("--epochs-infogan", type=int, default=8, help="InfoGAN epochs (default 8)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "tinydgm_quality_inference"),
                         help="folder for the runs' results")
