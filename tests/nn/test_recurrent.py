@@ -84,6 +84,16 @@ def test_lstm_sequence_equals_the_step_by_step_loop():
     td.gradgradcheck(lstm_sequence, inputs)
 
 
+def test_lstm_sequence_backward_needs_only_the_final_cell():
+    """A loss of c_T alone (the outputs h_1..T dropped before backward) still differentiates."""
+    x_proj, h0, c0, w = randn(2, 3, 8, seed=19), randn(2, 2, seed=20), randn(2, 2, seed=21), randn(2, 8, seed=22)
+    c = lstm_sequence(x_proj, h0, c0, w)[1]
+    g = td.grad(c.sum(), [x_proj, w])
+    c_ref = lstm_sequence_reference(x_proj, h0, c0, w)[1]
+    for a, b in zip(g, td.grad(c_ref.sum(), [x_proj, w])):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-14)
+
+
 def test_lstm_sequence_second_order_uses_every_input():
     """With create_graph the fused op differentiates the reference loop: a Hessian-vector
     product w.r.t. W_hh against central differences of the first-order gradient."""

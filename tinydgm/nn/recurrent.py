@@ -31,7 +31,7 @@ Initialisation: every weight and bias U(-1/sqrt(H), 1/sqrt(H)), PyTorch's defaul
 import math
 
 from tinydgm import backend
-from tinydgm.autodiff.core import Function, Tensor, is_grad_enabled
+from tinydgm.autodiff.core import Function, Tensor, grad, is_grad_enabled
 from tinydgm.autodiff.elementwise import sigmoid, tanh
 from tinydgm.autodiff.linalg import matmul
 from tinydgm.autodiff.shape import concatenate, split, stack
@@ -197,14 +197,14 @@ class LSTMSequence(Function):
             xp.tanh(cs[t + 1], out=tanh_cs[t])
             h = hs[:, t]
             xp.multiply(o, tanh_cs[t], out=h)
-        self.saved = (gates, cs, tanh_cs)
+        self.saved = (hs, gates, cs, tanh_cs)             # read only by the first-order backward
         return hs, cs[n_steps].copy()
 
     def backward(self, g_hs, g_c):
         if is_grad_enabled():
             return self._backward_by_reference(g_hs, g_c)
         x_proj, h0, c0, weight_hh = self.inputs
-        gates, cs, tanh_cs = self.saved
+        hs, gates, cs, tanh_cs = self.saved
         xp = backend.xp_of(g_hs.data)
         g_hs, weight_t = g_hs.data, weight_hh.data.T
         gc = g_c.data.copy()
@@ -224,12 +224,11 @@ class LSTMSequence(Function):
             d[:, 3 * hidden:] *= gh * tanh_c              # d/da_o
             gc *= f                                       # dc_{t-1}
             gh = d @ weight_t                             # dh_{t-1}
-        h_prev = xp.concatenate([h0.data[:, None], self.output(0).data[:, :-1]], axis=1)   # h_0 .. h_{T-1}
+        h_prev = xp.concatenate([h0.data[:, None], hs[:, :-1]], axis=1)                  # h_0 .. h_{T-1}
         g_weight = h_prev.reshape(-1, hidden).T @ ga.reshape(-1, 4 * hidden)           # sum_t h_{t-1}^T da_t
         return Tensor(ga), Tensor(gh), Tensor(gc), Tensor(g_weight)
 
     def _backward_by_reference(self, g_hs, g_c):
-        from tinydgm.autodiff.core import grad
         inputs = self.inputs
         wanted = [k for k, need in enumerate(self.needs_input_grad) if need]
         hs, c = lstm_sequence_reference(*inputs)
