@@ -264,3 +264,13 @@ def test_device_tensors_refuse_numpy_through_the_engine_too():
             np.asarray(x.data)
         with pytest.raises(TypeError, match=IMPLICIT_RE):
             np.exp(y.data)
+
+
+def test_info_says_when_cuda_is_the_standin(capsys):
+    from tinydgm import cli
+    with backend.cuda_standin():
+        assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "devices: cpu, cuda" in out and "cuda: the CuPy stand-in (tinydgm.standin" in out
+    assert cli.main(["info"]) == 0
+    assert "stand-in" not in capsys.readouterr().out

@@ -120,6 +120,8 @@ def _version(distribution):
 
 
 def _cuda_line():
+    if backend.cuda_standin_active():
+        return "cuda: the CuPy stand-in (tinydgm.standin, NumPy on the CPU, for tests; TINYDGM_CUDA_STANDIN is set)"
     if backend.cupy is None:
         try:
             backend.module_for_device("cuda")
@@ -157,7 +159,7 @@ def cmd_info(args):
         "cupy " + cupy_version,
         "matplotlib " + _version("matplotlib"),
         f"default dtype: {backend.get_default_dtype()}",
-        "devices: cpu" + (", cuda" if backend.cuda_available() else ""),
+        "devices: cpu" + (", cuda" if backend.cuda_available() or backend.cuda_standin_active() else ""),
         _cuda_line(),
         *_blas_lines(),
     ]
