@@ -14,6 +14,7 @@ from tinydgm.autodiff import (Tensor, Function, tensor, as_tensor, no_grad, enab
                               jacobian, numerical_jacobian, GradcheckError, NotSmoothError,
                               PrecisionError, functional)
 from tinydgm.autodiff.functional import *  # noqa: F401,F403
+from tinydgm.threads import set_num_threads, get_num_threads, num_threads  # noqa: F401
 
 __version__ = "0.1.0"
 

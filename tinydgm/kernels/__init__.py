@@ -5,3 +5,7 @@ Kernels work on NumPy arrays by design (this package is exempt from the backend 
 code outside ``backend.py`` must not call NumPy on tensor data); the dispatching function
 of each kernel picks the twin for CuPy arrays.
 """
+
+from tinydgm.threads import apply_environment as _apply_thread_environment
+
+_apply_thread_environment()      # TINYDGM_NUM_THREADS, if set (see tinydgm/threads.py)
