@@ -86,7 +86,7 @@ class TorchCall(Function):
 
     def forward(self, *arrays):
         torch = _torch()
-        with torch.no_grad():
+        with torch.enable_grad():          # fn may differentiate inside (a score, a gradient penalty)
             single, ys = _outputs_tuple(self.fn(*[_to_torch(a) for a in arrays]), self.fn_name)
         device = backend.device_of(arrays[0]) if arrays else "cpu"
         out = tuple(backend.to_device(y.detach().cpu().numpy().copy(), device) for y in ys)

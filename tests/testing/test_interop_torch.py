@@ -209,3 +209,18 @@ def test_a_torch_coupling_passes_the_flow_contract_and_its_bugs_do_not():
     with pytest.raises(FlowContractError, match="broke 2 of 4") as info:
         assert_flow_transform(torch_transform(TorchCoupling(4, 8, bug="log_det")), x, collect=True)
     assert "brute-force" in str(info.value) and "inverse log_det" in str(info.value)
+
+
+def test_a_torch_function_that_differentiates_inside():
+    """A score s(x) = d log p / dx computed with torch.autograd.grad inside fn: the bridge
+    runs fn with gradients on, and its derivative is the Hessian (PyTorch's)."""
+    def score(x):
+        x = x if x.requires_grad else x.requires_grad_()
+        log_p = -(x ** 4).sum(-1) / 4 + torch.sin(x).sum(-1)
+        return torch.autograd.grad(log_p.sum(), x, create_graph=True)[0]
+
+    x = f64(X)
+    np.testing.assert_allclose(from_torch(score)(x).numpy(), -X ** 3 + np.cos(X), rtol=1e-14)
+    assert td.gradcheck(from_torch(score), [x])
+    g, = td.grad(from_torch(score)(x).sum(), [x])
+    np.testing.assert_allclose(g.numpy(), -3 * X ** 2 - np.sin(X), rtol=1e-13)
