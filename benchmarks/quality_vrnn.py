@@ -1,7 +1,7 @@
 """Quality of the variational RNN against its RNN baselines at one budget (issue 17; Chung et al.
 2015 Table 1 compares VRNN with RNN-Gauss and RNN-GMM the same way, on speech and handwriting).
 
-    python benchmarks/quality_vrnn.py [--quick] [--minutes 3] [--threads 1] [--out SECTION.md] [--parts walk,mnist]
+    python benchmarks/quality_vrnn.py [--quick] [--minutes 3 | --steps N] [--threads 1] [--out SECTION.md] [--parts walk,mnist]
     (mnist needs TINYDGM_DATA=<folder with binarized_mnist.npz>)
 
 walk: the switching walk of ``tinydgm.data.switching_walk`` (3 regimes, stay 0.9, Laplace steps;
@@ -11,7 +11,8 @@ the exact log-density by the forward algorithm is the floor every model's NLL ap
 training and 1,000 test sequences. Models, all with an LSTM of 64 units and feature/hidden layers
 of 64: the RNN with a Gaussian output (RNN-Gauss), the RNN with a 5-component Gaussian-mixture
 output (RNN-GMM), and the VRNN with z_t in R^2 and a Gaussian output (VRNN-Gauss). Each trains
-with Adam (lr 1e-3, batch 64) for the same wall-clock budget (--minutes each). Reported: the
+with Adam (lr 1e-3, batch 64) for the same wall-clock budget (--minutes each; or the same number
+of optimizer steps with --steps, rounded up to whole epochs). Reported: the
 test NLL in nats per sequence (RNNs: exact; VRNN: the k = 500 importance-sampled estimate, which
 is a stochastic lower bound on log p, so its NLL is an upper bound, and the ELBO).
 
@@ -41,14 +42,16 @@ def increments(x):
     return np.concatenate([x[:, :1], np.diff(x, axis=1)], axis=1)
 
 
-def train(model, data, minutes, seed=0):
-    """Adam (lr 1e-3, batch 64) on model.loss until the budget is spent (whole epochs); returns
-    (seconds, steps, epochs)."""
+def train(model, data, cfg, seed=0):
+    """Adam (lr 1e-3, batch 64) on model.loss until the budget is spent (whole epochs): cfg.minutes
+    of wall-clock time, or cfg.steps optimizer steps when given; returns (seconds, steps, epochs)."""
     optimizer = td.optim.Adam(model.parameters(), lr=1e-3)
     start = time.perf_counter()
 
     def on_epoch_end(epoch, history, model):
-        return time.perf_counter() - start < 60 * minutes
+        if cfg.steps:
+            return len(history["loss"]) < cfg.steps
+        return time.perf_counter() - start < 60 * cfg.minutes
     history = td.train.fit(model, data, optimizer, epochs=10_000, batch_size=64, seed=seed, progress=False,
                            on_epoch_end=on_epoch_end)
     return time.perf_counter() - start, len(history["loss"]), len(history["epoch_loss"])
@@ -64,6 +67,10 @@ def test_nll(model, x, k=500):
         elbo = np.concatenate([model.elbo(x[i:i + 500], rng=np.random.default_rng(2)).numpy()
                                for i in range(0, len(x), 500)])
         return -estimate.mean, -float(elbo.mean())
+
+
+def budget(cfg):
+    return f"{cfg.steps} steps (whole epochs)" if cfg.steps else f"{cfg.minutes:g} min"
 
 
 def results_table(rows):
@@ -85,14 +92,14 @@ def part_walk(cfg):
     }
     rows = []
     for name, model in models.items():
-        seconds, steps, epochs = train(model, data_train, cfg.minutes)
+        seconds, steps, epochs = train(model, data_train, cfg)
         nll, neg_elbo = test_nll(model, data_test, k=100 if cfg.quick else 500)
         print(f"  {name}: {steps} steps ({epochs} epochs) in {seconds:.0f} s, test NLL {nll:.2f}"
               + (f", -ELBO {neg_elbo:.2f}" if neg_elbo is not None else ""), flush=True)
         rows.append([name, f"{model.num_parameters():,}", f"{steps} ({epochs})", f"{nll:.2f}",
                      "" if neg_elbo is None else f"{neg_elbo:.2f}"])
     rows.append(["the generator itself (forward algorithm, exact)", "", "", f"{floor:.2f}", ""])
-    return (f"{n_train} training / {n_test} test sequences, T = 20; {cfg.minutes:g} min of training per model, "
+    return (f"{n_train} training / {n_test} test sequences, T = 20; {budget(cfg)} of training per model, "
             f"{cfg.threads} thread(s).\n\n" + results_table(rows))
 
 
@@ -108,18 +115,19 @@ def part_mnist(cfg):
     }
     rows = []
     for name, model in models.items():
-        seconds, steps, epochs = train(model, train_rows, cfg.minutes)
+        seconds, steps, epochs = train(model, train_rows, cfg)
         nll, neg_elbo = test_nll(model, test_rows, k=100 if cfg.quick else 500)
         print(f"  {name}: {steps} steps in {seconds:.0f} s, test NLL {nll:.2f}", flush=True)
         rows.append([name, f"{model.num_parameters():,}", f"{steps} ({epochs})", f"{nll:.2f}",
                      "" if neg_elbo is None else f"{neg_elbo:.2f}"])
     return (f"{n_train} training images, {n_test} test images (every 10th of the binarized test split), "
-            f"{cfg.minutes:g} min of training per model, {cfg.threads} thread(s).\n\n" + results_table(rows))
+            f"{budget(cfg)} of training per model, {cfg.threads} thread(s).\n\n" + results_table(rows))
 
 
 def main():
     parser = common.parts_parser(__doc__, SECTIONS, quick_help="small data and k = 100 (a smoke run)")
     parser.add_argument("--minutes", type=float, default=3.0, help="training budget per model (default 3)")
+    parser.add_argument("--steps", type=int, default=None, help="a budget of optimizer steps instead of minutes")
     cfg = parser.parse_args()
     parts = common.chosen_parts(parser, cfg, SECTIONS)
     pinned = common.pin_threads(cfg.threads)
