@@ -3,19 +3,20 @@ data"; kuleshov-l12, "Variational RNN"): a VAE at every step of an RNN, with the
 the decoder and the encoder all conditioned on the recurrent state h_{t-1}, which
 summarises x_<t and z_<t.
 
-The factorisations of kuleshov-l12 ("Variational RNN"; the paper's eq. 5-9):
+The factorisations of kuleshov-l12 ("Variational RNN"; the paper's sec. 3, "Generation" and
+"Inference"):
 
     p(x_<=T, z_<=T) = prod_t p(x_t | z_<=t, x_<t) p(z_t | z_<t, x_<t)
     q(z_<=T | x_<=T) = prod_t q(z_t | z_<t, x_<=t)
 
 with every conditional a network of h_{t-1} (phi_x, phi_z: feature extractors):
 
-    prior      p(z_t | h_{t-1})        = N(mu_0,t, diag(sigma_0,t^2)),  [mu_0,t, log sigma_0,t^2] = phi_prior(h_{t-1})   (eq. 5)
-    decoder    p(x_t | z_t, h_{t-1})   = output distribution of phi_dec([phi_z(z_t), h_{t-1}])                          (eq. 6)
-    recurrence h_t = f(phi_x(x_t), phi_z(z_t), h_{t-1})   (an LSTM on [phi_x(x_t), phi_z(z_t)])                     (eq. 7)
-    encoder    q(z_t | x_t, h_{t-1})   = N(mu_z,t, diag(sigma_z,t^2)),  [mu_z,t, log sigma_z,t^2] = phi_enc([phi_x(x_t), h_{t-1}]) (eq. 9)
+    prior      p(z_t | h_{t-1})        = N(mu_0,t, diag(sigma_0,t^2)),  [mu_0,t, log sigma_0,t^2] = phi_prior(h_{t-1})
+    decoder    p(x_t | z_t, h_{t-1})   = output distribution of phi_dec([phi_z(z_t), h_{t-1}])
+    recurrence h_t = f(phi_x(x_t), phi_z(z_t), h_{t-1})   (an LSTM on [phi_x(x_t), phi_z(z_t)])
+    encoder    q(z_t | x_t, h_{t-1})   = N(mu_z,t, diag(sigma_z,t^2)),  [mu_z,t, log sigma_z,t^2] = phi_enc([phi_x(x_t), h_{t-1}])
 
-The ELBO is a sum of per-step terms (eq. 10), with z_<t drawn from q along the way:
+The ELBO is a sum of per-step terms (sec. 3, "Learning"), with z_<t drawn from q along the way:
 
     L(x) = E_q(z_<=T | x_<=T) [ sum_t ( log p(x_t | z_<=t, x_<t) - KL(q(z_t | x_<=t, z_<t) || p(z_t | x_<t, z_<t)) ) ]
 
@@ -95,10 +96,10 @@ class VRNN(SequenceModel):
         h = c = self._zeros(n, self.hidden_size)
         terms = {"log_px_z": [], "log_pz": [], "log_qz": [], "kl": [], "q": [], "p": []}
         for t in range(length):
-            mu_0, log_var_0 = self._gaussian(self.prior, h)            # p(z_t | h_{t-1}), eq. 5
+            mu_0, log_var_0 = self._gaussian(self.prior, h)            # prior p(z_t | h_{t-1})
             prior = Normal(mu_0, log_var=log_var_0)
             if z is None:
-                mu_z, log_var_z = self._gaussian(self.encoder, concatenate([phi_x[:, t], h], axis=1))   # eq. 9
+                mu_z, log_var_z = self._gaussian(self.encoder, concatenate([phi_x[:, t], h], axis=1))   # q(z_t | x_t, h_{t-1})
                 posterior = Normal(mu_z, log_var=log_var_z)
                 z_t = mu_z + exp(0.5 * log_var_z) * eps[:, t]          # reparameterised draw
                 terms["log_qz"].append(posterior.log_prob(z_t).sum(axis=-1))
@@ -109,9 +110,9 @@ class VRNN(SequenceModel):
                 z_t = z[:, t]
             phi_z = self.phi_z(z_t)
             terms["log_pz"].append(prior.log_prob(z_t).sum(axis=-1))
-            terms["log_px_z"].append(self.decoder.log_prob(x[:, t], concatenate([phi_z, h], axis=1)))   # eq. 6
+            terms["log_px_z"].append(self.decoder.log_prob(x[:, t], concatenate([phi_z, h], axis=1)))   # p(x_t | z_t, h_{t-1})
             x_proj = self.rnn.cell.project_input(concatenate([phi_x[:, t], phi_z], axis=1))
-            h, c = self.rnn.cell.step(x_proj, h, c)                    # h_t = f(phi_x, phi_z, h_{t-1}), eq. 7
+            h, c = self.rnn.cell.step(x_proj, h, c)                    # h_t = f(phi_x, phi_z, h_{t-1})
         return {name: stack(values, axis=1) if values and name not in ("q", "p") else values
                 for name, values in terms.items()}
 
@@ -127,7 +128,7 @@ class VRNN(SequenceModel):
     # ----------------------------------------------------------------------------- bounds
 
     def elbo_terms(self, x, eps=None, rng=None):
-        """Per-step terms of eq. 10, (log p(x_t | z_<=t, x_<t), KL(q(z_t | ...) || p(z_t | ...))),
+        """Per-step terms of the ELBO, (log p(x_t | z_<=t, x_<t), KL(q(z_t | ...) || p(z_t | ...))),
         each (N, T), from one draw z_<=T ~ q (noise ``eps`` (N, T, z_dim) if given)."""
         x = self._sequences(x, "elbo_terms")
         eps = self._noise(x.shape[:2] + (self.z_dim,), eps, rng, "elbo_terms")
@@ -135,7 +136,7 @@ class VRNN(SequenceModel):
         return terms["log_px_z"], terms["kl"]
 
     def elbo(self, x, eps=None, rng=None):
-        """L(x) = sum_t [log p(x_t | z_<=t, x_<t) - KL(q(z_t | ...) || p(z_t | ...))] <= log p(x), (N,) (eq. 10)."""
+        """L(x) = sum_t [log p(x_t | z_<=t, x_<t) - KL(q(z_t | ...) || p(z_t | ...))] <= log p(x), (N,) in nats."""
         log_px_z, kl = self.elbo_terms(x, eps, rng)
         return (log_px_z - kl).sum(axis=1)
 
