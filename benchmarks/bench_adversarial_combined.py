@@ -184,7 +184,8 @@ class TorchCycleGAN:
         self.D_X = copy_weights(model.discriminator_x, TorchFlatCritic().to(t))
         self.D_Y = copy_weights(model.discriminator_y, TorchFlatCritic().to(t))
         self.lam = model.lambda_cycle
-        self.opt_g = torch.optim.Adam(list(self.G.parameters()) + list(self.F.parameters()), lr=2e-4, betas=(0.5, 0.999))
+        self.opt_g = torch.optim.Adam(list(self.G.parameters()) + list(self.F.parameters()), lr=2e-4,
+                                      betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(list(self.D_X.parameters()) + list(self.D_Y.parameters()), lr=2e-4,
                                       betas=(0.5, 0.999))
 

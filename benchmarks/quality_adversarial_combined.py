@@ -78,8 +78,8 @@ def run_cyclegan(steps, seed, log):
     labels = y_test[:N_EVAL]
     domain_x, domain_y = x_train[:30000].reshape(-1, 1, 28, 28), 1.0 - x_train[30000:].reshape(-1, 1, 28, 28)
     rng = np.random.default_rng(seed)
-    model = CycleGAN(ConvTranslator(1, 8, 2, rng=rng, dtype="float32"), ConvTranslator(1, 8, 2, rng=rng, dtype="float32"),
-                     FlatCritic(rng), FlatCritic(rng), (1, 28, 28), lambda_cycle=10.0, lr=1e-3)
+    translators = [ConvTranslator(1, 8, 2, rng=rng, dtype="float32") for _ in range(2)]
+    model = CycleGAN(*translators, FlatCritic(rng), FlatCritic(rng), (1, 28, 28), lambda_cycle=10.0, lr=1e-3)
     start, history = time.perf_counter(), []
     for step in range(steps):
         report = model.train_step((domain_x[rng.integers(0, 30000, 64)], domain_y[rng.integers(0, 30000, 64)]))
@@ -94,7 +94,8 @@ def run_cyclegan(steps, seed, log):
     classifier = load_mnist_classifier()
     result = {"steps": steps, "train_seconds": round(seconds, 1),
               "cycle_error_x": float(np.abs(cycle_x - x).mean()), "cycle_error_y": float(np.abs(cycle_y - y).mean()),
-              "distance_to_truth_g": float(np.abs(g_x - y).mean()), "distance_to_truth_f": float(np.abs(f_y - x).mean()),
+              "distance_to_truth_g": float(np.abs(g_x - y).mean()),
+              "distance_to_truth_f": float(np.abs(f_y - x).mean()),
               "identity_distance": float(np.abs(x - y).mean()),
               "accuracy_real": accuracy(classifier, x, labels), "accuracy_g": accuracy(classifier, 1.0 - g_x, labels),
               "accuracy_f": accuracy(classifier, f_y, labels)}
@@ -152,12 +153,14 @@ def markdown(results, command):
              f"{os.getloadavg()[0]:.1f} at the end, on a 2-core machine shared with other processes).", ""]
     if "cyclegan" in results:
         c = results["cyclegan"]
-        lines += [f"CycleGAN, digits X and inverted digits Y (pairing hidden), {c['steps']} steps ({c['train_seconds']} s):", "",
+        lines += [f"CycleGAN, digits X and inverted digits Y (pairing hidden), {c['steps']} steps "
+                  f"({c['train_seconds']} s):", "",
                   common.markdown_table(["", "G: X -> Y", "F: Y -> X"], [
                       ["cycle error mean abs(F(G(x)) - x), abs(G(F(y)) - y)", f"{c['cycle_error_x']:.4f}",
                        f"{c['cycle_error_y']:.4f}"],
                       ["distance to the hidden truth, mean abs (identity map: "
-                       f"{c['identity_distance']:.3f})", f"{c['distance_to_truth_g']:.4f}", f"{c['distance_to_truth_f']:.4f}"],
+                       f"{c['identity_distance']:.3f})", f"{c['distance_to_truth_g']:.4f}",
+                       f"{c['distance_to_truth_f']:.4f}"],
                       [f"digit kept (classifier accuracy; real digits {c['accuracy_real']:.2%})",
                        f"{c['accuracy_g']:.2%}", f"{c['accuracy_f']:.2%}"]]), ""]
     flows = [results[k] for k in ("flowgan_mle", "flowgan_adv", "flowgan_hybrid") if k in results]
@@ -192,7 +195,8 @@ def main(argv=None):
         for objective in cfg.objectives.split(","):
             results[f"flowgan_{objective}"] = run_flowgan(objective, cfg.flowgan_steps, cfg.seed, print)
             print(json.dumps(results[f"flowgan_{objective}"]), flush=True)
-    command = ("python benchmarks/quality_adversarial_combined.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    args = argv if argv is not None else sys.argv[1:]
+    command = "python benchmarks/quality_adversarial_combined.py " + " ".join(args)
     section = markdown(results, command.strip())
     print("\n" + section)
     if cfg.json:

@@ -267,9 +267,10 @@ def aae_part(out_dir, seed, quick, device, log):
                          "code_mean": codes.mean(axis=0).tolist(), "prior_mean": prior_draws.mean(axis=0).tolist(),
                          "code_std": codes.std(axis=0).tolist(), "prior_std": prior_draws.std(axis=0).tolist(),
                          "codes": codes, "prior": prior_draws}
+        code_std, prior_std = codes.std(axis=0), prior_draws.std(axis=0)
         log(f"adversarial_combined: AAE with a {name} prior, {steps} steps ({seconds:.1f} s): reconstruction "
-            f"{reports[-1]['reconstruction']:.1f} nats; code std ({codes.std(axis=0)[0]:.2f}, {codes.std(axis=0)[1]:.2f}) "
-            f"against the prior's ({prior_draws.std(axis=0)[0]:.2f}, {prior_draws.std(axis=0)[1]:.2f})")
+            f"{reports[-1]['reconstruction']:.1f} nats; code std ({code_std[0]:.2f}, {code_std[1]:.2f}) against the "
+            f"prior's ({prior_std[0]:.2f}, {prior_std[1]:.2f})")
     title = _common.title(
         f"Adversarial autoencoder, 2-D codes of the {len(test)} test digits coloured by class (grey: draws of "
         f"the prior), {steps} steps on {len(train)} binarized training digits; the discriminator on z pushes the "

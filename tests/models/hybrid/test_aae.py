@@ -160,8 +160,8 @@ def test_aggregated_posterior_moments_approach_the_prior():
     reconstruction error falls."""
     rng = np.random.default_rng(0)
     prior = GaussianMixturePrior2D(10)
-    model = AdversarialAutoencoder(MLPEncoder(2, 2, (32, 32), rng=rng), MLPDecoder(2, 2, (32, 32), likelihood="gaussian",
-                                                                               sigma=0.1, rng=rng),
+    decoder = MLPDecoder(2, 2, (32, 32), likelihood="gaussian", sigma=0.1, rng=rng)
+    model = AdversarialAutoencoder(MLPEncoder(2, 2, (32, 32), rng=rng), decoder,
                                    MLPDiscriminator(2, (32, 32), rng=rng), prior, lr=1e-3, rng=0)
     x_test = two_moons(2000, np.random.default_rng(7))
 
