@@ -1,5 +1,5 @@
 """PixelRNN with Row LSTM layers (van den Oord, Kalchbrenner & Kavukcuoglu 2016, "Pixel
-Recurrent Neural Networks", sec. 3.1, 3.4, Table 2; intro lecture part III, "Pixel
+Recurrent Neural Networks", sec. 3.1, 3.3, 3.4, Table 1; intro lecture part III, "Pixel
 Recurrent/Convolutional Neural Networks" and "Pixel RNN: Bi-directional LSTM"), small scale:
 
     p(x) = prod_{i=1}^{D} p(x_i | x_<i)        pixels in raster order (row by row)
@@ -17,11 +17,11 @@ j + 1 is masked out), computed for every row at once before the loop; K_ss: an u
 1x3 convolution of the previous row's state (columns j - 1, j, j + 1). Both are written as
 one matmul of the stacked shifted copies ("taps"). The state at (i, j) therefore sees a
 triangle above the pixel (row i - d over columns j - d .. j + d), and the gates are the
-LSTM's (``tinydgm.nn.recurrent.lstm_gates``). The network (Table 2, MNIST-sized):
+LSTM's (``tinydgm.nn.recurrent.lstm_gates``). The network (the architecture table, Table 1, at MNIST size):
 
     x --k x k masked conv, type A--> C maps
-      --[Row LSTM, residual: a + h] x n_layers-->       every K_is of type B
-      --ReLU, 1x1 conv, ReLU, 1x1 conv--> logits          (Table 2: "ReLU followed by 1x1 conv, mask B")
+      --[Row LSTM, residual: a + h] x n_layers-->       every K_is of type B (residual: sec. 3.3)
+      --ReLU, 1x1 conv, ReLU, 1x1 conv--> logits          (two ReLU + 1x1 conv output layers)
 
 Outputs as ``PixelCNN``: "bernoulli" (binary images) or "categorical256" (8-bit levels).
 Training is sequential over the H rows (the slide's "slow sequential training process"),

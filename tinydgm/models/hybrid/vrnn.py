@@ -11,10 +11,11 @@ The factorisations of kuleshov-l12 ("Variational RNN"; the paper's sec. 3, "Gene
 
 with every conditional a network of h_{t-1} (phi_x, phi_z: feature extractors):
 
-    prior      p(z_t | h_{t-1})        = N(mu_0,t, diag(sigma_0,t^2)),  [mu_0,t, log sigma_0,t^2] = phi_prior(h_{t-1})
-    decoder    p(x_t | z_t, h_{t-1})   = output distribution of phi_dec([phi_z(z_t), h_{t-1}])
+    prior      p(z_t | h_{t-1})       = N(mu_0,t, diag(sigma_0,t^2)),  [mu_0,t, log sigma_0,t^2] = phi_prior(h_{t-1})
+    decoder    p(x_t | z_t, h_{t-1})  = output distribution of phi_dec([phi_z(z_t), h_{t-1}])
     recurrence h_t = f(phi_x(x_t), phi_z(z_t), h_{t-1})   (an LSTM on [phi_x(x_t), phi_z(z_t)])
-    encoder    q(z_t | x_t, h_{t-1})   = N(mu_z,t, diag(sigma_z,t^2)),  [mu_z,t, log sigma_z,t^2] = phi_enc([phi_x(x_t), h_{t-1}])
+    encoder    q(z_t | x_t, h_{t-1})  = N(mu_z,t, diag(sigma_z,t^2)),
+                                        [mu_z,t, log sigma_z,t^2] = phi_enc([phi_x(x_t), h_{t-1}])
 
 The ELBO is a sum of per-step terms (sec. 3, "Learning"), with z_<t drawn from q along the way:
 
@@ -39,7 +40,7 @@ the noise fixed (gradcheck), else ``rng`` / ``self.rng`` (``train.fit`` lends it
 from tinydgm import backend
 from tinydgm.autodiff.core import Tensor, no_grad
 from tinydgm.autodiff.elementwise import exp
-from tinydgm.autodiff.shape import broadcast_to, concatenate, stack
+from tinydgm.autodiff.shape import broadcast_to, concatenate, split, stack
 from tinydgm.distributions import Normal, kl_divergence
 from tinydgm.evaluate.importance import importance_log_likelihood
 from tinydgm.evaluate.units import bits_per_dim as _bits_per_dim
@@ -92,14 +93,16 @@ class VRNN(SequenceModel):
         log p(z_t | h_{t-1}), and, when z is drawn, log q(z_t | x_t, h_{t-1}) and the KL;
         returned as (N, T) Tensors in a dict, with the step distributions ("q", "p")."""
         n, length, _ = x.shape
-        phi_x = self.phi_x(x)                                          # phi_x(x_t) for every t at once
+        # phi_x(x_t) for every t in one pass, then one split (T slices would each get a full-size gradient)
+        phi_x = [part.reshape(n, -1) for part in split(self.phi_x(x), length, axis=1)]
         h = c = self._zeros(n, self.hidden_size)
         terms = {"log_px_z": [], "log_pz": [], "log_qz": [], "kl": [], "q": [], "p": []}
         for t in range(length):
             mu_0, log_var_0 = self._gaussian(self.prior, h)            # prior p(z_t | h_{t-1})
             prior = Normal(mu_0, log_var=log_var_0)
             if z is None:
-                mu_z, log_var_z = self._gaussian(self.encoder, concatenate([phi_x[:, t], h], axis=1))   # q(z_t | x_t, h_{t-1})
+                # q(z_t | x_t, h_{t-1})
+                mu_z, log_var_z = self._gaussian(self.encoder, concatenate([phi_x[t], h], axis=1))
                 posterior = Normal(mu_z, log_var=log_var_z)
                 z_t = mu_z + exp(0.5 * log_var_z) * eps[:, t]          # reparameterised draw
                 terms["log_qz"].append(posterior.log_prob(z_t).sum(axis=-1))
@@ -110,8 +113,9 @@ class VRNN(SequenceModel):
                 z_t = z[:, t]
             phi_z = self.phi_z(z_t)
             terms["log_pz"].append(prior.log_prob(z_t).sum(axis=-1))
-            terms["log_px_z"].append(self.decoder.log_prob(x[:, t], concatenate([phi_z, h], axis=1)))   # p(x_t | z_t, h_{t-1})
-            x_proj = self.rnn.cell.project_input(concatenate([phi_x[:, t], phi_z], axis=1))
+            # p(x_t | z_t, h_{t-1})
+            terms["log_px_z"].append(self.decoder.log_prob(x[:, t], concatenate([phi_z, h], axis=1)))
+            x_proj = self.rnn.cell.project_input(concatenate([phi_x[t], phi_z], axis=1))
             h, c = self.rnn.cell.step(x_proj, h, c)                    # h_t = f(phi_x, phi_z, h_{t-1})
         return {name: stack(values, axis=1) if values and name not in ("q", "p") else values
                 for name, values in terms.items()}
