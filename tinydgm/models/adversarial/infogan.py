@@ -9,7 +9,7 @@ The generator's input is split into incompressible noise z ~ N(0, I) and latent 
 
 A plain GAN may ignore c. InfoGAN asks for a large mutual information I(c; G(z, c)), which is
 intractable (it needs p(c | x)), and maximises its variational lower bound instead, with an
-auxiliary distribution Q(c | x) (Chen et al., eq. 4-5; the lecture's slide writes the same
+auxiliary distribution Q(c | x) (Chen et al. 2016, section 5; the lecture's slide writes the same
 bound as MI - E_x KL(p(c | x) || Q(c | x))):
 
     I(c; G(z, c)) = H(c) - H(c | x) = H(c) + E_{c, x}[ln p(c | x)]
@@ -31,7 +31,8 @@ two heads read them, the discriminator's logit and Q's parameters (K category lo
 n_continuous means), so the information term costs one extra linear layer. Each
 discriminator step minimises -V(D, G) - lambda L_I (training the D head, the Q head and the
 shared body); each generator step minimises the non-saturating loss -mean ln D(G(z, c)) -
-lambda L_I (training G, the discriminator and Q frozen). Chen et al. use lambda = 1 on MNIST.
+lambda L_I (training G, the discriminator and Q frozen). Chen et al. set lambda = 1 for the
+categorical code on MNIST; here one lambda weighs both kinds of code.
 """
 import math
 
@@ -214,7 +215,7 @@ class InfoGAN(GAN):
 
     def mutual_information_bound(self, x_fake, codes):
         """L_I = H(c) + mean ln Q(c | x) over generated pairs (c, x = G(z, c)), 0-d Tensor: a lower
-        bound of I(c; G(z, c)) in nats (Chen et al. eq. 5), exact when Q(c | x) = p(c | x)."""
+        bound of I(c; G(z, c)) in nats (Chen et al. 2016, section 5), exact when Q(c | x) = p(c | x)."""
         return mean(self.log_q(x_fake, codes)) + self.code_entropy()
 
     def estimate_mutual_information_bound(self, n, rng=None):
