@@ -198,6 +198,14 @@ def test_host_data_reaches_the_device_only_by_copy():
     assert a.get()[0] == 0.0 and type(back) is np.ndarray
 
 
+@pytest.mark.parametrize("values", [["a", "b"], [object(), None], np.array(["2020-01-01"], dtype="datetime64[D]")],
+                         ids=["str", "object", "datetime"])
+def test_only_booleans_and_numbers_reach_the_device(values):
+    with pytest.raises(ValueError, match="Unsupported dtype"):
+        cp.asarray(values)
+    assert cp.asarray([True, False]).dtype == bool and cp.array([1 + 2j]).dtype == np.complex128
+
+
 def test_in_place_operators_views_and_out_write_into_the_device_array():
     a = device_array()
     view = a[0]

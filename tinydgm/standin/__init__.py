@@ -474,22 +474,29 @@ def _function(np_function, name, where="cupy.", table=cupy_api.FUNCTIONS):
     return function
 
 
+def _device_dtype(a):
+    """CuPy holds booleans and numbers only: strings, objects and datetimes stay on the host."""
+    if a.dtype.kind not in "biufc":
+        raise ValueError(f"Unsupported dtype {a.dtype}")
+    return ndarray._of(a)
+
+
 def asarray(a, dtype=None, order=None, *, blocking=False):
     """Host data onto the device (always a copy, as a transfer is); device arrays are kept."""
     if type(a) is ndarray:
         return a if dtype is None or numpy.dtype(dtype) == a.dtype else ndarray._of(a._a.astype(dtype))
-    return ndarray._of(numpy.array(_host_ok(a), dtype=dtype, order=order or "K", copy=True))
+    return _device_dtype(numpy.array(_host_ok(a), dtype=dtype, order=order or "K", copy=True))
 
 
 def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocking=False):
     if type(obj) is ndarray and not copy and (dtype is None or numpy.dtype(dtype) == obj.dtype) \
             and obj.ndim >= ndmin:
         return obj
-    return ndarray._of(numpy.array(_host_ok(obj), dtype=dtype, order=order, ndmin=ndmin, copy=True))
+    return _device_dtype(numpy.array(_host_ok(obj), dtype=dtype, order=order, ndmin=ndmin, copy=True))
 
 
 def ascontiguousarray(a, dtype=None):
-    return ndarray._of(numpy.ascontiguousarray(_host_ok(a), dtype=dtype))
+    return _device_dtype(numpy.ascontiguousarray(_host_ok(a), dtype=dtype))
 
 
 def asnumpy(a, stream=None, order="C", out=None, *, blocking=True):
