@@ -58,7 +58,7 @@ def positions(dx):
 
 
 def sequence_models(out_dir, seed, quick, device, log):
-    length, n_train, epochs = (12, 384, 2) if quick else (20, 4000, 30)
+    length, n_train, epochs = (12, 384, 2) if quick else (20, 4000, 15)
     # --- 1. data, and the walk's own log-density on the test set
     x_train = switching_walk(n_train, length, rng=seed, dtype="float64", **WALK)
     x_test = switching_walk(256, length, rng=seed + 1, dtype="float64", **WALK)
@@ -119,7 +119,7 @@ def pixelrnn_on_images(out_dir, seed, quick, device, log):
     make = dict(image_size=(size, size), rng=backend.rng(seed), dtype="float32", device=device)
     model = PixelRNN(channels=16, n_layers=2, kernel_size=7, **make)
     pixelcnn = PixelCNN(channels=32, n_residual=2, kernel_size=7, **make)
-    epochs = 1 if quick else 15
+    epochs = 1 if quick else 8
     with no_grad():
         before = -float(_common.host(model.log_prob(tensor(test, device=device))).mean())
     start = time.perf_counter()
