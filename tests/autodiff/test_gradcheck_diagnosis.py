@@ -130,3 +130,9 @@ def test_inputs_passed_by_name_are_named_in_messages():
     with pytest.raises(GradcheckError, match=r"input 'shift'"):
         td.gradgradcheck(lambda scale, shift: (scale * shift.sum()) ** 2 * ScaledSquare(1.2)(shift).sum(),
                          inputs)
+
+
+def test_a_named_tensor_in_a_list_is_named_too():
+    shift = td.Tensor(np.array([1.0, 2.0]), requires_grad=True, name="shift")
+    with pytest.raises(GradcheckError, match=r"gradient of input 'shift' \(shape \(2,\)\) is wrong"):
+        td.gradcheck(lambda a, b: a * 2.0 + ScaledSquare(1.2)(b), [f64([0.5, 1.5]), shift])

@@ -38,7 +38,7 @@ Before a disagreement is reported as a wrong derivative it is diagnosed:
 
 Both are GradcheckError subclasses. The entry-by-entry search stops after ``max_seconds``
 and reports what it found by then. Inputs given as a dict {name: Tensor} are passed to fn
-by keyword and named in messages (``input 'log_sigma'``).
+by keyword and named in messages (``input 'log_sigma'``), as are Tensors given a ``name``.
 """
 import contextlib
 import time
@@ -90,8 +90,9 @@ def _to_float64(inputs):
 def _positional(fn, inputs):
     """(fn taking its inputs by position, input labels): a dict of inputs is passed to fn
     by keyword, and its names label the inputs in messages."""
-    if not isinstance(inputs, dict):
-        return fn, [str(i) for i in range(len(_as_tuple(inputs)))]
+    if not isinstance(inputs, dict):               # a named Tensor (Tensor(..., name="w")) is named too
+        return fn, [repr(x.name) if isinstance(x, Tensor) and x.name else str(i)
+                    for i, x in enumerate(_as_tuple(inputs))]
     names = list(inputs)
     for name in names:
         if not isinstance(name, str):
