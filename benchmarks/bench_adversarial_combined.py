@@ -2,7 +2,7 @@
 the CPU, in one process.
 
     python benchmarks/bench_adversarial_combined.py [--quick] [--threads N] [--out SECTION.md]
-                                                    [--parts cyclegan,flowgan,aae]
+                                                    [--parts cyclegan,flowgan,aae] [--cpu-only]
 
 cyclegan: one ``CycleGAN.train_step((x, y))`` on 28 x 28 digits and inverted digits, batch 64 of each,
 float32: G and F are ``ConvTranslator(1, 16, n_layers=2)`` (3x3 convs 1 -> 16 -> 16 -> 1, ReLU, sigmoid),
@@ -128,6 +128,44 @@ class TorchMLPCritic(torch.nn.Module):
         return self.layers[-1](h).reshape(-1)
 
 
+def cpu_seconds(td_call, pt_call, calls=3, rounds=3):
+    """CPU time (``time.process_time``) per call of each side, interleaved rounds of ``calls`` calls, median
+    over rounds: on a machine whose other processes keep taking the cores, CPU time is what a side used,
+    wall time what it waited as well. Fair with 1 thread per side (at 2, spinning thread pools add CPU
+    time that is not work). Returns (tinydgm s, PyTorch s, their ratio)."""
+    import statistics
+    import time
+    times = {"tinydgm": [], "PyTorch": []}
+    for _ in range(rounds):
+        for name, call in (("tinydgm", td_call), ("PyTorch", pt_call)):
+            call()
+            start = time.process_time()
+            for _ in range(calls):
+                call()
+            times[name].append((time.process_time() - start) / calls)
+    a, b = statistics.median(times["tinydgm"]), statistics.median(times["PyTorch"])
+    return a, b, a / b
+
+
+def cpu_note(td_call, pt_call, threads):
+    a, b, ratio = cpu_seconds(td_call, pt_call)
+    print(f"  CPU time per step: tinydgm {a * 1e3:.0f} ms, PyTorch {b * 1e3:.0f} ms, ratio {ratio:.2f}x", flush=True)
+    return (f"CPU time per step (process time, median of 3 interleaved rounds of 3 steps, {threads} thread"
+            f"{'s' if threads > 1 else ''} per side): tinydgm {a * 1e3:.0f} ms, PyTorch {b * 1e3:.0f} ms, "
+            f"**{ratio:.2f}x**" + (" (at 2 threads PyTorch's spinning OpenMP workers count too)" if threads > 1
+                                    else "") + ".")
+
+
+def timing(cfg, td_call, pt_call, loadavg):
+    """The markdown of the timing: the paired wall-clock table and verdict (unless --cpu-only), then the CPU
+    time per step of each side."""
+    parts = []
+    if not cfg.cpu_only:
+        stats, load = time_pair(cfg, td_call, pt_call)
+        parts += [report(stats, load, TARGET, loadavg), ""]
+    return "\n".join(parts + [cpu_note(td_call, pt_call, cfg.threads)])
+
+
 def twin_step_check(name, td_step, pt_step, inputs, module, twin, rtol):
     """Three steps on both sides; the reports and then every parameter agree. Returns the worst gap."""
     for args in inputs:
@@ -237,8 +275,7 @@ def bench_cyclegan(cfg):
     batches, source = cyclegan_batches(8, np.float32)
     td_batches = [(td.tensor(x), td.tensor(y)) for x, y in batches]
     pt_batches = [(torch.tensor(x), torch.tensor(y)) for x, y in batches]
-    stats, load = time_pair(cfg, common.cycling(model.train_step, td_batches),
-                            common.cycling(lambda b: twin.step(*b), pt_batches))
+    td_call, pt_call = common.cycling(model.train_step, td_batches), common.cycling(lambda b: twin.step(*b), pt_batches)
     return "\n".join([
         "One step = `CycleGAN.train_step((x, y))`: G(x), F(y), F(G(x)), G(F(y)) through two `ConvTranslator(1, 16, "
         "2)` (3x3 convs 1 -> 16 -> 16 -> 1, ReLU, sigmoid), the least-squares terms through D_Y and D_X (MLPs "
@@ -249,7 +286,7 @@ def bench_cyclegan(cfg):
         f"float64, 2e-3 in float32) and in every parameter afterwards (largest gap, relative to the parameter's "
         f"largest entry: {gaps['float64']:.1e} in float64, {gaps['float32']:.1e} in float32). {cfg.repeats} "
         "interleaved repeats.", "",
-        report(stats, load, TARGET, loadavg)])
+        timing(cfg, td_call, pt_call, loadavg)])
 
 
 class _CycleModules:
@@ -415,8 +452,8 @@ def bench_flowgan(cfg):
           f"{gaps['float32']:.1e}", flush=True)
     model, twin = flowgan_sides("float32")
     batches, source = flowgan_batches(6, np.float32)
-    stats, load = time_pair(cfg, common.cycling(model.train_step, [td.tensor(x) for x in batches]),
-                            common.cycling(twin.step, [torch.tensor(x) for x in batches]))
+    td_call = common.cycling(model.train_step, [td.tensor(x) for x in batches])
+    pt_call = common.cycling(twin.step, [torch.tensor(x) for x in batches])
     return "\n".join([
         "One round = `FlowGAN.train_step(x)` with the hybrid objective (lambda = 1), x 320 dequantized digits "
         f"((pixel + u) / 256, from {source}), float32: 5 critic steps, each on 64 real images and 64 samples "
@@ -429,7 +466,7 @@ def bench_flowgan(cfg):
         f"twin) agree in the critic loss, penalty, NLL and objective (1e-8 relative in float64, 5e-3 in float32) "
         f"and in every parameter afterwards (largest gap {gaps['float64']:.1e} in float64, {gaps['float32']:.1e} in "
         f"float32). The timed sides draw their own noise. {cfg.repeats} interleaved repeats.", "",
-        report(stats, load, TARGET, loadavg)])
+        timing(cfg, td_call, pt_call, loadavg)])
 
 
 class _FlowGANModules:
@@ -523,8 +560,8 @@ def bench_aae(cfg):
           f"{gaps['float32']:.1e}", flush=True)
     model, twin = aae_sides("float32")
     batches, source = aae_batches(8, np.float32)
-    stats, load = time_pair(cfg, common.cycling(model.train_step, [td.tensor(x) for x in batches]),
-                            common.cycling(twin.step, [torch.tensor(x) for x in batches]))
+    td_call = common.cycling(model.train_step, [td.tensor(x) for x in batches])
+    pt_call = common.cycling(twin.step, [torch.tensor(x) for x in batches])
     return "\n".join([
         "One step = `AdversarialAutoencoder.train_step(x)`, x 100 binarized digits (one dynamic binarization "
         f"of {source}), float32: the reconstruction update (z = mu(x) from the encoder 784 -> 512 -> 512 -> "
@@ -536,7 +573,7 @@ def bench_aae(cfg):
         "Checked before timing: 3 steps with the same prior draws agree in the three losses (1e-9 relative in "
         f"float64, 2e-3 in float32) and every parameter afterwards (largest gap {gaps['float64']:.1e} in float64, "
         f"{gaps['float32']:.1e} in float32). {cfg.repeats} interleaved repeats.", "",
-        report(stats, load, TARGET, loadavg)])
+        timing(cfg, td_call, pt_call, loadavg)])
 
 
 class _AAEModules:
@@ -553,6 +590,7 @@ def main(argv=None):
     parser = common.parts_parser(__doc__, SECTIONS)
     parser.add_argument("--repeats", type=int, default=11, help="interleaved repeats per case (default 11)")
     parser.add_argument("--retries", type=int, default=1, help="retakes of a contended sample (default 1)")
+    parser.add_argument("--cpu-only", action="store_true", help="only the CPU time per step (no wall-clock pairs)")
     cfg = parser.parse_args(argv)
     cfg.repeats = 5 if cfg.quick else cfg.repeats
     cfg.sample_s = 0.05 if cfg.quick else 0.2
@@ -562,7 +600,8 @@ def main(argv=None):
     info, bodies, elapsed, load0, load = common.run_sections(cfg, SECTIONS, parts, pinned)
     command = "python benchmarks/bench_adversarial_combined.py" + (" --quick" if cfg.quick else "") + \
         f" --threads {cfg.threads}" + (f" --parts {cfg.parts}" if cfg.parts else "") + \
-        f" --repeats {cfg.repeats} --retries {cfg.retries}" + (f" --out {cfg.out}" if cfg.out else "")
+        f" --repeats {cfg.repeats} --retries {cfg.retries}" + (" --cpu-only" if cfg.cpu_only else "") + \
+        (f" --out {cfg.out}" if cfg.out else "")
     out = [f"Command: `TINYDGM_DATA=<folder with mnist.npz> {command}` (one process, {elapsed:.0f} s; load "
            f"average {load0[0]:.2f} at the start, {load[0]:.2f} at the end, on a 2-core machine that other "
            "processes shared during the run).", "", common.machine_markdown(info, cfg.threads), ""]
