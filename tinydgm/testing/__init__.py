@@ -10,6 +10,7 @@ through tinydgm.interop) against exact answers.
     compare.py        two implementations side by side: values, gradients, a Hessian-vector
                       product, per output and per input
     parameters.py     swap a module's parameters for checked inputs
+    arrays.py         the host arrays the checks work on (Tensors, arrays, torch tensors)
 
 The project's own tests use these same functions (tests/contracts.py re-exports them).
 """

@@ -18,14 +18,11 @@ passed directly is wrapped automatically).
 """
 from tinydgm import backend
 from tinydgm.autodiff.core import Tensor, grad
+from tinydgm.testing.arrays import cpu as _cpu, host as _host
 
 __all__ = ["Comparison", "compare"]
 
 FLOAT64 = "float64"
-
-
-def _cpu():
-    return backend.module_for_device("cpu")
 
 
 def _as_function(fn):
@@ -81,7 +78,6 @@ class Comparison:
 def _leaves(inputs):
     """(names, float64 leaf Tensors) from a dict, a sequence or one array/Tensor; floating
     inputs require grad unless given as a Tensor with requires_grad=False (data)."""
-    from tinydgm import interop
     if isinstance(inputs, dict):
         names, values = [str(k) for k in inputs], list(inputs.values())
     else:
@@ -90,9 +86,7 @@ def _leaves(inputs):
     out = []
     for v in values:
         wants_grad = v.requires_grad if isinstance(v, Tensor) else True
-        data = v.data if isinstance(v, Tensor) else (interop.to_array(v.detach(), "compare")
-                                                     if interop.is_torch_tensor(v) else v)
-        data = backend.to_numpy(data) if backend.is_array(data) else _cpu().asarray(data)
+        data = _host(v)
         if backend.is_floating(data.dtype):
             out.append((data.astype(FLOAT64), wants_grad))
         else:

@@ -23,6 +23,7 @@ of input i in the ordering (MADE's m^0 - 1, or m^0 itself: only comparisons matt
 from tinydgm import backend
 from tinydgm.autodiff.core import Tensor
 from tinydgm.autodiff.gradcheck import jacobian
+from tinydgm.testing.arrays import cpu as _cpu, host as _host
 
 __all__ = ["AutoregressiveError", "AutoregressiveReport", "dependency_matrix", "mask_path_dependencies",
            "check_autoregressive", "assert_autoregressive", "assert_autoregressive_masks"]
@@ -33,19 +34,6 @@ _SHOWN = 20          # violations listed in full in a message; the rest are coun
 class AutoregressiveError(AssertionError):
     """An output depends on an input it must not see (or, with ``complete=True``, misses one
     it may see); the message lists every one of them."""
-
-
-def _cpu():
-    return backend.module_for_device("cpu")
-
-
-def _host(a):
-    """A NumPy array from a Tensor, a backend array or a foreign tensor."""
-    if isinstance(a, Tensor):
-        return a.numpy()
-    if hasattr(a, "detach") and hasattr(a, "cpu"):          # a torch tensor (no import of torch)
-        a = a.detach().cpu()
-    return backend.to_numpy(a) if backend.is_array(a) else _cpu().asarray(a)
 
 
 def dependency_matrix(fn, x):

@@ -9,22 +9,9 @@ and a chi-square goodness-of-fit test of a sampler's draws against the exact pro
 import itertools
 import math
 
-from tinydgm import backend
-from tinydgm.autodiff.core import Tensor
+from tinydgm.testing.arrays import cpu as _cpu, host as _host
 
 __all__ = ["all_binary", "assert_normalised", "chi_square_pvalue", "chi_square_sf"]
-
-
-def _cpu():
-    return backend.module_for_device("cpu")
-
-
-def _host(a):
-    if isinstance(a, Tensor):
-        return a.numpy()
-    if hasattr(a, "detach") and hasattr(a, "cpu"):          # a torch tensor (no import of torch)
-        a = a.detach().cpu()
-    return backend.to_numpy(a) if backend.is_array(a) else _cpu().asarray(a)
 
 
 def all_binary(n_dims):

@@ -27,6 +27,7 @@ which is x here.
 from tinydgm import backend
 from tinydgm.autodiff.core import Tensor, no_grad
 from tinydgm.autodiff.gradcheck import GradcheckError, gradcheck
+from tinydgm.testing.arrays import cpu as _cpu, host as _host
 from tinydgm.testing.parameters import swap_parameters
 
 __all__ = ["FlowContractError", "assert_flow_transform", "density_on_grid_2d"]
@@ -38,18 +39,12 @@ class FlowContractError(AssertionError):
     """A flow transform broke its contract; the message names every failed check."""
 
 
-def _cpu():
-    return backend.module_for_device("cpu")
-
-
 def _float64_tensor(x):
     if isinstance(x, Tensor):
         if x.dtype != FLOAT64:
             raise TypeError(f"assert_flow_transform: x must be float64, got {x.dtype}")
         return x
-    if hasattr(x, "detach") and hasattr(x, "cpu"):           # a torch tensor
-        x = x.detach().cpu().numpy()
-    return Tensor(_cpu().asarray(backend.to_numpy(x) if backend.is_array(x) else x, dtype=FLOAT64))
+    return Tensor(_host(x).astype(FLOAT64))
 
 
 def _per_example(log_det, n, what, shape_rule):
