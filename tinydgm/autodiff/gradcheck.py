@@ -339,8 +339,11 @@ def _gradcheck(fn, xs, labels, eps, atol, rtol, raise_exception, mode, n_directi
     except GradcheckError as err:
         if not raise_exception:
             return False
+        message = str(err) if who == "gradcheck" else str(err).replace("gradcheck:", f"{who}:", 1)
         if not any(y.requires_grad for y in _outputs(fn, xs)):
-            raise GradcheckError(f"{err}. {NO_GRAPH}") from None
+            raise GradcheckError(f"{message}. {NO_GRAPH}") from None
+        if message != str(err):
+            raise type(err)(message) from None
         raise
     return True
 
