@@ -28,6 +28,7 @@ Any leading axes of z (e.g. S samples per example, (S, N, L)) are flattened for 
 and restored afterwards. Limitation: the log-scales and log-variances are not clamped.
 """
 from tinydgm import backend
+from tinydgm.autodiff.bernoulli_ops import bernoulli_log_likelihood
 from tinydgm.autodiff.shape import split
 from tinydgm.distributions import Bernoulli, DiscretizedLogistic, Normal
 from tinydgm.models.latent.encoders import (activation_layer, as_event_shape, event_size, mlp,
@@ -36,6 +37,13 @@ from tinydgm.nn.conv import ConvTranspose2d
 from tinydgm.nn.module import Module, Sequential
 
 __all__ = ["Decoder", "MLPDecoder", "ConvDecoder", "LIKELIHOODS"]
+
+
+def _broadcasts_to(shape, target):
+    try:
+        return tuple(backend.broadcast_shapes(shape, target)) == tuple(target)
+    except ValueError:
+        return False
 
 LIKELIHOODS = ("bernoulli", "gaussian", "discretized_logistic")
 
@@ -97,9 +105,14 @@ class Decoder(Module):
         return DiscretizedLogistic(mu, log_scale, self.n_bins, self.low, self.high)
 
     def log_prob(self, x, z):
-        """log p(x|z) = sum over the event axes of the elementwise log-densities, shape z.shape[:-1]."""
-        log_px = self.distribution(z).log_prob(x)
+        """log p(x|z) = sum over the event axes of the elementwise log-densities, shape z.shape[:-1]
+        (for Bernoulli pixels one fused op, ``bernoulli_log_likelihood``, when x broadcasts to
+        the logits' shape, as in training)."""
+        dist = self.distribution(z)
         n_event = len(self.event_shape)
+        if self.likelihood == "bernoulli" and _broadcasts_to(x.shape, dist.logits.shape):
+            return bernoulli_log_likelihood(dist.logits, x, n_event)
+        log_px = dist.log_prob(x)
         return log_px.sum(axis=tuple(range(log_px.ndim - n_event, log_px.ndim)))
 
     def mean(self, z):
