@@ -66,11 +66,12 @@ def test_logits_are_autoregressive_in_raster_order(kw):
 
 
 def test_categorical_logits_are_autoregressive():
+    """Three of the 256 levels' logits (every level goes through the same layers)."""
     model = tiny_pixelrnn(output="categorical256", image_size=(2, 2))
     x = np.random.default_rng(3).integers(0, 256, (2, 1, 2, 2)).astype(np.float64)
-    fn = lambda t: model.logits(t).transpose(0, 2, 1, 3, 4)             # noqa: E731  (N, K, C, H, W)
-    dep = assert_autoregressive(fn, x, order=np.arange(4), outputs_per_input=256)
-    assert dep[255 * 4 + 3, :3].all()
+    fn = lambda t: model.logits(t)[:, :, [0, 17, 255]].transpose(0, 2, 1, 3, 4)     # noqa: E731  (N, 3, C, H, W)
+    dep = assert_autoregressive(fn, x, order=np.arange(4), outputs_per_input=3)
+    assert dep[2 * 4 + 3, :3].all()
 
 
 def test_row_lstm_sees_the_triangle_above_beyond_the_convolutions_reach():

@@ -25,7 +25,7 @@ def test_bernoulli_output_normalised_over_all_binary_sequences():
 @pytest.mark.parametrize("n_components", [1, 3])
 def test_gaussian_and_mixture_outputs_integrate_to_one(n_components):
     model = tiny_rnn(x_dim=1, n_components=n_components, seed=1)
-    grid = np.linspace(-12, 12, 481)
+    grid = np.linspace(-10, 10, 321)
     step = grid[1] - grid[0]
     x = np.stack(np.meshgrid(grid, grid, indexing="ij"), -1).reshape(-1, 2, 1)     # (x_1, x_2) on a grid
     p = np.exp(model.log_prob(x).numpy())
