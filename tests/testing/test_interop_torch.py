@@ -224,3 +224,12 @@ def test_a_torch_function_that_differentiates_inside():
     assert td.gradcheck(from_torch(score), [x])
     g, = td.grad(from_torch(score)(x).sum(), [x])
     np.testing.assert_allclose(g.numpy(), -3 * X ** 2 - np.sin(X), rtol=1e-13)
+
+
+def test_the_bridge_returns_to_the_inputs_device(device):
+    x = f64(X).to(device)
+    y = from_torch(smooth)(x)
+    assert y.device == device
+    g, = td.grad(y.sum(), [x])
+    assert g.device == device
+    np.testing.assert_allclose(g.numpy(), torch_derivatives(smooth, X, 1), rtol=1e-13)
