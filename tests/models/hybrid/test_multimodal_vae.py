@@ -94,6 +94,27 @@ def test_objective_sums_the_elbos_of_all_modalities_and_of_each_alone():
     assert model.subsets([x, None]) == [(0,)]
 
 
+def test_weights_scale_each_reconstruction_term_of_the_objective_only():
+    model = tiny()
+    x, y, _ = toy_data(4, 4)
+    eps = td.tensor(np.random.default_rng(5).standard_normal((1, 4, 2)))
+    mu, log_var = model.posterior((x, y))
+    z = mu + (0.5 * log_var).exp() * eps
+    log_px, log_py = (model.decoders[m].log_prob(td.tensor(v), z).numpy()[0] for m, v in ((0, x), (1, y)))
+    kl = kl_standard_normal(mu, log_var).numpy()
+    np.testing.assert_allclose(model.elbo((x, y), eps=eps, weights=(1.0, 10.0)).numpy(), log_px + 10 * log_py - kl,
+                               rtol=1e-12)
+    np.testing.assert_allclose(model.elbo((x, y), eps=eps).numpy(), log_px + log_py - kl, rtol=1e-12)
+    weighted = tiny()
+    weighted.weights = [1.0, 10.0]
+    eps3 = [eps] * 3
+    expected = sum(model.elbo(s, eps=eps, weights=(1.0, 10.0)) for s in ((x, y), (x, None), (None, y))).numpy()
+    np.testing.assert_allclose(weighted.objective(np.concatenate([x, y], axis=1), eps=eps3).numpy(), expected,
+                               rtol=1e-12)
+    with pytest.raises(ValueError, match="weights"):
+        MultimodalVAE(list(model.encoders), list(model.decoders), weights=(1.0,))
+
+
 # ----------------------------------------------------------------------------- likelihood
 
 def log_marginal_by_quadrature(model, xs, subset, n_nodes=80):

@@ -30,7 +30,11 @@ M = 2 are already listed),
 
     loss = -mean_n [ELBO(x_1..x_M) + sum_m ELBO(x_m)]
 
-so that every single-modality posterior is trained to stand on its own.
+so that every single-modality posterior is trained to stand on its own. Modalities of very
+different sizes (784 pixels against one label) are balanced by weights lambda_m on their
+reconstruction terms in the training objective (Wu & Goodman sec. 4 upweight the small
+modality; ``weights``), E_q[sum_{m in S} lambda_m ln p(x_m | z)] - KL; ``elbo`` is always the
+unweighted bound.
 
 Data: a tuple of per-modality arrays (None for a missing one), or the modalities flattened and
 concatenated along the columns (N, D_1 + ... + D_M), the layout ``train.fit`` batches and the
@@ -138,9 +142,10 @@ class MultimodalVAE(Module):
     decoders: one decoder per modality (``log_prob(x_m, z)``; ``distribution(z)`` or
         ``sample(z, rng)``; ``mean(z)``; ``check_data``), same latent_dim and event shapes.
     n_samples: S, reparameterised samples per ELBO.
+    weights: lambda_m per modality in the training objective (None: all 1).
     """
 
-    def __init__(self, encoders, decoders, n_samples=1, rng=None):
+    def __init__(self, encoders, decoders, n_samples=1, rng=None, weights=None):
         super().__init__()
         who = "MultimodalVAE"
         if len(encoders) != len(decoders) or len(encoders) < 1:
@@ -159,9 +164,14 @@ class MultimodalVAE(Module):
         self.event_shape = (sum(self.sizes),)
         self.n_samples = positive_int(n_samples, "n_samples", who)
         self.rng = backend.default_generator() if rng is None else rng
+        weights = [1.0] * self.n_modalities if weights is None else [float(w) for w in weights]
+        if len(weights) != self.n_modalities or not all(w > 0 for w in weights):
+            raise ValueError(f"{who}: weights must be {self.n_modalities} positive numbers, got {weights!r}")
+        self.weights = weights
 
     def extra_repr(self):
-        return f"n_modalities={self.n_modalities}, shapes={self.shapes}, latent_dim={self.latent_dim}"
+        return (f"n_modalities={self.n_modalities}, shapes={self.shapes}, latent_dim={self.latent_dim}, "
+                f"weights={self.weights}")
 
     # ----------------------------------------------------------------------------- data
 
@@ -223,18 +233,19 @@ class MultimodalVAE(Module):
             raise ValueError(f"{type(self).__name__}.{who}: eps must have shape (S, N, L) = {shape}, got {tuple(eps.shape)}")
         return mu, log_var, reparameterize(mu, log_var, eps)
 
-    def _log_px_z(self, xs, z, subset):
-        return sum(self.decoders[m].log_prob(xs[m], z) for m in subset)
+    def _log_px_z(self, xs, z, subset, weights=None):
+        """sum_{m in subset} lambda_m ln p(x_m | z) (lambda_m = 1 without weights)."""
+        return sum((1.0 if weights is None else weights[m]) * self.decoders[m].log_prob(xs[m], z) for m in subset)
 
     # ----------------------------------------------------------------------------- bounds
 
-    def elbo(self, x, n_samples=None, eps=None, rng=None):
+    def elbo(self, x, n_samples=None, eps=None, rng=None, weights=None):
         """ELBO(x_S) = E_q(z|x_S)[sum_{m in S} ln p(x_m | z)] - KL(q(z | x_S) || p(z)), (N,) in nats;
-        S = the present modalities."""
+        S = the present modalities. ``weights`` (lambda_m) turn it into the training objective's term."""
         xs = self.modalities(x, "elbo")
         n_samples = eps.shape[0] if eps is not None else (self.n_samples if n_samples is None else n_samples)
         mu, log_var, z = self._latents(xs, n_samples, eps, rng, "elbo")
-        return self._log_px_z(xs, z, self.present(xs)).mean(axis=0) - kl_standard_normal(mu, log_var)
+        return self._log_px_z(xs, z, self.present(xs), weights).mean(axis=0) - kl_standard_normal(mu, log_var)
 
     def subsets(self, xs):
         """The sub-sampled subsets (Wu & Goodman sec. 3): all present modalities, then each alone."""
@@ -243,12 +254,13 @@ class MultimodalVAE(Module):
         return [present] + singles
 
     def objective(self, x, eps=None, rng=None):
-        """sum over ``subsets`` of ELBO(x_S), (N,). eps: optional list of noise tensors, one per subset."""
+        """sum over ``subsets`` of the lambda-weighted ELBO(x_S), (N,). eps: optional list of noise
+        tensors, one per subset."""
         xs = self.modalities(x, "objective")
         total = 0.0
         for i, subset in enumerate(self.subsets(xs)):
             x_s = [xs[m] if m in subset else None for m in range(self.n_modalities)]
-            total = total + self.elbo(x_s, eps=None if eps is None else eps[i], rng=rng)
+            total = total + self.elbo(x_s, eps=None if eps is None else eps[i], rng=rng, weights=self.weights)
         return total
 
     def loss(self, batch):
