@@ -132,10 +132,9 @@ def bigan_on_images(out_dir, seed, quick, device, log):
     encoder = MLPGenerator(784, latent_dim, (256,), rng=rng, dtype="float32", device=device)
     generator = SigmoidMLP(latent_dim, (256,), rng, device)
     discriminator = JointDiscriminator(784, latent_dim, (256,), rng=rng, dtype="float32", device=device)
-    # D at Adam's 2e-4, E and G at 1e-3 (as benchmarks/quality_adversarial_inference.py): at one rate the
-    # discriminator wins the game on images and the round trips stop improving
-    g_optimizer = Adam(list(generator.parameters()) + list(encoder.parameters()), lr=1e-3, betas=(0.5, 0.999))
-    model = BiGAN(encoder, generator, discriminator, latent_dim, g_optimizer=g_optimizer, rng=seed + 1)
+    # one rate, Adam's 2e-4, for all three players (E and G at 1e-3, as in the MNIST benchmark, gave worse
+    # reconstructions on these 1000 images: mean ||x - G(E(x))||^2 85 against 61 after 3000 rounds)
+    model = BiGAN(encoder, generator, discriminator, latent_dim, rng=seed + 1)
     steps = 30 if quick else 3000
     x_test = tensor(test[:16], device=device)
     z_test = backend.rng(seed + 4).standard_normal((500, latent_dim)).astype("float32")
