@@ -233,6 +233,22 @@ def load_runs(work):
     return runs
 
 
+def baselines(work, seed, x_train, y_train, x_test, y_test):
+    """The classifiers on raw pixels and on the untrained encoder's E(x), computed once per --work folder
+    (baselines.json): ((linear, 1-NN) on pixels, (linear, 1-NN) on the random encoder)."""
+    path = os.path.join(work, f"baselines_seed{seed}.json")
+    if not os.path.exists(path):
+        pixels = probe(x_train, y_train, x_test, y_test)
+        random_side = Side("bigan", "tinydgm", seed)                     # the encoder before any training
+        random_features = probe(in_batches(random_side.encode, x_train), y_train,
+                                in_batches(random_side.encode, x_test), y_test)
+        with open(path, "w") as f:
+            json.dump({"pixels": pixels, "random_encoder": random_features}, f)
+    with open(path) as f:
+        saved = json.load(f)
+    return saved["pixels"], saved["random_encoder"]
+
+
 def make_report(work, seed):
     x_train, y_train, x_test, y_test = load_data()
     runs = load_runs(work)
@@ -240,11 +256,8 @@ def make_report(work, seed):
     lines = []
     # BiGAN features
     rows = []
-    pixels = probe(x_train, y_train, x_test, y_test)
+    pixels, random_features = baselines(work, seed, x_train, y_train, x_test, y_test)
     rows.append(["raw pixels (784)", "—", "—", f"{pixels[0]:.2%}", f"{pixels[1]:.2%}"])
-    random_side = Side("bigan", "tinydgm", seed)                         # the encoder before any training
-    random_features = probe(in_batches(random_side.encode, x_train), y_train, in_batches(random_side.encode, x_test),
-                            y_test)
     rows.append(["random encoder E(x) (50), untrained", "—", "—", f"{random_features[0]:.2%}",
                  f"{random_features[1]:.2%}"])
     for side in SIDES:
@@ -301,6 +314,8 @@ def main(argv=None):
     parser.add_argument("--run", nargs=2, metavar=("MODEL", "SIDE"), help="one run: MODEL bigan or infogan, SIDE "
                         "tinydgm or PyTorch")
     parser.add_argument("--report", action="store_true", help="only the report, from the runs in --work")
+    parser.add_argument("--baselines", action="store_true", help="only the raw-pixel and random-encoder classifiers "
+                        "(cached in --work for the report)")
     parser.add_argument("--threads", type=int, default=1, help="threads per run (default 1)")
     parser.add_argument("--max-rounds", type=int, help="rounds per epoch (a smoke run; default: the whole set)")
     parser.add_argument("--out", help="write the markdown section to this file")
@@ -315,6 +330,9 @@ def main(argv=None):
         if name not in MODELS or side not in SIDES:
             parser.error(f"--run MODEL SIDE with MODEL in {MODELS} and SIDE in {SIDES}")
         train_run(name, side, epochs[name], cfg.seed, cfg.work, cfg.max_rounds)
+        return
+    if cfg.baselines:
+        print(baselines(cfg.work, cfg.seed, *load_data()))
         return
     if not cfg.report:
         for name in MODELS:
