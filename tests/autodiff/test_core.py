@@ -247,6 +247,26 @@ def test_backward_twice_without_retain_graph_raises():
         y.backward()
 
 
+def test_grad_through_a_freed_shared_part_of_the_graph_raises_instead_of_losing_the_path():
+    # y1 and y2 share h: grad(y1, x) frees h's creator; grad(y2, x) must still see that its
+    # path to x runs through h (and say the graph was freed), not call x unused.
+    x = f64([1.0, 2.0])
+    h = (x * x).exp()
+    y1, y2 = h.sum(), (h * h).sum()
+    td.grad(y1, x)
+    with pytest.raises(RuntimeError, match="second time.*retain_graph=True"):
+        td.grad(y2, x)
+
+
+def test_grad_after_a_freed_backward_still_reaches_inputs_off_the_freed_path():
+    # the freed part leads only to a; the gradient for b does not need it.
+    a, b = f64([1.0, 2.0]), f64([3.0, 4.0])
+    h = (a * a).exp()
+    td.grad(h.sum(), a)
+    (gb,) = td.grad((h * b).sum(), b)
+    np.testing.assert_allclose(gb.numpy(), np.exp(np.array([1.0, 4.0])))
+
+
 def test_backward_twice_with_retain_graph_accumulates():
     x = f64([1.0, 2.0])
     y = (x * x).exp().sum()

@@ -349,11 +349,11 @@ def _run_backward(outputs, output_grads, retain_graph, create_graph, targets):
     try:
         while heap:
             f = heapq.heappop(heap)[2]
+            if needed is not None and f not in needed:
+                continue
             if f.inputs is None:
                 raise RuntimeError(f"{f.name()}: trying to backward through a graph a second time "
                                    "(its buffers were freed); pass retain_graph=True the first time")
-            if needed is not None and f not in needed:
-                continue
             ys = [ref() for ref in f.outputs]     # alive until backward has run (self.output())
             gys = [_take(grads, y, pinned) for y in ys]
             if len(gys) == 1:
@@ -379,7 +379,7 @@ def _run_backward(outputs, output_grads, retain_graph, create_graph, targets):
                     queued.add(c)
                     heapq.heappush(heap, (-c.generation, next(_tiebreak), c))
             if not retain_graph:
-                f.inputs = None
+                _free(f)
     finally:
         _grad_enabled = previous
 
@@ -441,19 +441,35 @@ def _check_grad(f, i, x, gx):
                            f"{gx.dtype}, but the input has shape {x.shape} and dtype {x.dtype}")
 
 
+def _free(f):
+    """Drop f's inputs (and with them the arrays its backward needs) after its backward has run,
+    but keep the graph's shape: which tensors went in (weakly) and which Functions made them, so
+    that a later ``grad`` still finds every path and, when one runs through f, says that the
+    graph was freed instead of calling an input unused."""
+    f.freed_edges = tuple((weakref.ref(x), x.creator) for x in f.inputs)
+    f.inputs = None
+
+
+def _edges(f):
+    """(input tensor or None once collected, its creator) for each input of f, freed or not."""
+    if f.inputs is not None:
+        return [(x, x.creator) for x in f.inputs]
+    return [(ref(), creator) for ref, creator in f.freed_edges]
+
+
 def _functions_leading_to(outputs, target_ids):
     """The Functions on some path from a target to an output (the rest need no backward)."""
     order, seen, stack = [], set(), [y.creator for y in outputs if y.creator is not None]
     while stack:
         f = stack.pop()
-        if f in seen or f.inputs is None:
+        if f in seen:
             continue
         seen.add(f)
         order.append(f)
-        stack.extend(x.creator for x in f.inputs if x.creator is not None)
+        stack.extend(creator for _, creator in _edges(f) if creator is not None)
     needed = set()
     for f in sorted(order, key=lambda f: f.generation):   # inputs' creators come first
-        if any(id(x) in target_ids or x.creator in needed for x in f.inputs):
+        if any((x is not None and id(x) in target_ids) or creator in needed for x, creator in _edges(f)):
             needed.add(f)
     return needed
 
