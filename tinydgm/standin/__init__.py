@@ -4,7 +4,8 @@ With ``TINYDGM_CUDA_STANDIN=1`` in the environment, or inside
 ``with tinydgm.backend.cuda_standin():``, the device "cuda" is served by this module
 instead of CuPy: ``backend.module_for_device("cuda")`` is ``standin.cupy``, device arrays
 are ``standin.ndarray`` and ``tensor.device == "cuda"``. The test suite runs every
-device-parametrised test on it (the ``cuda-standin`` parameter of the ``device`` fixture).
+device-parametrised test on it (the ``cuda-standin`` parameter of the ``device`` and
+``cuda_device`` fixtures in tests/conftest.py).
 
 It behaves like CuPy where CuPy differs from NumPy in ways that break NumPy code:
 
@@ -14,12 +15,14 @@ It behaves like CuPy where CuPy differs from NumPy in ways that break NumPy code
 - NumPy arrays are refused as operands (CuPy's "Unsupported type"); they reach the device
   only through ``asarray`` / ``array`` (always a copy, as a host-to-device transfer is),
   and as indices or assigned values, which CuPy also accepts;
-- the namespace holds only names CuPy 13 has (an allow-list; ``errstate``, ``trapezoid``,
+- the namespace holds only names CuPy 13.6 has (an allow-list; ``errstate``, ``trapezoid``,
   ``cupy.random.Generator.normal`` ... are absent), ufunc methods only where CuPy has them
   (``add.at``, not ``multiply.at``; ``reduce`` for add and multiply), ``cupyx.scatter_add``,
-  and cupy.random.Generator's methods and signatures;
+  and cupy.random.Generator's methods; calls are checked against CuPy's signatures
+  (``cupy_api.py``: no ``initial=`` or ``where=`` on reductions, no ``where=`` on ufuncs);
 - reductions, single elements and NumPy-scalar results come back as 0-d device arrays;
-  ``float(a)``, ``int(a)``, ``a.item()`` convert explicitly; there is no ``__index__``.
+  ``float(a)``, ``int(a)``, ``a.item()`` convert explicitly; there is no ``__index__``;
+  only booleans and numbers live on the device (no strings or objects).
 
 What it does not prove: CUDA numerics (GPU rounding, cuBLAS and cuRAND streams), speed,
 memory limits or asynchrony; the real tests (``pytest -m cuda``) need a GPU. It is
@@ -167,6 +170,8 @@ class MemoryPointer:
 
 
 class Device:
+    """What ``a.device`` is on CuPy: the CUDA device the array lives on (here always 0)."""
+
     id = 0
 
     def __repr__(self):
