@@ -282,3 +282,19 @@ def test_info_says_when_cuda_is_the_standin(capsys):
     assert "devices: cpu, cuda" in out and "cuda: the CuPy stand-in (tinydgm.standin" in out
     assert cli.main(["info"]) == 0
     assert "stand-in" not in capsys.readouterr().out
+
+
+def test_host_side_samplers_name_the_generator_they_need():
+    """The RBM family's noise is drawn on the CPU (kernels/uniforms.py): a device generator
+    gets a clear error, not a failure deep in the sampler."""
+    from tinydgm.kernels.uniforms import uniform
+    from tinydgm.models import BernoulliRBM
+    with pytest.raises(TypeError, match=r"uniform: rng must be a NumPy Generator .* got tinydgm.standin.Generator"):
+        uniform(cp.random.default_rng(0), (2, 3))
+    with backend.cuda_standin():
+        rbm = BernoulliRBM(4, 2, rng=td.rng(0), dtype="float64").to("cuda")
+        assert rbm.sample(3, rng=td.rng(1), k=2).device == "cuda"
+        with pytest.raises(TypeError, match="rng must be a NumPy Generator"):
+            rbm.sample(3, rng=td.rng(1, device="cuda"), k=2)
+    with pytest.raises(TypeError, match=r"Argument 'out' has incorrect type \(expected cupy.ndarray, got ndarray\)"):
+        cp.random.default_rng(0).random(out=np.empty(3))

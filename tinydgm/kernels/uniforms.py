@@ -75,6 +75,9 @@ def uniform(rng, shape, dtype="float32", out=None):
     """Uniforms on [0, 1) of the given shape and dtype from the NumPy Generator ``rng``:
     float32 two per 64-bit draw (module docstring), float64 ``rng.random``. out: a
     C-contiguous array of that shape and dtype to fill (returned)."""
+    if not isinstance(rng, np.random.Generator):          # e.g. a CuPy generator: these draws are host-side
+        raise TypeError(f"uniform: rng must be a NumPy Generator (the draws are made on the CPU and moved to "
+                        f"the device), got {type(rng).__module__}.{type(rng).__name__}")
     dtype = np.dtype(dtype)
     shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
     if dtype not in (np.float32, np.float64):

@@ -654,6 +654,8 @@ class Generator:
         self._g = numpy.random.Generator(bit_generator)
 
     def _out(self, values, out=None):
+        if out is not None and type(out) is not ndarray:
+            raise TypeError(f"Argument 'out' has incorrect type (expected cupy.ndarray, got {type(out).__name__})")
         if out is not None:
             out._a[...] = values
             return out
