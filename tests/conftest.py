@@ -38,8 +38,8 @@ _DEVICE_FIXTURES = {"device", "cuda_device"}
 
 
 def _on_gpu(item):
-    """True for a test that needs the real GPU: the fixture's "cuda" parameter, or a test
-    marked ``cuda`` that does not use the fixture (it falls back to the stand-in)."""
+    """True for a test that needs the real GPU: the "cuda" parameter of a device fixture (a
+    test marked ``cuda`` without one falls back to the stand-in instead)."""
     params = getattr(getattr(item, "callspec", None), "params", {})
     return any(params.get(name) == "cuda" for name in _DEVICE_FIXTURES)
 
@@ -78,25 +78,28 @@ def _cuda_marked_tests_use_the_standin_without_a_gpu(request):
         yield
 
 
-@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.cuda),
-                        pytest.param("cuda-standin", marks=pytest.mark.standin)])
+def _serve(param):
+    """The device name a test sees for a fixture parameter, with the stand-in switched on
+    for "cuda-standin"."""
+    if param == "cuda-standin":
+        with backend.cuda_standin():
+            yield "cuda"
+    else:
+        yield param
+
+
+_CUDA_PARAMS = [pytest.param("cuda", marks=pytest.mark.cuda), pytest.param("cuda-standin", marks=pytest.mark.standin)]
+
+
+@pytest.fixture(params=["cpu"] + _CUDA_PARAMS)
 def device(request):
     """Run a test on every device: "cpu" always, "cuda" where CuPy sees a GPU, and "cuda"
     served by the CuPy stand-in (the test sees the device name "cuda")."""
-    if request.param == "cuda-standin":
-        with backend.cuda_standin():
-            yield "cuda"
-    else:
-        yield request.param
+    yield from _serve(request.param)
 
 
-@pytest.fixture(params=[pytest.param("cuda", marks=pytest.mark.cuda),
-                        pytest.param("cuda-standin", marks=pytest.mark.standin)])
+@pytest.fixture(params=_CUDA_PARAMS)
 def cuda_device(request):
     """The ``device`` fixture without "cpu": for tests that compare a device run with the
     CPU's."""
-    if request.param == "cuda-standin":
-        with backend.cuda_standin():
-            yield "cuda"
-    else:
-        yield request.param
+    yield from _serve(request.param)
