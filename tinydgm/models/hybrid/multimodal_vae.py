@@ -135,7 +135,7 @@ class _Marginal:
 
 
 class MultimodalVAE(Module):
-    """MultimodalVAE(encoders, decoders, n_samples=1, rng=None): the product-of-experts
+    """MultimodalVAE(encoders, decoders, n_samples=1, rng=None, weights=None): the product-of-experts
     multimodal VAE (module docstring).
 
     encoders: one Gaussian encoder per modality (``forward(x_m) -> (mu, log_var)``).
