@@ -32,9 +32,9 @@ M = 2 are already listed),
 
 so that every single-modality posterior is trained to stand on its own. Modalities of very
 different sizes (784 pixels against one label) are balanced by weights lambda_m on their
-reconstruction terms in the training objective (Wu & Goodman sec. 4 upweight the small
-modality; ``weights``), E_q[sum_{m in S} lambda_m ln p(x_m | z)] - KL; ``elbo`` is always the
-unweighted bound.
+reconstruction terms in the training objective (Wu & Goodman weight each term, upweighting the
+small modality; ``weights``), E_q[sum_{m in S} lambda_m ln p(x_m | z)] - KL; ``elbo`` is always
+the unweighted bound.
 
 Data: a tuple of per-modality arrays (None for a missing one), or the modalities flattened and
 concatenated along the columns (N, D_1 + ... + D_M), the layout ``train.fit`` batches and the
