@@ -26,8 +26,8 @@ on the whole objective with both discriminators frozen, then each discriminator'
 the translations of that step (without graph).
 
 Implementation choices: ||.||_1 is averaged over a sample's entries (the authors' code's mean
-absolute error, the scale at which lambda = 10 was chosen); no identity loss and no pool of
-50 past translations (sec. 4's extras). Batches: ``train_step((x, y))`` takes one batch of
+absolute error, the scale at which lambda = 10 was chosen); no pool of 50 past translations
+for the discriminators (sec. 4) and no identity loss (which the paper adds for some tasks). Batches: ``train_step((x, y))`` takes one batch of
 each domain; when both domains have the same shape a single (N, 2, *shape) batch may be
 given instead, x = batch[:, 0], y = batch[:, 1] (the losses only average over x's and over
 y's, never pair them, so rows are as unpaired as separate batches).
@@ -82,9 +82,8 @@ def cycle_consistency_loss(x, x_cycled, y, y_cycled):
 
 class ResidualMLP(Module):
     """A translator for vectors, y = x + MLP(x) (Linear-ReLU stack, linear output), whose last
-    layer starts at zero: the map starts as the identity. The paper's generators are residual
-    networks for the same reason: a translation changes an example, it does not redraw it.
-    With an identity start the cycle loss is met from the first step, so lambda must leave
+    layer starts at zero: the map starts as the identity (the paper's generators have residual
+    blocks too: a translation changes an example rather than redrawing it). With an identity start the cycle loss is met from the first step, so lambda must leave
     the adversarial terms room to move the map (lambda = 1 on the 2-D toys of the tests)."""
 
     def __init__(self, dim=2, hidden=(32, 32), rng=None, dtype=None, device=None):
