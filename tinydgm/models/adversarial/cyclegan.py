@@ -27,10 +27,12 @@ the translations of that step (without graph).
 
 Implementation choices: ||.||_1 is averaged over a sample's entries (the authors' code's mean
 absolute error, the scale at which lambda = 10 was chosen); no pool of 50 past translations
-for the discriminators (sec. 4) and no identity loss (which the paper adds for some tasks). Batches: ``train_step((x, y))`` takes one batch of
-each domain; when both domains have the same shape a single (N, 2, *shape) batch may be
-given instead, x = batch[:, 0], y = batch[:, 1] (the losses only average over x's and over
-y's, never pair them, so rows are as unpaired as separate batches).
+for the discriminators (sec. 4) and no identity loss (which the paper adds for some tasks).
+
+Batches: ``train_step((x, y))`` takes one batch of each domain; when both domains have the
+same shape a single (N, 2, *shape) batch may be given instead, x = batch[:, 0],
+y = batch[:, 1] (the losses only average over x's and over y's, never pair them, so rows are
+as unpaired as separate batches).
 """
 import math
 
