@@ -14,7 +14,8 @@ lecture's terms, the VAE objective in its "symmetric" factorisation is
 
 and the AAE replaces the first term with a Jensen-Shannon one that a GAN estimates, -JSD(q(z) || p(z)),
 keeping a reconstruction term for the second. Since p(z) is only ever sampled, any prior with
-a sampler will do: a mixture of 10 Gaussians or a swiss roll in 2-D (the paper's fig. 2, 4).
+a sampler will do: a mixture of 10 Gaussians or a swiss roll in 2-D (the priors of the
+paper's MNIST figures).
 
 Training, each minibatch (Makhzani et al., sec. 2):
 
@@ -56,8 +57,9 @@ def _device_tensor(array, dtype, device):
 
 class GaussianMixturePrior2D:
     """The AAE's mixture of K elongated Gaussians in 2-D: component k is N((r, 0), diag(s_r^2, s_t^2))
-    turned by 2 pi k / K, so the K petals point away from the origin (Makhzani et al., fig. 4;
-    sizes of a common re-implementation: r = 1.4, s_r = 0.5, s_t = 0.05). Weights 1/K.
+    turned by 2 pi k / K, so the K petals point away from the origin (the mixture prior of
+    Makhzani et al.'s MNIST figures; our sizes r = 1.4, s_r = 0.5, s_t = 0.05 draw ten
+    separate petals). Weights 1/K.
 
         sample(n, rng) -> Tensor (n, 2);  mean() and covariance(): the exact moments
     """
@@ -112,7 +114,7 @@ class GaussianMixturePrior2D:
 
 
 class SwissRollPrior:
-    """The swiss roll in 2-D (Makhzani et al., fig. 2 and 4): ``tinydgm.data.toy.swiss_roll``
+    """The swiss roll in 2-D (Makhzani et al.'s other 2-D prior): ``tinydgm.data.toy.swiss_roll``
     times ``scale``, with a thin noise. No closed-form density: only sampled."""
 
     latent_dim = 2
