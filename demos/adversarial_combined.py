@@ -290,7 +290,7 @@ def aae_part(out_dir, seed, quick, device, log):
 
 
 def main(argv=None):
-    return _common.main(run, __doc__, argv)
+    return _common.main(run, __doc__, argv, name="adversarial_combined")
 
 
 if __name__ == "__main__":
