@@ -174,6 +174,21 @@ def test_float32_layers_stay_float32():
         assert all(p.grad.dtype == np.float32 for p in layer.parameters())
 
 
+@pytest.mark.parametrize("layer_type", [LSTM, GRU])
+def test_sequence_layers_on_every_device_equal_the_cpu(layer_type, device):
+    x = np.random.default_rng(7).standard_normal((2, 5, 3))
+    results = []
+    for dev in ("cpu", device):
+        layer = layer_type(3, 4, rng=np.random.default_rng(0), dtype="float64", device=dev)
+        x_dev = td.tensor(x, dtype="float64", device=dev, requires_grad=True)
+        outputs = layer(x_dev)[0]
+        (outputs ** 2).sum().backward()
+        assert outputs.device == dev and layer.cell.weight_hh.grad.device == dev
+        results.append([outputs.numpy(), x_dev.grad.numpy(), layer.cell.weight_hh.grad.numpy()])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
+
+
 # ----------------------------------------------------------------------------- against PyTorch
 
 def _torch_pair(kind, input_size, hidden, seed):

@@ -128,6 +128,17 @@ def test_fast_sampler_equals_naive_sampler(kw):
     assert (model.sample(5, np.random.default_rng(9)).numpy() != naive).any()
 
 
+def test_log_prob_and_samples_on_every_device(device):
+    cpu, here = tiny_pixelrnn(seed=12), tiny_pixelrnn(seed=12, device=device)
+    x = (np.random.default_rng(13).random((2, 1, 3, 3)) < 0.5).astype(np.float64)
+    log_p = here.log_prob(td.tensor(x, dtype="float64", device=device))
+    assert log_p.device == device
+    np.testing.assert_allclose(log_p.numpy(), cpu.log_prob(x).numpy(), rtol=1e-12)
+    samples = here.sample(3, np.random.default_rng(14))
+    assert samples.device == device
+    np.testing.assert_array_equal(samples.numpy(), cpu.sample(3, np.random.default_rng(14)).numpy())
+
+
 # ----------------------------------------------------------------------------- derivatives and errors
 
 def test_log_prob_gradcheck_and_gradgradcheck():

@@ -187,6 +187,17 @@ def test_training_raises_the_elbo_on_the_switching_walk():
     assert after > before + 5, (before, after)
 
 
+def test_bounds_and_samples_stay_on_the_models_device(device):
+    x = walk(3, 3, seed=25)
+    eps = np.random.default_rng(26).standard_normal((3, 3, 1))
+    cpu, here = tiny_vrnn(seed=27), tiny_vrnn(seed=27, device=device)
+    elbo = here.elbo(td.tensor(x, dtype="float64", device=device), eps=td.tensor(eps, dtype="float64", device=device))
+    assert elbo.device == device
+    np.testing.assert_allclose(elbo.numpy(), cpu.elbo(x, eps=eps).numpy(), rtol=1e-12)
+    assert here.sample(2, rng=td.rng(0)).device == device
+    assert here.log_prob_estimate(x, k=4, rng=td.rng(1)).device == device
+
+
 def test_errors_name_the_argument():
     model = tiny_vrnn()
     with pytest.raises(ValueError, match=r"x must have shape \(N, T, x_dim\) = \(N, T, 2\)"):
