@@ -1,6 +1,6 @@
 """Gated PixelCNN training step (issue 12), side by side with a PyTorch twin on the CPU, in one process.
 
-    python benchmarks/bench_gated_pixelcnn.py [--quick] [--threads N] [--out SECTION.md] [--repeats R]
+    python benchmarks/bench_gated_pixelcnn.py [--quick] [--threads N] [--out SECTION.md] [--repeats R] [--retries K]
     python benchmarks/bench_gated_pixelcnn.py --profile      # cProfile of the tinydgm side instead
 
 step: one Adam step (lr 1e-3) of ``GatedPixelCNN()`` with its defaults (64 channels, 5 gated blocks, the
@@ -151,8 +151,11 @@ def bench_step(cfg):
           flush=True)
     load0 = os.getloadavg()
     with common.ForeignLoad() as load:
-        stats = common.time_steps(td_side.step, pt_side.step, batches, cfg.repeats, cfg.sample_s, cfg.settle_s,
-                                  warmup=3)
+        stats, _ = common.compare({"tinydgm": common.cycling(td_side.step, xs_td),
+                                   "PyTorch": common.cycling(pt_side.step, xs_pt)},
+                                  repeats=cfg.repeats, warmup=3, min_sample_s=cfg.sample_s, settle_s=cfg.settle_s,
+                                  retries=cfg.retries)
+        common.print_pair(stats)
     ratio, _ = common.paired_ratio(stats["tinydgm"], stats["PyTorch"])
     iqr = common.paired_ratio_iqr(stats["tinydgm"], stats["PyTorch"])
     n_params = sum(p.size for p in model.parameters())
@@ -197,6 +200,9 @@ def profile(n=10):
 def main(argv=None):
     parser = common.parts_parser(__doc__, SECTIONS)
     parser.add_argument("--repeats", type=int, default=11, help="interleaved repeats (default 11)")
+    parser.add_argument("--retries", type=int, default=1,
+                        help="retakes of a sample during which another process held a core (default 1: on a "
+                             "crowded machine every sample is contended, and retaking them all multiplies the run)")
     parser.add_argument("--profile", action="store_true", help="profile the tinydgm side instead")
     cfg = parser.parse_args(argv)
     cfg.repeats = 5 if cfg.quick else cfg.repeats
@@ -209,7 +215,8 @@ def main(argv=None):
         return
     info, bodies, elapsed, load0, load = common.run_sections(cfg, SECTIONS, parts, pinned)
     command = "python benchmarks/bench_gated_pixelcnn.py" + (" --quick" if cfg.quick else "") + \
-        f" --threads {cfg.threads} --repeats {cfg.repeats}" + (f" --out {cfg.out}" if cfg.out else "")
+        f" --threads {cfg.threads} --repeats {cfg.repeats} --retries {cfg.retries}" + \
+        (f" --out {cfg.out}" if cfg.out else "")
     out = [f"Command: `TINYDGM_DATA=<folder with mnist.npz> {command}` (one process, {elapsed:.0f} s; load "
            f"average {load0[0]:.2f} at the start, {load[0]:.2f} at the end, on a 2-core machine that other "
            "processes shared during the run).", "", common.machine_markdown(info, cfg.threads), ""]
