@@ -88,6 +88,8 @@ def test_errors_name_the_argument():
         tiny_rnn().log_prob(np.zeros((3, 2)))
     with pytest.raises(ValueError, match="NaN or inf"):
         tiny_rnn().log_prob(np.full((1, 2, 2), np.nan))
+    with pytest.raises(ValueError, match=r"needs binary x \(0 or 1\), got values in \[0.0, 0.5\]"):
+        tiny_rnn(output="bernoulli").log_prob(np.full((1, 2, 2), 0.5) * np.arange(2))
     with pytest.raises(ValueError, match='output must be "gaussian" or "bernoulli"'):
         tiny_rnn(output="poisson")
     with pytest.raises(ValueError, match="n_components"):

@@ -124,8 +124,12 @@ class SequenceModel(Module):
         if x.ndim != 3 or x.shape[2] != self.x_dim or x.shape[1] < 1:
             raise ValueError(f"{type(self).__name__}.{who}: x must have shape (N, T, x_dim) = (N, T, {self.x_dim}) "
                              f"with T >= 1, got {tuple(x.shape)}")
-        if not bool(backend.xp_of(x.data).isfinite(x.data).all()):
+        xp = backend.xp_of(x.data)
+        if not bool(xp.isfinite(x.data).all()):
             raise ValueError(f"{type(self).__name__}.{who}: x contains NaN or inf")
+        if self.decoder.output == "bernoulli" and not bool(((x.data == 0) | (x.data == 1)).all()):
+            raise ValueError(f"{type(self).__name__}.{who}: a Bernoulli output needs binary x (0 or 1), got values "
+                             f"in [{float(x.data.min())}, {float(x.data.max())}]")
         return x
 
     def _length(self, length):
