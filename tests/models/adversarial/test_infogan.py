@@ -11,6 +11,7 @@ from scipy import integrate, special, stats
 import tinydgm as td
 from tinydgm.models.adversarial import (Codes, InfoDiscriminator, InfoGAN, MLPDiscriminator, MLPGenerator,
                                         code_entropy, log_q_codes, quadrature_grid)
+from tinydgm.models.adversarial.infogan import log_q_parts
 
 from latent_helpers import with_parameters
 
@@ -205,6 +206,26 @@ def test_the_terms_are_the_gan_losses_and_lambda_times_the_bound():
     assert g_terms["information_loss"].item() == pytest.approx(-0.5 * bound, rel=1e-12)
 
 
+def test_lam_continuous_weighs_the_continuous_part_alone():
+    """lambda (ln K + mean ln Q(c_cat|x)) + lambda_cont (n ln 2 + mean ln Q(c_cont|x)), gradient-checked;
+    with lambda_cont = lambda it is lambda L_I."""
+    model = _infogan(lam=0.5, lam_continuous=0.1, hidden=(4,))
+    codes, z, x = _fixed_batch(model)
+    x_fake = model.G(model.generator_input(z, codes))
+    _, q_logits, q_mean = model.discriminator.heads(model.discriminator.features(x_fake))
+    cat, cont = (t.numpy() for t in log_q_parts(q_logits, q_mean, codes))
+    np.testing.assert_allclose(cat + cont, log_q_codes(q_logits, q_mean, codes).numpy(), rtol=1e-12)
+    expected = 0.5 * (cat.mean() + math.log(3)) + 0.1 * (cont.mean() + 2 * math.log(2))
+    assert model.discriminator_terms(x, x_fake, codes)["information_loss"].item() == pytest.approx(-expected,
+                                                                                                   rel=1e-12)
+    assert model.generator_terms(x_fake, codes)["information_loss"].item() == pytest.approx(-expected, rel=1e-12)
+    fn, inputs = with_parameters(model, lambda: model.weighted_information(*model.discriminator.heads(
+        model.discriminator.features(model.G(model.generator_input(z, codes))))[1:], codes))
+    assert td.gradcheck(fn, inputs)
+    assert td.gradgradcheck(fn, inputs)
+    assert "lam_continuous=0.1" in repr(model)
+
+
 # ----------------------------------------------------------------------------- training
 
 def test_each_step_moves_only_its_side_and_q_trains_with_the_discriminator():
@@ -260,6 +281,8 @@ def test_errors():
         InfoGAN(MLPGenerator(6, 2, rng=rng), InfoDiscriminator(2, 3, 2, rng=rng), 2)
     with pytest.raises(ValueError, match="lam .* must be a finite number >= 0"):
         _infogan(lam=-1.0)
+    with pytest.raises(ValueError, match="lam_continuous must be a finite number >= 0"):
+        _infogan(lam_continuous=float("inf"))
     with pytest.raises(ValueError, match="n_continuous must be an int >= 0"):
         InfoDiscriminator(2, 3, -1)
     model = _infogan()

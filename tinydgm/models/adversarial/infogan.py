@@ -32,7 +32,8 @@ n_continuous means), so the information term costs one extra linear layer. Each
 discriminator step minimises -V(D, G) - lambda L_I (training the D head, the Q head and the
 shared body); each generator step minimises the non-saturating loss -mean ln D(G(z, c)) -
 lambda L_I (training G, the discriminator and Q frozen). Chen et al. set lambda = 1 for the
-categorical code on MNIST; here one lambda weighs both kinds of code.
+categorical code on MNIST and weigh continuous codes less: ``lam_continuous`` weighs the continuous
+part of L_I on its own, lambda H(c_cat) + lambda E ln Q(c_cat | x) + lambda_cont (n ln 2 + E ln Q(c_cont | x)).
 """
 import math
 
@@ -48,7 +49,7 @@ from tinydgm.models.adversarial.toy_networks import _check_sizes, _dense_stack
 from tinydgm.nn.linear import Linear
 from tinydgm.nn.module import Module
 
-__all__ = ["InfoGAN", "InfoDiscriminator", "Codes", "code_entropy", "log_q_codes"]
+__all__ = ["InfoGAN", "InfoDiscriminator", "Codes", "code_entropy", "log_q_codes", "log_q_parts"]
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -73,8 +74,9 @@ def code_entropy(n_categories, n_continuous):
     return math.log(n_categories) + n_continuous * math.log(2.0)
 
 
-def log_q_codes(q_logits, q_mean, codes):
-    """ln Q(c | x) per example, shape (N,): log_softmax(q_logits)[c_cat] + sum_j ln N(c_j; q_mean_j, 1).
+def log_q_parts(q_logits, q_mean, codes):
+    """(ln Q(c_cat | x), ln Q(c_cont | x)) per example, each shape (N,): log_softmax(q_logits)[c_cat]
+    and sum_j ln N(c_j; q_mean_j, 1) (zeros when there are no continuous codes).
 
     q_logits: (N, K) Tensor, Q's category logits. q_mean: (N, n_continuous) Tensor (may have
     zero columns). codes: the ``Codes`` the examples were generated from."""
@@ -83,10 +85,14 @@ def log_q_codes(q_logits, q_mean, codes):
         raise ValueError(f"log_q_codes: Q's outputs must match the codes: q_logits {(n, k)} and q_mean "
                          f"{tuple(codes.continuous.shape)}, got q_logits {q_logits.shape} and q_mean {q_mean.shape}")
     log_q_cat = (codes.one_hot * log_softmax(q_logits, axis=1)).sum(axis=1)        # ln Q(c_cat | x)
-    if not codes.continuous.shape[1]:
-        return log_q_cat
     residual = codes.continuous - q_mean
     log_q_cont = (-0.5 * residual * residual - 0.5 * LOG_2PI).sum(axis=1)         # ln N(c; mean, 1)
+    return log_q_cat, log_q_cont
+
+
+def log_q_codes(q_logits, q_mean, codes):
+    """ln Q(c | x) = ln Q(c_cat | x) + ln Q(c_cont | x) per example, shape (N,) (see ``log_q_parts``)."""
+    log_q_cat, log_q_cont = log_q_parts(q_logits, q_mean, codes)
     return log_q_cat + log_q_cont
 
 
@@ -151,13 +157,15 @@ class InfoGAN(GAN):
         ``heads(h) -> (logit, q_logits, q_mean)`` and the attributes n_categories, n_continuous).
     noise_dim: the size of the incompressible noise z ~ N(0, I).
     lam: lambda >= 0, the weight of the information term (1 in Chen et al. for MNIST).
+    lam_continuous: the weight of its continuous-code part (None: lam, one weight for L_I).
     k, lr, betas, d_optimizer, g_optimizer, rng: as for ``GAN`` (the discriminator's optimizer
         covers the Q head too: it is part of the discriminator).
 
     ``latent_dim`` (the generator's input size) is noise_dim + K + n_continuous.
     """
 
-    def __init__(self, generator, discriminator, noise_dim, *, lam=1.0, k=1, lr=2e-4, betas=(0.5, 0.999),
+    def __init__(self, generator, discriminator, noise_dim, *, lam=1.0, lam_continuous=None, k=1, lr=2e-4,
+                 betas=(0.5, 0.999),
                  d_optimizer=None, g_optimizer=None, rng=None):
         for attr in ("features", "heads", "n_categories", "n_continuous"):
             if not hasattr(discriminator, attr):
@@ -165,13 +173,16 @@ class InfoGAN(GAN):
                                 f"features(x), heads(h), n_categories, n_continuous); {type(discriminator).__name__} "
                                 f"has no {attr!r}")
         lam = float(lam)
-        if not lam >= 0.0 or math.isinf(lam):
-            raise ValueError(f"InfoGAN: lam (lambda) must be a finite number >= 0, got {lam}")
+        lam_continuous = lam if lam_continuous is None else float(lam_continuous)
+        for name, value in (("lam (lambda)", lam), ("lam_continuous", lam_continuous)):
+            if not value >= 0.0 or math.isinf(value):
+                raise ValueError(f"InfoGAN: {name} must be a finite number >= 0, got {value}")
         noise_dim = _check_count("InfoGAN", "noise_dim", noise_dim)
         n_cat, n_cont = discriminator.n_categories, discriminator.n_continuous
         super().__init__(generator, discriminator, noise_dim + n_cat + n_cont, objective="non_saturating", k=k,
                          lr=lr, betas=betas, d_optimizer=d_optimizer, g_optimizer=g_optimizer, rng=rng)
         self.noise_dim, self.n_categories, self.n_continuous, self.lam = noise_dim, n_cat, n_cont, lam
+        self.lam_continuous = lam_continuous
 
     # --- the codes
     def sample_codes(self, n, rng=None, categories=None):
@@ -225,21 +236,28 @@ class InfoGAN(GAN):
             return self.mutual_information_bound(self.G(self.generator_input(z, codes)), codes).item()
 
     # --- losses and training
+    def weighted_information(self, q_logits, q_mean, codes):
+        """lambda (ln K + mean ln Q(c_cat | x)) + lambda_cont (n_continuous ln 2 + mean ln Q(c_cont | x)):
+        lambda L_I when lam_continuous = lam, 0-d Tensor."""
+        log_q_cat, log_q_cont = log_q_parts(q_logits, q_mean, codes)
+        categorical = mean(log_q_cat) + math.log(self.n_categories)
+        if not self.n_continuous:
+            return self.lam * categorical
+        return self.lam * categorical + self.lam_continuous * (mean(log_q_cont) + self.n_continuous * math.log(2.0))
+
     def discriminator_terms(self, x_real, x_fake, codes):
         """-V(D, G) and -lambda L_I: the D head, Q head and shared body descend their sum."""
         h_real, h_fake = self.discriminator.features(x_real), self.discriminator.features(x_fake)
         real_logits, _, _ = self.discriminator.heads(h_real)
         fake_logits, q_logits, q_mean = self.discriminator.heads(h_fake)
-        information = mean(log_q_codes(q_logits, q_mean, codes)) + self.code_entropy()
         return {"discriminator_loss": gan_losses.discriminator_loss(real_logits, fake_logits),
-                "information_loss": -self.lam * information}
+                "information_loss": -self.weighted_information(q_logits, q_mean, codes)}
 
     def generator_terms(self, x_fake, codes):
         """-mean ln D(G(z, c)) and -lambda L_I: the generator descends their sum."""
         fake_logits, q_logits, q_mean = self.discriminator.heads(self.discriminator.features(x_fake))
-        information = mean(log_q_codes(q_logits, q_mean, codes)) + self.code_entropy()
         return {"generator_loss": gan_losses.non_saturating_generator_loss(fake_logits),
-                "information_loss": -self.lam * information}
+                "information_loss": -self.weighted_information(q_logits, q_mean, codes)}
 
     def generator_loss(self, x_fake):
         raise NotImplementedError("InfoGAN: the generator's loss needs the codes: use generator_terms(x_fake, codes)")
@@ -315,4 +333,5 @@ class InfoGAN(GAN):
 
     def extra_repr(self):
         return (f"noise_dim={self.noise_dim}, codes={self.n_categories} categories + {self.n_continuous} "
-                f"continuous, lam={self.lam}, k={self.k}")
+                f"continuous, lam={self.lam}, "
+                + (f"lam_continuous={self.lam_continuous}, " if self.lam_continuous != self.lam else "") + f"k={self.k}")
