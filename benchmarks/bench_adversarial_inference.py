@@ -73,14 +73,14 @@ def build_bigan(seed=0, dtype="float32"):
                  rng=np.random.default_rng(seed + 1), **ADAM)
 
 
-def build_infogan(seed=0, dtype="float32"):
+def build_infogan(seed=0, dtype="float32", lam_continuous=None):
     rng = np.random.default_rng(seed)
     c = INFOGAN
     generator = TanhMLP(c["noise"] + c["categories"] + c["continuous"], 784, c["generator"], rng, dtype)
     discriminator = InfoDiscriminator(784, c["categories"], c["continuous"], c["body"], rng=rng, dtype=dtype)
     g_optimizer = Adam(generator.parameters(), lr=c["g_lr"], betas=ADAM["betas"])     # the authors' code: G at 1e-3
-    return InfoGAN(generator, discriminator, c["noise"], lam=c["lam"], g_optimizer=g_optimizer,
-                   rng=np.random.default_rng(seed + 1), **ADAM)
+    return InfoGAN(generator, discriminator, c["noise"], lam=c["lam"], lam_continuous=lam_continuous,
+                   g_optimizer=g_optimizer, rng=np.random.default_rng(seed + 1), **ADAM)
 
 
 # ----------------------------------------------------------------------------- the PyTorch twins

@@ -71,10 +71,12 @@ class Side:
     """The few calls the evaluation needs, on either side: train_step, encode (BiGAN), reconstruct (BiGAN),
     categories (InfoGAN: Q's argmax)."""
 
-    def __init__(self, name, side, seed):
+    def __init__(self, name, side, seed, lam_continuous=None):
         build, twin_class = BUILDERS[name]
         self.name, self.side = name, side
-        self.model = build(seed)
+        self.model = build(seed) if lam_continuous is None else build(seed, lam_continuous=lam_continuous)
+        if lam_continuous is not None and side == "PyTorch":
+            raise ValueError("the PyTorch twin weighs every code alike: --lam-continuous is for the tinydgm side")
         self.twin = twin_class(self.model, seed + 1) if side == "PyTorch" else None
 
     def train_step(self, x):
@@ -109,12 +111,12 @@ def matched_accuracy(predicted, labels, k=10):
 
 # ----------------------------------------------------------------------------- one run
 
-def train_run(name, side, epochs, seed, work, max_rounds=None):
+def train_run(name, side, epochs, seed, work, max_rounds=None, lam_continuous=None):
     x_train, _, x_test, y_test = load_data()
     if side == "PyTorch":
         rows = check_twin(name, "float32", 2e-3, seed=seed)
         print(f"{name}: the twin's first steps agree: {rows[0][0]} / {rows[0][1]}", flush=True)
-    runner = Side(name, side, seed)
+    runner = Side(name, side, seed, lam_continuous)
     rounds_per_epoch = len(x_train) // BATCH if max_rounds is None else max_rounds
     data_rng = np.random.default_rng(seed + 2)
     history, per_epoch = [], []
@@ -143,10 +145,10 @@ def train_run(name, side, epochs, seed, work, max_rounds=None):
         out["categories_test"] = in_batches(runner.categories, x_test)
         if runner.twin is None:
             out["sweeps"] = code_sweeps(runner.model)
-    base = os.path.join(work, f"{name}_{side}")
+    base = os.path.join(work, f"{name}_{side}" + (f"_lamc{lam_continuous:g}" if lam_continuous is not None else ""))
     np.savez(base + ".npz", **out, **{key: np.array([h[key] for h in history]) for key in history[0]})
     with open(base + ".json", "w") as f:
-        json.dump({"model": name, "side": side, "epochs": epochs, "rounds": epochs * rounds_per_epoch, "seed": seed,
+        json.dump({"model": name, "side": side, "lam_continuous": lam_continuous, "epochs": epochs, "rounds": epochs * rounds_per_epoch, "seed": seed,
                    "train_seconds": train_seconds, "cpu_seconds": cpu_seconds, "loadavg_end": os.getloadavg()}, f)
     print(f"{name} {side}: done, {train_seconds:.0f} s wall, {cpu_seconds:.0f} s CPU", flush=True)
 
@@ -317,6 +319,8 @@ def main(argv=None):
     parser.add_argument("--baselines", action="store_true", help="only the raw-pixel and random-encoder classifiers "
                         "(cached in --work for the report)")
     parser.add_argument("--threads", type=int, default=1, help="threads per run (default 1)")
+    parser.add_argument("--lam-continuous", type=float, help="InfoGAN, tinydgm side: the weight of the continuous "
+                        "codes' part of L_I (default: lambda, one weight); its run is saved under its own name")
     parser.add_argument("--max-rounds", type=int, help="rounds per epoch (a smoke run; default: the whole set)")
     parser.add_argument("--out", help="write the markdown section to this file")
     cfg = parser.parse_args(argv)
@@ -329,7 +333,7 @@ def main(argv=None):
         name, side = cfg.run
         if name not in MODELS or side not in SIDES:
             parser.error(f"--run MODEL SIDE with MODEL in {MODELS} and SIDE in {SIDES}")
-        train_run(name, side, epochs[name], cfg.seed, cfg.work, cfg.max_rounds)
+        train_run(name, side, epochs[name], cfg.seed, cfg.work, cfg.max_rounds, cfg.lam_continuous)
         return
     if cfg.baselines:
         print(baselines(cfg.work, cfg.seed, *load_data()))
