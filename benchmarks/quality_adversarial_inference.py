@@ -30,6 +30,7 @@ Chen et al. (2016) report about 5% error. Figures: benchmarks/figures/bigan_reco
 G(E(x)) of both sides) and infogan_codes.png (each code varied with the rest fixed, tinydgm side).
 """
 import argparse
+import glob
 import json
 import os
 import subprocess
@@ -294,6 +295,15 @@ def make_report(work, seed):
         rows.append([side, f"{meta['epochs']} epochs ({meta['rounds']:,} rounds)", f"{meta['train_seconds']:.0f} s",
                      f"{acc:.2%} (error {1 - acc:.2%})", f"{used}"])
         print(rows[-1], flush=True)
+    for path in sorted(glob.glob(os.path.join(work, "infogan_tinydgm_lamc*.json"))):       # --lam-continuous runs
+        with open(path) as f:
+            meta = json.load(f)
+        run = np.load(path[:-5] + ".npz")
+        acc = matched_accuracy(run["categories_test"], y_test)[0]
+        rows.append([f"tinydgm, lambda_cont = {meta['lam_continuous']:g}", f"{meta['epochs']} epochs ({meta['rounds']:,} "
+                     f"rounds)", f"{meta['train_seconds']:.0f} s", f"{acc:.2%} (error {1 - acc:.2%})",
+                     f"{len(np.unique(run['categories_test']))}"])
+        print(rows[-1], "after each epoch:", ", ".join(f"{v:.1%}" for v in run["per_epoch"]), flush=True)
     lines += ["InfoGAN: the categorical code as an unsupervised classifier of the 10,000 test images (best one-to-one "
               "matching of the 10 categories to the 10 digits):", "",
               common.markdown_table(["side", "budget", "training time", "matched accuracy", "categories in use"], rows),
