@@ -2,7 +2,8 @@
 pointwise product of the densities (quadrature in 1-D and 2-D); a missing modality drops out
 exactly; the sub-sampled objective is the sum of the subsets' ELBOs; with a one-dimensional
 code the importance-sampled log-likelihood of any subset meets its quadrature value; label
-accuracy from the image alone and generation from the label on a toy; gradients to second order."""
+accuracy from the image alone and generation from the label on a toy, two image halves completing
+each other; gradients to second order."""
 import numpy as np
 import pytest
 
@@ -195,3 +196,21 @@ def test_bad_inputs_are_named():
         model.loss(np.zeros((2, 8)))
     with pytest.raises(ValueError, match="2 modalities"):
         model.elbo((np.zeros((2, 6)),))
+
+
+def test_image_halves_as_two_modalities_complete_each_other_on_a_toy():
+    # top and bottom halves of a 2 x 4 "image": the bottom row repeats the top row, which is one of 3 patterns
+    rng = np.random.default_rng(20)
+    patterns = np.array([[1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 1, 0]], dtype=np.float64)
+    k = rng.integers(0, 3, 600)
+    top, bottom = patterns[k], patterns[k]
+    init = np.random.default_rng(21)
+    model = MultimodalVAE([MLPEncoder(4, 2, hidden=(16,), rng=init, dtype="float64") for _ in range(2)],
+                          [MLPDecoder(2, 4, hidden=(16,), rng=init, dtype="float64") for _ in range(2)],
+                          rng=np.random.default_rng(22))
+    fit(model, np.concatenate([top, bottom], axis=1), optim.Adam(model.parameters(), lr=3e-2), epochs=20,
+        batch_size=50, seed=0, progress=False)
+    completed = model.conditional((patterns, None), 1).numpy()          # E[bottom | z = mean of q(z | top)]
+    np.testing.assert_array_equal(completed > 0.5, patterns > 0.5)
+    completed = model.conditional((None, patterns), 0).numpy()          # and the top from the bottom
+    np.testing.assert_array_equal(completed > 0.5, patterns > 0.5)
