@@ -116,3 +116,5 @@ def test_loss_trains_and_bad_inputs_are_named():
         PixelVAE(MLPEncoder(4, 2), MLPDecoder(2, 4))
     with pytest.raises(ValueError, match="divisible"):
         PixelCNNDecoder(2, (1, 6, 6), n_upsample=2)
+    with pytest.raises(TypeError, match="autoregressive"):
+        model.decoder.distribution(td.tensor(np.zeros((1, 2))))

@@ -100,6 +100,12 @@ class PixelCNNDecoder(Module):
         with no_grad():
             return self.pixelcnn.sample(self.features(z), rng, method)
 
+    def distribution(self, z):
+        """Not available: the pixels are not independent given z (e.g. the beta-VAE decomposition's
+        KL(q(x|z) || p(x|z)) needs it); raises TypeError naming what to use instead."""
+        raise TypeError("PixelCNNDecoder: p(x | z) is autoregressive (its pixels are not independent given z), so "
+                        "there is no factorised distribution(z); use log_prob(x, z) or sample(z, rng)")
+
     def check_data(self, x, who):
         binary = (x == 0) | (x == 1)
         if not bool(binary.all()):
