@@ -172,7 +172,7 @@ def step_time(model, batch, device, repeats=3):
 
 
 def main(argv=None):
-    return _common.main(run, __doc__, argv)
+    return _common.main(run, __doc__, argv, name="recurrent")
 
 
 if __name__ == "__main__":
