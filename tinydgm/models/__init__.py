@@ -1,11 +1,12 @@
 """Model families, one subpackage per family as the lectures group them:
 
     energy/           exponential family, FVBM, neural EBM, RBMs, DBN, DBM
-    autoregressive/   NADE, MADE, PixelCNN, Gated PixelCNN, hierarchical and multiscale PixelCNN
+    autoregressive/   NADE, MADE, PixelCNN, Gated PixelCNN, hierarchical and multiscale PixelCNN,
+                      PixelRNN (Row LSTM), an RNN over sequences
     flows/            planar, radial, NICE, RealNVP, Glow's 1x1 conv, MAF, IAF, dequantization
     latent/           latent-variable models (linear-Gaussian, density networks, VAEs)
     adversarial/      GANs
-    hybrid/           models that combine families (PixelVAE, the multimodal VAE, ...)
+    hybrid/           models that combine families (PixelVAE, the multimodal VAE, the VRNN, ...)
 
 Every model offers the protocol of ``docs/architecture.md`` (``loss``, ``log_prob`` or the
 bound it has, ``sample``, ``bits_per_dim``). The common classes import from here directly,
