@@ -182,3 +182,39 @@ def test_clear_errors():
         model.log_prob(np.zeros((4, 3), dtype=np.float32))
     with pytest.raises(ValueError, match=r"z must have shape \(N, 2\)"):
         FlowGenerator(flow)(td.tensor(np.zeros((3, 5))))
+
+
+def test_act_norm_initialises_on_data_not_on_latents():
+    """An image RealNVP with act-norm: building the FlowGAN leaves the flow untouched, and after
+    the first adversarial round the act-norm layers hold the initialisation a first real batch
+    gives them (as under maximum likelihood), not one from G(z)."""
+    from tinydgm.models import image_realnvp
+    from tinydgm.nn.norm import ActNorm
+
+    def flow_and_critic():
+        rng = np.random.default_rng(0)
+        flow = image_realnvp((1, 4, 4), n_scales=1, hidden_channels=4, n_blocks=1, n_final=1, norm="actnorm",
+                             rng=rng, dtype="float64")
+        return flow, _FlatCritic(rng)
+    x = np.random.default_rng(1).random((8, 1, 4, 4))
+    reference, _ = flow_and_critic()
+    with td.no_grad():
+        expected = reference.log_prob(td.tensor(x, dtype="float64")).numpy()       # act-norm set from x
+    flow, critic = flow_and_critic()
+    model = FlowGAN(flow, critic, objective="adv", n_critic=2, rng=0)
+    assert not any(bool(m.initialized) for m in flow.modules() if isinstance(m, ActNorm))
+    model.train_step(x)
+    for mine, theirs in zip([m for m in flow.modules() if isinstance(m, ActNorm)],
+                            [m for m in reference.modules() if isinstance(m, ActNorm)]):
+        assert bool(mine.initialized)
+        np.testing.assert_allclose(mine.bias.numpy(), theirs.bias.numpy(), atol=1e-2)   # one small Adam step apart
+    assert np.isfinite(expected).all()
+
+
+class _FlatCritic(td.nn.Module):
+    def __init__(self, rng):
+        super().__init__()
+        self.mlp = MLPDiscriminator(16, (8,), rng=rng, dtype="float64")
+
+    def forward(self, x):
+        return self.mlp(x.reshape(x.shape[0], -1))

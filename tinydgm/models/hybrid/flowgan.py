@@ -25,12 +25,18 @@ What this class adds to ``WGANGP``: the generator is the flow's inverse (``FlowG
 the generator's step minimises the chosen objective (``generator_objective``), and the
 model keeps the flow's exact ``log_prob`` and ``bits_per_dim``, untouched by the critic.
 ``objective="mle"`` trains the flow alone (no critic step).
+
+Data-dependent layers (act-norm) initialise themselves on the first batch they see. A GAN
+would show them latents first (G(z) runs the flow backwards); here the flow's first pass is
+always forward, on real data: construction does not run the generator, and the first
+``train_step`` starts with a no-graph log p(x) of its batch, as maximum likelihood would.
 """
 import math
 
+from tinydgm import backend
 from tinydgm.autodiff.core import Tensor, no_grad
 from tinydgm.autodiff.shape import split
-from tinydgm.models.adversarial.gan import _frozen
+from tinydgm.models.adversarial.gan import _eval_mode, _frozen
 from tinydgm.models.adversarial.wgan import WGANGP
 from tinydgm.models.flows.base import Flow
 from tinydgm.nn.module import Module
@@ -91,10 +97,27 @@ class FlowGAN(WGANGP):
                          betas=betas, d_optimizer=d_optimizer, g_optimizer=g_optimizer, rng=rng)
         self.objective = objective
         self.mle_weight = mle_weight
+        self._seen_data = False
 
     @property
     def flow(self):
         return self.generator.flow
+
+    def _probe_shapes(self):
+        """The flow's event shape, and the critic checked on two zero examples of it. The
+        generator is not run (see the module docstring: act-norm would initialise on latents)."""
+        p = self._param_like()
+        x = Tensor(backend.xp_of(p.data).zeros((2,) + self.generator.flow.event_shape, dtype=p.dtype))
+        with no_grad(), _eval_mode(self.discriminator):
+            try:
+                scores = self.discriminator(x)
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"FlowGAN: the critic does not take the flow's examples, shape {x.shape[1:]}: "
+                                 f"{err}") from None
+        if not isinstance(scores, Tensor) or scores.shape not in ((2,), (2, 1)):
+            raise ValueError(f"FlowGAN: the critic must return one score per example, shape (N,) or (N, 1), got "
+                             f"{getattr(scores, 'shape', type(scores).__name__)} for a batch of {x.shape}")
+        return tuple(self.generator.flow.event_shape)
 
     # --- the exact likelihood (the flow's own)
     def log_prob(self, x):
@@ -142,6 +165,10 @@ class FlowGAN(WGANGP):
         measured on x without graph) and "adversarial" where computed."""
         rng = self._rng(rng)
         x = self._check_batch(x, "train_step")
+        if not self._seen_data:
+            with no_grad():
+                self.flow.log_prob(x)            # data-dependent layers initialise on data, not on G(z)
+            self._seen_data = True
         report = {}
         if self.objective != "mle":
             n = x.shape[0]
