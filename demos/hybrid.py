@@ -86,7 +86,8 @@ def pixelvae_part(images, out_dir, seed, quick, device, log):
     sample_title = _common.title("PixelVAE samples, z ~ p(z) then x ~ p(x | z) pixel by pixel; one row per decoder "
                                  f"depth ({', '.join(str(d) for d in depths)} masked layers)", quick)
     grid = np.concatenate([samples[d] for d in depths])
-    plot.image_grid(grid, out_dir / "hybrid_pixelvae_samples.png", nrow=len(samples[depths[0]]), title=sample_title)
+    plot.image_grid(grid, out_dir / "hybrid_pixelvae_samples.png", nrow=len(samples[depths[0]]), title=sample_title,
+                    scale=3)       # a few wide rows: the default scale would leave the digits tiny
     return {"rows": rows, "figures": {kl_path: title, "hybrid_pixelvae_samples.png": sample_title}}
 
 
