@@ -19,8 +19,11 @@ turn, at 1 thread each. The test figures use the same eps on both sides too:
   -ELBO (10 draws) and the closed-form KL(q(z | x) || p(z)) averaged over the test images.
 - The multiscale PixelCNN (Reed et al. 2017): the exact test NLL.
 
-The order of batches differs from train.fit's (a permutation per epoch from one NumPy generator shared by
-both sides), so a side's numbers differ a little from quality_hybrid.py's at the same budget.
+The batches come as in train.fit (seed 0): a permutation per epoch from one NumPy generator. The multiscale
+model draws no noise, so its tinydgm side repeats quality_hybrid.py's run exactly; for PixelVAE the eps come
+from the same generator, so after the first epoch the order, and the noise, differ from quality_hybrid.py's
+run (whose eps come from the model's own generator): its tinydgm numbers differ from those a little.
+The seconds each side spends in its steps (summed over the interleaved steps) are reported as a ratio.
 """
 import math
 import os
