@@ -3,7 +3,7 @@ the plain ELBO's code carry little information and InfoVAE's more?
 
     TINYDGM_DATA=<folder with mnist.npz> python benchmarks/quality_infovae.py [--quick] [--threads N] \
         [--n-train N] [--epochs E] [--n-test N] [--n-nll N] [--k K] [--layers L] [--lambda-mmd LAMBDA] \
-        [--seeds 0,1] [--out SECTION.md]
+        [--seeds 0,1] [--variants elbo,info0,info1,factorised] [--out SECTION.md]
 
 The information preference (Chen et al. 2017; kuleshov-l12 "Information Preference"): the ELBO's
 average KL contains +I_q[x, z] (ELBO surgery, isachenko-l07 "ELBO surgery"), so a decoder that can
@@ -121,10 +121,17 @@ def code_accuracy(model, x_train, y_train, x_test, y_test):
     return nn_accuracy, linear(mu_train, mu_test), linear(z_train, z_test)
 
 
+VARIANTS = ("elbo", "info0", "info1", "factorised")
+
+
 def variants(cfg):
+    """(row name, PixelCNN layers, alpha, lambda) of the ``--variants`` chosen (each run is independent
+    of the others: the same seed gives the same weights and batches, so they may run in separate processes)."""
     lam = cfg.lambda_mmd
-    return [("elbo", cfg.layers, 0.0, 1.0), (f"infovae alpha=0, lambda={lam:g}", cfg.layers, 0.0, lam),
-            (f"infovae alpha=1, lambda={lam:g}", cfg.layers, 1.0, lam), ("elbo, factorised decoder", 0, 0.0, 1.0)]
+    table = {"elbo": ("elbo", cfg.layers, 0.0, 1.0), "info0": (f"infovae alpha=0, lambda={lam:g}", cfg.layers, 0.0, lam),
+             "info1": (f"infovae alpha=1, lambda={lam:g}", cfg.layers, 1.0, lam),
+             "factorised": ("elbo, factorised decoder", 0, 0.0, 1.0)}
+    return [table[name] for name in cfg.variants.split(",")]
 
 
 @section("information", "The plain ELBO against InfoVAE with a PixelCNN decoder: NLL, KL, I_q and the code's digit")
@@ -170,7 +177,11 @@ def main(argv=None):
     parser.add_argument("--layers", type=int, default=3, help="masked PixelCNN layers of the flexible decoder")
     parser.add_argument("--lambda-mmd", type=float, default=1000.0, help="InfoVAE's lambda")
     parser.add_argument("--seeds", default="0")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"which of {','.join(VARIANTS)} to train")
     cfg = parser.parse_args(argv)
+    unknown = sorted(set(cfg.variants.split(",")) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; the variants are {list(VARIANTS)}")
     if cfg.quick:
         cfg.n_train, cfg.epochs, cfg.n_test, cfg.n_nll, cfg.k = 200, 1, 50, 20, 10
     parts = common.chosen_parts(parser, cfg, SECTIONS)
@@ -178,7 +189,7 @@ def main(argv=None):
     info, bodies, elapsed, load0, load1 = common.run_sections(cfg, SECTIONS, parts, pinned)
     command = (f"python benchmarks/quality_infovae.py --threads {cfg.threads} --n-train {cfg.n_train} --epochs "
                f"{cfg.epochs} --n-test {cfg.n_test} --n-nll {cfg.n_nll} --k {cfg.k} --layers {cfg.layers} "
-               f"--lambda-mmd {cfg.lambda_mmd:g} --seeds {cfg.seeds}")
+               f"--lambda-mmd {cfg.lambda_mmd:g} --seeds {cfg.seeds} --variants {cfg.variants}")
     head = ["## InfoVAE and the information preference (`benchmarks/quality_infovae.py`)", "",
             common.machine_markdown(info, cfg.threads), "",
             f"Command: `{command}`; {elapsed:.0f} s; load average {load0[0]:.2f} -> {load1[0]:.2f}.", ""]
