@@ -1,5 +1,5 @@
-"""tinydgm as an oracle for someone else's model (README, "Check your own model against
-tinydgm"): a Bernoulli MADE written in PyTorch and tinydgm's MADE with the same weights
+"""tinydgm as an oracle for someone else's model (README, "Check your own implementation",
+by hand): a Bernoulli MADE written in PyTorch and tinydgm's MADE with the same weights
 agree in float64 on log p(x), on the gradients with respect to the input and every
 weight and bias, and on a Hessian-vector product (double backward against
 torch.autograd.functional.hvp).
