@@ -3,6 +3,7 @@ the same model written in PyTorch (or scikit-learn), at the same budget?
 
     python benchmarks/parity.py [--models made,nade,pixelcnn,realnvp,rbm] [--out SECTION.md]
                                 [--threads 1] [--seeds 0,1]
+    python benchmarks/parity.py --rbm-noise 1,2,3     # the RBM's spread from the Gibbs noise alone
 
 For each model and each seed s, both sides start from the SAME initial weights (drawn by
 tinydgm with seed s and copied into the twin) and see the SAME minibatches in the SAME order
@@ -26,7 +27,8 @@ in float64).
   scikit-learn's parameters (``components_``, intercepts) set to tinydgm's initial ones before
   its first ``partial_fit`` (its persistent chains start at h = 0, as ours). Both are evaluated
   with tinydgm's AIS (same schedule, same number of runs, same AIS random numbers): test NLL =
-  -(mean -F(v)) + log Z_hat.
+  -(mean -F(v)) + log Z_hat. ``--rbm-noise`` reruns seed 0 (same initial weights, same batches) with
+  only the Gibbs random numbers changed, on both sides: the spread that noise alone makes.
 
 Binarized MNIST comes from ``TINYDGM_DATA`` (``tinydgm.data.load_binarized_mnist``).
 """
@@ -168,7 +170,9 @@ def rbm_nll(W, b, c, x_test, base_bias, seed):
     return -rbm_test_log_likelihood(W, b, c, x_test, ais["log_z"]), ais["log_z_se"]
 
 
-def run_rbm(seed):
+def run_rbm(seed, noise=None):
+    """One PCD run per side from tinydgm's initial weights for ``seed``; ``noise`` (else ``seed``)
+    picks the Gibbs random numbers alone (scikit-learn's random_state, our generator)."""
     from sklearn.neural_network import BernoulliRBM as SklearnRBM
     from tinydgm.evaluate.ais import base_rate_visible_bias
     from tinydgm.models.energy.rbm import BernoulliRBM
@@ -177,13 +181,13 @@ def run_rbm(seed):
     x, x_test = x.astype(np.float64), x_test.astype(np.float64)
     ours = BernoulliRBM(D, RBM_HIDDEN, rng=td.rng(seed), dtype="float64")
     theirs = SklearnRBM(n_components=RBM_HIDDEN, batch_size=batch, learning_rate=RBM_LR, n_iter=1,
-                        random_state=seed)
+                        random_state=seed if noise is None else noise)
     # scikit-learn's partial_fit initialises only what is missing: give it our initial parameters
     theirs.components_ = np.asfortranarray(ours.W.data.T.copy())
     theirs.intercept_visible_ = ours.b.data.copy()
     theirs.intercept_hidden_ = ours.c.data.copy()
     theirs.n_features_in_ = D
-    rng = np.random.default_rng(200 + seed)
+    rng = np.random.default_rng(200 + seed if noise is None else 300 + noise)
     t_td = t_pt = 0.0
     for xb in batches(x, batch, epochs, seed):
         start = time.perf_counter()
@@ -225,7 +229,15 @@ def main(argv=None):
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", help="write the markdown section to this file")
+    parser.add_argument("--rbm-noise", default=None,
+                        help="e.g. 1,2,3: instead, rerun the RBM of seed 0 with only the Gibbs random numbers changed")
     cfg = parser.parse_args(argv)
+    if cfg.rbm_noise:
+        common.pin_threads(cfg.threads)
+        for noise in [int(s) for s in cfg.rbm_noise.split(",")]:
+            r = run_rbm(0, noise)
+            print(f"rbm seed 0, noise {noise}: tinydgm {r[0]:.3f}, scikit-learn {r[1]:.3f} nats", flush=True)
+        return
     models = cfg.models.split(",")
     unknown = sorted(set(models) - set(RUNS))
     if unknown:
