@@ -7,7 +7,7 @@ the plain ELBO's code carry little information and InfoVAE's more?
 
 The information preference (Chen et al. 2017; kuleshov-l12 "Information Preference"): the ELBO's
 average KL contains +I_q[x, z] (ELBO surgery, isachenko-l07 "ELBO surgery"), so a decoder that can
-model p(x) alone is best served by an unused code. InfoVAE (Zhao, Song & Ermon 2019) maximises
+model p(x) alone is best served by an unused code. InfoVAE (Zhao et al. 2019) maximises
 
     E_q[log p(x|z)] - (1 - alpha) KL(q(z|x) || p(z)) - (alpha + lambda - 1) MMD^2(q(z), p(z))
 
