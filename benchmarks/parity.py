@@ -78,12 +78,12 @@ def batches(x, batch, epochs, seed):
 
 
 def train_pair(td_step, pt_step, xs, shape=None):
-    """Run the same batches through both steps; returns (tinydgm seconds, twin seconds, first losses)."""
-    shape = shape or (-1,)
+    """Run the same batches (each reshaped to (n, *shape) when shape is given) through both steps;
+    returns (tinydgm seconds, twin seconds, (tinydgm, twin) loss of the first batch)."""
     t_td = t_pt = 0.0
     first = None
     for k, x in enumerate(xs):
-        x = x.reshape((len(x),) + tuple(shape)) if shape != (-1,) else x
+        x = x if shape is None else x.reshape((len(x),) + tuple(shape))
         start = time.perf_counter()
         a = float(td_step(td.tensor(x)).item())
         t_td += time.perf_counter() - start
@@ -253,7 +253,7 @@ def main(argv=None):
         for seed in seeds:
             r = RUNS[name](seed)
             print(f"{name} seed {seed}: tinydgm {r[0]:.3f}, twin {r[1]:.3f} nats; train s {r[2]:.1f} / {r[3]:.1f}; "
-                  f"extra {r[4]}", flush=True)
+                  f"first losses / RBM AIS standard errors {r[4]}", flush=True)
             results.append(r)
         td_nlls, pt_nlls = [r[0] for r in results], [r[1] for r in results]
         s_td, s_pt, diffs, word = verdict(td_nlls, pt_nlls)
