@@ -133,12 +133,11 @@ class TwinFlowGAN(TorchFlowGAN):
     def __init__(self, model):
         super().__init__(model, "float32")
         self.objective = model.objective
-
-    def step(self, x, noise):
-        if self.objective == "hybrid":
-            return super().step(x, noise)
         if self.objective == "adv":
             self.mle_weight = 0.0                              # the hybrid step with lambda = 0 is ADV's step
+
+    def step(self, x, noise):
+        if self.objective != "mle":
             return super().step(x, noise)
         noise.pop(0)                                           # the z that FlowGAN.train_step draws for MLE
         nll = -self.flow.log_prob(x).mean()
@@ -267,7 +266,8 @@ def markdown(results, command):
         rows += [[name, "cycle error X / Y", f"{t['cycle_error_x']:.4f} / {t['cycle_error_y']:.4f}",
                   f"{p['cycle_error_x']:.4f} / {p['cycle_error_y']:.4f}"],
                  [name, "distance to the hidden truth G / F", f"{t['distance_to_truth_g']:.4f} / "
-                  f"{t['distance_to_truth_f']:.4f}", f"{p['distance_to_truth_g']:.4f} / {p['distance_to_truth_f']:.4f}"],
+                  f"{t['distance_to_truth_f']:.4f}",
+                  f"{p['distance_to_truth_g']:.4f} / {p['distance_to_truth_f']:.4f}"],
                  [name, f"digit kept G / F (real digits {c['accuracy_real']:.2%})",
                   f"{t['accuracy_g']:.2%} / {t['accuracy_f']:.2%}", f"{p['accuracy_g']:.2%} / {p['accuracy_f']:.2%}"],
                  [name, "training CPU s", t["cpu_seconds"], p["cpu_seconds"]]]
