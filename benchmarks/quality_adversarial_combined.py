@@ -25,9 +25,8 @@ of the shipped classifier (the MNIST test images score about 4 and 9.3). The lec
 Inception 2.92 / 5.76 / 3.90 and NLL 3.54 / 8.53 / 4.21 bits/dim for MLE / ADV / Hybrid) is the shape
 to look for: ADV better samples, far worse NLL.
 
-Not run here: PyTorch twins at the same budget (bench_adversarial_combined.py checks the twins agree
-step for step on the same networks; training them again would only double the CPU time) and the
-papers' full budgets.
+PyTorch twins trained at these budgets, scored by the same code: twins_adversarial_combined.py.
+Not run here or there: the papers' full budgets.
 """
 import argparse
 import json
