@@ -10,23 +10,11 @@ import tinydgm as td
 from tinydgm import GradcheckError, NotSmoothError, PrecisionError
 from tinydgm.models.autoregressive.made import MADE
 
+from test_gradcheck import SquareOffByFactor as ScaledSquare   # x^2 with its backward scaled by a factor
+
 
 def f64(a, requires_grad=True):
     return td.tensor(np.asarray(a, dtype=np.float64), dtype="float64", requires_grad=requires_grad)
-
-
-class ScaledSquare(td.Function):
-    """x^2 whose backward is ``factor`` times 2x (wrong unless factor == 1)."""
-
-    def __init__(self, factor):
-        self.factor = factor
-
-    def forward(self, x):
-        return x * x
-
-    def backward(self, gy):
-        x, = self.inputs
-        return gy * x * (2.0 * self.factor)
 
 
 def relu_net(W1, W2):

@@ -136,14 +136,7 @@ class BiGAN(GAN):
         """z -> x = G(z) -> E(x) and D(x, z) for two z: the event shape, or a clear error."""
         z = self.sample_latent(2, rng=backend.rng(0))
         with no_grad(), _eval_mode(self.generator, self.encoder, self.discriminator):
-            try:
-                x = self.generator(z)
-            except (ValueError, TypeError) as err:
-                raise ValueError(f"BiGAN: the generator does not take z of shape (N, latent_dim) = {z.shape}: "
-                                 f"{err}") from None
-            if not isinstance(x, Tensor) or x.ndim < 2 or x.shape[0] != 2:
-                raise ValueError(f"BiGAN: the generator must map z of shape {z.shape} to a batch (2, ...), got "
-                                 f"{getattr(x, 'shape', type(x).__name__)}")
+            x = self._probe_generator(z)
             try:
                 z_hat = self.encoder(x)
             except (ValueError, TypeError) as err:

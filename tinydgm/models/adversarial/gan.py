@@ -138,14 +138,7 @@ class GAN(Module):
         who = self._who
         z = self.sample_latent(2, rng=backend.rng(0))
         with no_grad(), _eval_mode(self.generator, self.discriminator):
-            try:
-                x = self.generator(z)
-            except (ValueError, TypeError) as err:
-                raise ValueError(f"{who}: the generator does not take z of shape (N, latent_dim) = "
-                                 f"{z.shape}: {err}") from None
-            if not isinstance(x, Tensor) or x.ndim < 2 or x.shape[0] != 2:
-                raise ValueError(f"{who}: the generator must map z of shape {z.shape} to a batch (2, ...), got "
-                                 f"{getattr(x, 'shape', type(x).__name__)}")
+            x = self._probe_generator(z)
             try:
                 scores = self.discriminator(x)
             except (ValueError, TypeError) as err:
@@ -156,6 +149,19 @@ class GAN(Module):
                              f"(N, 1), got {getattr(scores, 'shape', type(scores).__name__)} for a batch of "
                              f"{x.shape}")
         return tuple(x.shape[1:])
+
+    def _probe_generator(self, z):
+        """x = G(z) for the two probe z (under no_grad, eval mode), or a clear error."""
+        who = self._who
+        try:
+            x = self.generator(z)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{who}: the generator does not take z of shape (N, latent_dim) = "
+                             f"{z.shape}: {err}") from None
+        if not isinstance(x, Tensor) or x.ndim < 2 or x.shape[0] != 2:
+            raise ValueError(f"{who}: the generator must map z of shape {z.shape} to a batch (2, ...), got "
+                             f"{getattr(x, 'shape', type(x).__name__)}")
+        return x
 
     def _param_like(self):
         return next(iter(self.generator.parameters()))
