@@ -24,11 +24,8 @@ float64 from the same weights with the same noise (z and alpha drawn by the tiny
 seeded generator and handed to the twin), and the losses, the penalty and parameter gradients are
 asserted to agree; then the float32 sides are checked the same way (looser tolerance).
 """
-import cProfile
 import os
-import pstats
 import sys
-import time
 
 import numpy as np
 import torch
@@ -373,28 +370,14 @@ def profile(part, n=20):
     for _ in range(3):
         td_call()
         pt_call()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        pt_call()
-    print(f"PyTorch: {(time.perf_counter() - t0) / n * 1e3:.1f} ms per step")
-    prof = cProfile.Profile()
-    t0 = time.perf_counter()
-    prof.enable()
-    for _ in range(n):
-        td_call()
-    prof.disable()
-    print(f"tinydgm: {(time.perf_counter() - t0) / n * 1e3:.1f} ms per step (under cProfile)")
-    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    common.profile_steps(lambda k: td_call(), lambda k: pt_call(), n)
 
 
 # ----------------------------------------------------------------------------- main
 
 def main(argv=None):
     parser = common.parts_parser(__doc__, SECTIONS)
-    parser.add_argument("--repeats", type=int, default=11, help="interleaved repeats per case (default 11)")
-    parser.add_argument("--retries", type=int, default=1,
-                        help="retakes of a sample during which another process held a core (default 1: on a "
-                             "crowded machine every sample is contended, and retaking them all multiplies the run)")
+    common.add_repeat_options(parser)
     parser.add_argument("--profile", choices=[n for n, _, _ in SECTIONS], help="profile one part's tinydgm side")
     cfg = parser.parse_args(argv)
     cfg.repeats = 5 if cfg.quick else cfg.repeats
@@ -411,10 +394,7 @@ def main(argv=None):
     command = "python benchmarks/bench_adversarial.py" + (" --quick" if cfg.quick else "") + \
         f" --threads {cfg.threads}" + (f" --parts {cfg.parts}" if cfg.parts else "") + \
         f" --repeats {cfg.repeats} --retries {cfg.retries}" + (f" --out {cfg.out}" if cfg.out else "")
-    out = [f"Command: `TINYDGM_DATA=<folder with mnist.npz> {command}` (one process, {elapsed:.0f} s; load "
-           f"average {load0[0]:.2f} at the start, {load[0]:.2f} at the end, on a 2-core machine that other "
-           "processes shared during the run).", "", common.machine_markdown(info, cfg.threads), ""]
-    common.finish_section(cfg.out, out, bodies)
+    common.finish_section(cfg.out, common.command_head(command, elapsed, load0, load, info, cfg.threads), bodies)
 
 
 if __name__ == "__main__":

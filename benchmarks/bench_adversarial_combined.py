@@ -588,8 +588,7 @@ class _AAEModules:
 
 def main(argv=None):
     parser = common.parts_parser(__doc__, SECTIONS)
-    parser.add_argument("--repeats", type=int, default=11, help="interleaved repeats per case (default 11)")
-    parser.add_argument("--retries", type=int, default=1, help="retakes of a contended sample (default 1)")
+    common.add_repeat_options(parser)
     parser.add_argument("--cpu-only", action="store_true", help="only the CPU time per step (no wall-clock pairs)")
     cfg = parser.parse_args(argv)
     cfg.repeats = 5 if cfg.quick else cfg.repeats
@@ -602,10 +601,7 @@ def main(argv=None):
         f" --threads {cfg.threads}" + (f" --parts {cfg.parts}" if cfg.parts else "") + \
         f" --repeats {cfg.repeats} --retries {cfg.retries}" + (" --cpu-only" if cfg.cpu_only else "") + \
         (f" --out {cfg.out}" if cfg.out else "")
-    out = [f"Command: `TINYDGM_DATA=<folder with mnist.npz> {command}` (one process, {elapsed:.0f} s; load "
-           f"average {load0[0]:.2f} at the start, {load[0]:.2f} at the end, on a 2-core machine that other "
-           "processes shared during the run).", "", common.machine_markdown(info, cfg.threads), ""]
-    common.finish_section(cfg.out, out, bodies)
+    common.finish_section(cfg.out, common.command_head(command, elapsed, load0, load, info, cfg.threads), bodies)
 
 
 if __name__ == "__main__":

@@ -315,10 +315,7 @@ def main(argv=None):
     command = "python benchmarks/bench_adversarial_inference.py" + (" --quick" if cfg.quick else "") + \
         f" --threads {cfg.threads}" + (f" --parts {cfg.parts}" if cfg.parts else "") + f" --repeats {cfg.repeats}" + \
         (f" --out {cfg.out}" if cfg.out else "")
-    head = [f"Command: `TINYDGM_DATA=<folder with mnist.npz> {command}` (one process, {elapsed:.0f} s; load average "
-            f"{load0[0]:.2f} at the start, {load[0]:.2f} at the end, on a 2-core machine shared with other "
-            "processes).", "", common.machine_markdown(info, cfg.threads), ""]
-    common.finish_section(cfg.out, head, bodies)
+    common.finish_section(cfg.out, common.command_head(command, elapsed, load0, load, info, cfg.threads), bodies)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,8 @@ tinydgm weights copied over. Before timing, both sides take 5 Adam steps from th
 same batches in float32 and their losses are asserted to agree (1e-4 relative), and in float64 the loss
 and every parameter gradient of one step agree to 1e-9.
 """
-import cProfile
 import os
-import pstats
 import sys
-import time
 
 import numpy as np
 import torch
@@ -183,26 +180,12 @@ def profile(n=10):
     for k in range(3):
         td_side.step(xs_td[k])
         pt_side.step(xs_pt[k])
-    t0 = time.perf_counter()
-    for k in range(n):
-        pt_side.step(xs_pt[k % 4])
-    print(f"PyTorch: {(time.perf_counter() - t0) / n * 1e3:.1f} ms per step")
-    prof = cProfile.Profile()
-    t0 = time.perf_counter()
-    prof.enable()
-    for k in range(n):
-        td_side.step(xs_td[k % 4])
-    prof.disable()
-    print(f"tinydgm: {(time.perf_counter() - t0) / n * 1e3:.1f} ms per step (under cProfile)")
-    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    common.profile_steps(lambda k: td_side.step(xs_td[k % 4]), lambda k: pt_side.step(xs_pt[k % 4]), n)
 
 
 def main(argv=None):
     parser = common.parts_parser(__doc__, SECTIONS)
-    parser.add_argument("--repeats", type=int, default=11, help="interleaved repeats (default 11)")
-    parser.add_argument("--retries", type=int, default=1,
-                        help="retakes of a sample during which another process held a core (default 1: on a "
-                             "crowded machine every sample is contended, and retaking them all multiplies the run)")
+    common.add_repeat_options(parser, "interleaved repeats (default 11)")
     parser.add_argument("--profile", action="store_true", help="profile the tinydgm side instead")
     cfg = parser.parse_args(argv)
     cfg.repeats = 5 if cfg.quick else cfg.repeats
@@ -217,10 +200,7 @@ def main(argv=None):
     command = "python benchmarks/bench_gated_pixelcnn.py" + (" --quick" if cfg.quick else "") + \
         f" --threads {cfg.threads} --repeats {cfg.repeats} --retries {cfg.retries}" + \
         (f" --out {cfg.out}" if cfg.out else "")
-    out = [f"Command: `TINYDGM_DATA=<folder with mnist.npz> {command}` (one process, {elapsed:.0f} s; load "
-           f"average {load0[0]:.2f} at the start, {load[0]:.2f} at the end, on a 2-core machine that other "
-           "processes shared during the run).", "", common.machine_markdown(info, cfg.threads), ""]
-    common.finish_section(cfg.out, out, bodies)
+    common.finish_section(cfg.out, common.command_head(command, elapsed, load0, load, info, cfg.threads), bodies)
 
 
 if __name__ == "__main__":

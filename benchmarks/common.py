@@ -17,9 +17,12 @@ number of threads. The machines we run on are small and noisy, so:
 These scripts are the only place where torch, threadpoolctl and scikit-learn are
 imported: they are benchmark-only dependencies (``pip install -e ".[bench]"``).
 """
+import cProfile
 import gc
+import json
 import os
 import platform
+import pstats
 import statistics
 import sys
 import time
@@ -589,3 +592,47 @@ def finish_section(path, head, bodies):
     section_md = "\n".join(head + [body + "\n" for body in bodies])
     print("\n" + section_md)
     write_section(path, section_md)
+
+
+def command_head(command, elapsed, load0, load, info, threads):
+    """The head lines of a section: the command with TINYDGM_DATA, time and load, then the machine."""
+    return [f"Command: `TINYDGM_DATA=<folder with mnist.npz> {command}` (one process, {elapsed:.0f} s; load "
+            f"average {load0[0]:.2f} at the start, {load[0]:.2f} at the end, on a 2-core machine that other "
+            "processes shared during the run).", "", machine_markdown(info, threads), ""]
+
+
+def add_repeat_options(parser, repeats_help="interleaved repeats per case (default 11)"):
+    """--repeats and --retries, as every paired-step benchmark takes them."""
+    parser.add_argument("--repeats", type=int, default=11, help=repeats_help)
+    parser.add_argument("--retries", type=int, default=1,
+                        help="retakes of a sample during which another process held a core (default 1: on a "
+                             "crowded machine every sample is contended, and retaking them all multiplies the run)")
+
+
+def profile_steps(td_call, pt_call, n):
+    """Time n PyTorch steps, then cProfile n tinydgm steps (both already warmed up): where the time goes."""
+    t0 = time.perf_counter()
+    for k in range(n):
+        pt_call(k)
+    print(f"PyTorch: {(time.perf_counter() - t0) / n * 1e3:.1f} ms per step")
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    for k in range(n):
+        td_call(k)
+    prof.disable()
+    print(f"tinydgm: {(time.perf_counter() - t0) / n * 1e3:.1f} ms per step (under cProfile)")
+    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+
+
+def load_runs(work, models, sides):
+    """{(model, side): arrays of <work>/<model>_<side>.npz with its .json as "meta"} for the runs saved."""
+    runs = {}
+    for name in models:
+        for side in sides:
+            base = os.path.join(work, f"{name}_{side}")
+            if os.path.exists(base + ".json"):
+                with open(base + ".json") as f:
+                    meta = json.load(f)
+                runs[(name, side)] = dict(np.load(base + ".npz"), meta=meta)
+    return runs

@@ -357,15 +357,7 @@ def loss_figure(runs, path):
 
 
 def load_runs(work):
-    runs = {}
-    for name in MODELS:
-        for side in SIDES:
-            base = os.path.join(work, f"{name}_{side}")
-            if os.path.exists(base + ".json"):
-                with open(base + ".json") as f:
-                    meta = json.load(f)
-                runs[(name, side)] = dict(np.load(base + ".npz"), meta=meta)
-    return runs
+    return common.load_runs(work, MODELS, SIDES)
 
 
 def make_report(work, command):

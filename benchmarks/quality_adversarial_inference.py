@@ -225,15 +225,7 @@ def figures(runs, x_test):
 
 
 def load_runs(work):
-    runs = {}
-    for name in MODELS:
-        for side in SIDES:
-            base = os.path.join(work, f"{name}_{side}")
-            if os.path.exists(base + ".json"):
-                with open(base + ".json") as f:
-                    meta = json.load(f)
-                runs[(name, side)] = dict(np.load(base + ".npz"), meta=meta)
-    return runs
+    return common.load_runs(work, MODELS, SIDES)
 
 
 def baselines(work, seed, x_train, y_train, x_test, y_test):
