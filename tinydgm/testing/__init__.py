@@ -20,7 +20,7 @@ from tinydgm.testing.dependencies import (AutoregressiveError, AutoregressiveRep
                                           mask_path_dependencies)
 from tinydgm.testing.discrete import all_binary, assert_normalised, chi_square_pvalue, chi_square_sf
 from tinydgm.testing.flow_contract import FlowContractError, assert_flow_transform, density_on_grid_2d
-from tinydgm.testing.parameters import swap_parameters, with_params
+from tinydgm.testing.parameters import swap_parameters, swapped_weights, with_params
 
 __all__ = [
     "compare", "Comparison",
@@ -28,5 +28,5 @@ __all__ = [
     "assert_autoregressive_masks", "AutoregressiveError", "AutoregressiveReport",
     "all_binary", "assert_normalised", "chi_square_pvalue", "chi_square_sf",
     "assert_flow_transform", "density_on_grid_2d", "FlowContractError",
-    "with_params", "swap_parameters",
+    "with_params", "swap_parameters", "swapped_weights",
 ]

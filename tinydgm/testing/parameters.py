@@ -3,7 +3,9 @@ of a gradcheck with respect to a layer's weights.
 
     gradcheck(lambda x, w: with_params(layer, x, weight=w), [x, w])
 """
-__all__ = ["with_params", "swap_parameters"]
+import contextlib
+
+__all__ = ["with_params", "swap_parameters", "swapped_weights"]
 
 
 def with_params(layer, x, **params):
@@ -27,3 +29,17 @@ def swap_parameters(module, values):
         saved[name] = getattr(owner, attr)
         object.__setattr__(owner, attr, value)
     return saved
+
+
+@contextlib.contextmanager
+def swapped_weights(layers, weights, name="weight"):
+    """Within the block, ``layers[i].<name>`` is ``weights[i]`` (checked inputs of a gradcheck of a
+    whole model with respect to some of its layers' weights); the originals come back after."""
+    saved = [getattr(layer, name) for layer in layers]
+    for layer, w in zip(layers, weights):
+        object.__setattr__(layer, name, w)
+    try:
+        yield
+    finally:
+        for layer, w in zip(layers, saved):
+            object.__setattr__(layer, name, w)

@@ -8,6 +8,7 @@ import pytest
 import tinydgm as td
 from contracts import all_binary, assert_autoregressive, assert_normalised, chi_square_pvalue
 from tinydgm.models.autoregressive.hierarchical_pixelcnn import HierarchicalPixelCNN
+from tinydgm.testing import swapped_weights
 
 
 def tiny(image_size=(4, 4), seed=0, sharpen=1.0):
@@ -71,13 +72,8 @@ def test_gradcheck_and_gradgradcheck_of_the_bound():
     weights = [m.weight for m in modules]
 
     def bound(*ws):
-        for m, w in zip(modules, ws):
-            object.__setattr__(m, "weight", w)
-        try:
+        with swapped_weights(modules, ws):
             return model.log_prob_lower_bound(x)
-        finally:
-            for m, w in zip(modules, weights):
-                object.__setattr__(m, "weight", w)
     td.gradcheck(bound, weights)
     td.gradgradcheck(lambda w1, w2: bound(weights[0], w1, w2).sum(), weights[1:])
 

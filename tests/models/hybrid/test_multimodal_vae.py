@@ -12,6 +12,7 @@ from tinydgm import optim
 from tinydgm.models.hybrid.multimodal_vae import CategoricalDecoder, MultimodalVAE, product_of_experts
 from tinydgm.models.latent import MLPDecoder, MLPEncoder
 from tinydgm.models.latent.vae import kl_standard_normal
+from tinydgm.testing import swapped_weights
 from tinydgm.train import fit
 
 
@@ -150,13 +151,8 @@ def test_gradcheck_and_gradgradcheck_of_the_objective_with_noise_fixed():
     weights = [m.weight for m in layers]
 
     def objective(*ws):
-        for m, w in zip(layers, ws):
-            object.__setattr__(m, "weight", w)
-        try:
+        with swapped_weights(layers, ws):
             return model.objective(flat, eps=eps)
-        finally:
-            for m, w in zip(layers, weights):
-                object.__setattr__(m, "weight", w)
     td.gradcheck(objective, weights)
     td.gradgradcheck(lambda w0, w1: objective(w0, w1, *weights[2:]).sum(), weights[:2])
 

@@ -10,6 +10,7 @@ from contracts import all_binary, assert_autoregressive, assert_normalised, chi_
 from tinydgm.models.hybrid.pixelvae import PixelCNNDecoder, PixelVAE
 from tinydgm.models.latent import MLPDecoder, MLPEncoder
 from tinydgm.models.latent.elbo_surgery import elbo_surgery
+from tinydgm.testing import swapped_weights
 
 
 def tiny(size=(2, 2), latent_dim=1, n_layers=2, n_upsample=1, seed=0, sharpen=1.0):
@@ -94,13 +95,8 @@ def test_gradcheck_and_gradgradcheck_of_the_elbo_with_noise_fixed():
     weights = [m.weight for m in layers]
 
     def elbo(*ws):
-        for m, w in zip(layers, ws):
-            object.__setattr__(m, "weight", w)
-        try:
+        with swapped_weights(layers, ws):
             return model.elbo(x, eps=eps)
-        finally:
-            for m, w in zip(layers, weights):
-                object.__setattr__(m, "weight", w)
     td.gradcheck(elbo, weights)
     td.gradgradcheck(lambda w0, w3: elbo(w0, *weights[1:3], w3, weights[4]).sum(), [weights[0], weights[3]])
 
