@@ -8,7 +8,7 @@ import pytest
 
 import tinydgm as td
 from tinydgm.nn import Linear, Parameter
-from tinydgm.optim import (SGD, Adam, AdamW, CosineLR, RMSProp, StepLR, WarmupLR, clip_grad_norm_,
+from tinydgm.optim import (SGD, Adagrad, Adam, AdamW, CosineLR, RMSProp, StepLR, WarmupLR, clip_grad_norm_,
                            clip_grad_value_)
 
 STEPS = 4
@@ -195,6 +195,46 @@ def test_rmsprop_step_size_is_about_lr_whatever_the_gradient_scale():
         np.testing.assert_allclose(step, expected, rtol=1e-12)
 
 
+def _adagrad_by_hand(p, grads, lr, eps, weight_decay=0.0, initial_accumulator_value=0.0):
+    """Duchi et al.'s diagonal Adagrad on one float (PyTorch's placement of eps)."""
+    s = initial_accumulator_value
+    for g in grads:
+        g = g + weight_decay * p
+        s = s + g * g
+        p = p - lr * g / (math.sqrt(s) + eps)
+    return p
+
+
+ADAGRAD_CASES = [dict(), dict(weight_decay=0.1), dict(initial_accumulator_value=0.5),
+                 dict(eps=1e-3, weight_decay=0.05, initial_accumulator_value=0.1)]
+
+
+@pytest.mark.parametrize("kwargs", ADAGRAD_CASES)
+def test_adagrad_matches_hand_computed_updates(kwargs):
+    p0, grads = _problem(3)
+    kwargs = {"eps": 1e-10, **kwargs}
+    got, opt = _run(Adagrad, p0, grads, lr=0.05, **kwargs)
+    expected = _elementwise(_adagrad_by_hand, p0, grads, lr=0.05, **kwargs)
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    # the accumulator is the initial value plus the sum of the squared (penalised) gradients
+    assert set(opt.state[0]) == {"sum"} and np.all(opt.state[0]["sum"] >= kwargs.get("initial_accumulator_value", 0))
+
+
+def test_adagrad_steps_shrink_like_one_over_sqrt_t_for_a_constant_gradient():
+    # s_t = t g^2, so step t moves p by lr g / (sqrt(t) |g|) = lr sign(g) / sqrt(t), whatever |g|
+    for scale in (1e-3, 1.0, 1e3):
+        p = Parameter(td.tensor(np.zeros(2)))
+        opt = Adagrad([p], lr=0.1, eps=0.0)
+        before = p.numpy().copy()
+        for t in range(1, 6):
+            p.grad = td.tensor(scale * np.array([2.0, -0.5]))
+            opt.step()
+            np.testing.assert_allclose(p.numpy() - before, -0.1 / math.sqrt(t) * np.array([1.0, -1.0]),
+                                       rtol=1e-12)
+            before = p.numpy().copy()
+
+
 # ----------------------------------------------------------------------------- against torch.optim
 
 def _torch_run(torch, torch_class, p0, A, c, steps, **kwargs):
@@ -233,13 +273,16 @@ def _our_run(opt_class, p0, A, c, steps, **kwargs):
     ("RMSprop", dict(lr=0.01, alpha=0.9, eps=1e-6)),
     ("RMSprop", dict(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.1, momentum=0.9)),
     ("RMSprop", dict(lr=0.005, alpha=0.95, eps=1e-7, momentum=0.5, centered=True)),
+    ("Adagrad", dict(lr=0.1)),
+    ("Adagrad", dict(lr=0.05, eps=1e-6, weight_decay=0.1, initial_accumulator_value=0.3)),
 ])
 def test_against_torch_optim(name, kwargs):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(5)
     p0 = [rng.standard_normal(4), rng.standard_normal((2, 2))]
     A, c = rng.standard_normal((4, 4)), rng.standard_normal(4)
-    ours = _our_run({"SGD": SGD, "Adam": Adam, "AdamW": AdamW, "RMSprop": RMSProp}[name], p0, A, c, 5, **kwargs)
+    ours = _our_run({"SGD": SGD, "Adam": Adam, "AdamW": AdamW, "RMSprop": RMSProp, "Adagrad": Adagrad}[name],
+                    p0, A, c, 5, **kwargs)
     theirs = _torch_run(torch, getattr(torch.optim, name), p0, A, c, 5, **kwargs)
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
@@ -299,6 +342,7 @@ def _train(model, opt, batches):
     lambda ps: Adam(ps, lr=0.01, weight_decay=0.01),
     lambda ps: AdamW(ps, lr=0.01),
     lambda ps: RMSProp(ps, lr=0.01, momentum=0.9, centered=True, weight_decay=0.01),
+    lambda ps: Adagrad(ps, lr=0.05, weight_decay=0.01, initial_accumulator_value=0.1),
 ])
 def test_state_dict_round_trip_through_npz_is_bit_identical(make, tmp_path):
     model, params, batches = _model_and_batches()
@@ -358,7 +402,8 @@ def test_load_state_dict_errors():
 
 @pytest.mark.parametrize("make", [lambda ps: SGD(ps, lr=0.1), lambda ps: SGD(ps, lr=0.1, momentum=0.9),
                                   lambda ps: Adam(ps), lambda ps: AdamW(ps),
-                                  lambda ps: RMSProp(ps, momentum=0.9, centered=True)])
+                                  lambda ps: RMSProp(ps, momentum=0.9, centered=True),
+                                  lambda ps: Adagrad(ps, initial_accumulator_value=0.1)])
 def test_float32_parameters_stay_float32(make):
     p0, grads = _problem(dtype=np.float32)
     params = _params(*p0)
@@ -417,6 +462,14 @@ def test_constructor_errors():
         RMSProp(p, alpha=1.0)
     with pytest.raises(ValueError, match="RMSProp: momentum must be a finite number >= 0, got -0.5"):
         RMSProp(p, momentum=-0.5)
+    with pytest.raises(ValueError, match="Adagrad: eps must be a finite number >= 0, got -1e-10"):
+        Adagrad(p, eps=-1e-10)
+    with pytest.raises(ValueError, match="Adagrad: initial_accumulator_value must be a finite number >= 0, got -0.1"):
+        Adagrad(p, initial_accumulator_value=-0.1)
+    with pytest.raises(ValueError, match="Adagrad: weight_decay must be a finite number >= 0, got inf"):
+        Adagrad(p, weight_decay=float("inf"))
+    with pytest.raises(ValueError, match="Adagrad: lr must be a finite number >= 0, got -0.01"):
+        Adagrad(p, lr=-0.01)
     with pytest.raises(TypeError, match="not a Parameter"):
         SGD([np.zeros(3)], lr=0.1)
     with pytest.raises(TypeError, match="iterable of Parameters"):

@@ -26,7 +26,7 @@ from tinydgm import backend
 from tinydgm.autodiff.core import Tensor
 from tinydgm.kernels.adam import adam_update
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSProp", "clip_grad_norm_", "clip_grad_value_",
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSProp", "Adagrad", "clip_grad_norm_", "clip_grad_value_",
            "LRSchedule", "StepLR", "CosineLR", "WarmupLR"]
 
 
@@ -354,6 +354,43 @@ class RMSProp(Optimizer):
             b += d
             d = b
         p.data -= self.lr * d
+
+
+class Adagrad(Optimizer):
+    """Adagrad (Duchi, Hazan & Singer 2011, "Adaptive subgradient methods", the diagonal
+    update), in PyTorch's form:
+
+        g <- g + weight_decay p                          (L2 penalty folded into the gradient)
+        s <- s + g^2                                     (from s = initial_accumulator_value)
+        p <- p - lr g / (sqrt(s) + eps)
+
+    The sum of squared gradients only grows, so each parameter's step shrinks like
+    1 / sqrt(number of steps) for steady gradients: a built-in decay, faster for often-
+    and strongly-updated parameters. MADE was trained with it (Germain et al. 2015, lr 0.01).
+    The MADE authors' code puts eps inside the root, lr g / sqrt(s + eps); the two differ
+    only while s is of order eps.
+    """
+
+    _hyper = {"lr": float, "eps": float, "weight_decay": float, "initial_accumulator_value": float}
+    _array_state = ("sum",)
+
+    def __init__(self, params, lr=1e-2, eps=1e-10, weight_decay=0.0, initial_accumulator_value=0.0):
+        super().__init__(params, lr)
+        self.eps = _check_nonnegative("Adagrad", "eps", eps)
+        self.weight_decay = _check_nonnegative("Adagrad", "weight_decay", weight_decay)
+        self.initial_accumulator_value = _check_nonnegative("Adagrad", "initial_accumulator_value",
+                                                            initial_accumulator_value)
+
+    def _update(self, i, p, g):
+        xp = backend.get_array_module(g)
+        if self.weight_decay:
+            g = g + self.weight_decay * p.data
+        first = "sum" not in self.state[i]
+        s = self._moment(i, "sum", p)
+        if first and self.initial_accumulator_value:
+            s += self.initial_accumulator_value
+        s += g * g
+        p.data -= self.lr * g / (xp.sqrt(s) + self.eps)
 
 
 # ----------------------------------------------------------------------------- clipping
