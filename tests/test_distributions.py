@@ -355,6 +355,85 @@ def test_mixture_of_gaussians_gradients():
     check_grads(lambda w, m, s: D.MixtureOfGaussians(w, m, s).variance, *args)
 
 
+def mixture_log_prob_direct(weights_logits, means, log_scales, x):
+    """The mixture's log-density through the (..., K, D) array, in float64 NumPy."""
+    sigma = np.exp(log_scales)
+    log_px_k = stats.norm.logpdf(x[..., None, :], means, sigma).sum(-1)
+    return scipy.special.logsumexp(scipy.special.log_softmax(weights_logits) + log_px_k, axis=-1)
+
+
+def spread_mixture(rng, n_components, dim, spread, scale, offset=0.0):
+    """Means N(offset, spread^2), scales about ``scale``, and points drawn from the components
+    (so each point sits near one mean: the case where the expanded square cancels most)."""
+    weights_logits = rng.normal(size=n_components)
+    means = offset + spread * rng.normal(size=(n_components, dim))
+    log_scales = math.log(scale) + 0.3 * rng.normal(size=(n_components, dim))
+    k = rng.integers(0, n_components, size=200)
+    x = means[k] + np.exp(log_scales[k]) * rng.normal(size=(200, dim))
+    return weights_logits, means, log_scales, x
+
+
+@pytest.mark.parametrize("spread, scale, offset", [(1.0, 1.0, 0.0), (3.0, 0.1, 0.0), (0.5, 0.01, 10.0),
+                                                    (10.0, 0.01, 0.0)])
+def test_mixture_gemm_form_equals_direct_form(spread, scale, offset):
+    """Unbatched parameters take the GEMM form; in float64 it equals the (N, K, D) form to
+    rounding, also at points ~10 away from the origin with scales ~0.01 (log p up to ~130).
+    Rounding here: the expansion cancels terms of size D (spread / scale)^2 = 8e6 at worst,
+    leaving ~1e-16 of that (3e-10 relative measured), hence rtol 1e-8 rather than 1e-10."""
+    rng = np.random.default_rng(40)
+    weights_logits, means, log_scales, x = spread_mixture(rng, 30, 8, spread, scale, offset)
+    m = D.MixtureOfGaussians(t(weights_logits), t(means), t(log_scales))
+    expected = mixture_log_prob_direct(weights_logits, means, log_scales, x)
+    np.testing.assert_allclose(m.log_prob(t(x)).numpy(), expected, rtol=1e-8, atol=1e-9)
+    far = 10 * rng.normal(size=(3, 5, 8))                  # far from every mean, extra leading axes
+    np.testing.assert_allclose(m.log_prob(t(far)).numpy(), mixture_log_prob_direct(weights_logits, means, log_scales, far),
+                               rtol=1e-10)
+
+
+@pytest.mark.parametrize("spread, scale, offset", [(3.0, 0.1, 0.0), (0.5, 0.01, 10.0), (3.0, 0.01, 0.0),
+                                                    (10.0, 0.01, 0.0)])
+def test_mixture_gemm_form_float32_as_accurate_as_direct_form(spread, scale, offset):
+    """In float32 the expanded square would cancel catastrophically (about 22 nats off for means
+    spread 10 with scales 0.01, L = 40); centring and the float64 expansion keep the error
+    within twice the direct float32 form's (which only rounds the inputs and the sums)."""
+    rng = np.random.default_rng(41)
+    weights_logits, means, log_scales, x = spread_mixture(rng, 100, 40, spread, scale, offset)
+    expected = mixture_log_prob_direct(weights_logits, means, log_scales, x)
+    m = D.MixtureOfGaussians(t(weights_logits, dtype="float32"), t(means, dtype="float32"),
+                             t(log_scales, dtype="float32"))
+    x32 = t(x, dtype="float32")
+    got = m.log_prob(x32)
+    assert got.dtype == np.float32
+    direct = td.autodiff.functional.logsumexp(m._log_weights() + m._component_log_probs_direct(x32), axis=-1)
+    error, direct_error = np.abs(got.numpy() - expected).max(), np.abs(direct.numpy() - expected).max()
+    assert error <= 2 * direct_error + 1e-4, (error, direct_error)
+
+
+def test_mixture_gemm_form_gradients():
+    """First and second derivatives of the GEMM form (unbatched parameters) in the weights,
+    means, per-dimension and isotropic (K, 1) log-scales, and x with two leading axes."""
+    rng = np.random.default_rng(42)
+    args = leaf(rng.normal(size=3)), leaf(rng.normal(size=(3, 2))), leaf(rng.normal(size=(3, 2)) * 0.3)
+    x = leaf(rng.normal(size=(2, 4, 2)) * 2)
+    assert D.MixtureOfGaussians(*args).batch_shape == ()
+    check_grads(lambda w, m, s, x: D.MixtureOfGaussians(w, m, s).log_prob(x), *args, x)
+    isotropic = leaf(rng.normal(size=(3, 1)) * 0.3)
+    check_grads(lambda w, m, s, x: D.MixtureOfGaussians(w, m, s).log_prob(x), args[0], args[1], isotropic, x)
+
+
+def test_mixture_tiny_scales_fall_back_to_the_direct_form():
+    """Where 1 / sigma^2 overflows (float32, log sigma = -50) the GEMM form cannot be used;
+    the direct form gives the finite, exact log-density."""
+    means = np.array([[0.0, 0.0], [1.0, 1.0]])
+    log_scales = np.array([[-50.0, -50.0], [0.0, 0.0]])
+    m = D.MixtureOfGaussians(t([0.0, 0.0], dtype="float32"), t(means, dtype="float32"),
+                             t(log_scales, dtype="float32"))
+    x = np.array([[1.0, 1.0], [2.0, 0.5]])
+    got = m.log_prob(t(x, dtype="float32")).numpy()
+    expected = np.log(0.5) + stats.norm.logpdf(x, 1.0, 1.0).sum(-1)    # the tiny component adds exp(-huge)
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
 def test_discretized_logistic_gradients():
     rng = np.random.default_rng(16)
     centres, _ = bin_edges(256)
