@@ -124,12 +124,13 @@ def test_mutual_information_is_zero_when_the_code_ignores_x():
 
 def test_mutual_information_reaches_log_n_for_separated_posteriors():
     """Narrow posteriors far apart: each z identifies its x_i, I_q = log n (the upper bound),
-    and no estimate exceeds it."""
+    and no estimate exceeds it by more than rounding (q_agg's components come from the
+    mixture's GEMM form, log q(z|x_i) from the direct one: they differ by ~1e-12 here)."""
     model = linear_vae(2, 2, seed=1)
     set_encoder(model, 10 * np.eye(2), np.zeros(2), np.array([-6.0, -6.0]))
     x = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.5]])
     s = elbo_surgery(model, x, n_samples=200, rng=np.random.default_rng(0))
-    assert np.log(5) - 1e-9 < s.mutual_info <= np.log(5)
+    assert np.log(5) - 1e-9 < s.mutual_info <= np.log(5) + 1e-9
     general = elbo_surgery(linear_vae(4, 2, seed=3), gaussian_data(6, 4), n_samples=200, rng=np.random.default_rng(1))
     assert 0 < general.mutual_info < general.log_n
 
