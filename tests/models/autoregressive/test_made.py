@@ -6,7 +6,8 @@ import pytest
 
 import tinydgm as td
 from tinydgm.kernels import made_sampler
-from tinydgm.models.autoregressive.made import MADE, PAPER_CONFIG, reproduce
+from tinydgm.models.autoregressive.made import MADE, PAPER_CONFIG, _orthogonal_init, reproduce
+from tinydgm.optim import Adagrad
 
 from contracts import all_binary, assert_autoregressive, assert_normalised, chi_square_pvalue
 from paths import DATA_DIR
@@ -354,3 +355,49 @@ def test_reproduce_smoke():
     assert result["config"]["eval_n_masks"] == 2
     assert 50 < result["test_nll"] < 544                       # better than uniform (784 ln 2 = 543.4)
     assert result["test_bits_per_dim"] == pytest.approx(result["test_nll"] / (784 * math.log(2)))
+
+
+@pytest.mark.parametrize("hidden", [(5,), (9,), (4, 12)])
+def test_orthogonal_init_gives_orthonormal_weights_and_keeps_the_masks(hidden):
+    """The authors' init: W (n_in, n_out) with orthonormal rows (n_in <= n_out) or columns,
+    zero biases; the masks (and so the autoregressive property) are untouched."""
+    model = made(7, hidden=hidden, ordering="random", connectivity="random", direct=True)
+    masks = [layer.mask.copy() for layer in model.layers]
+    before = model.forward(td.tensor(binary(3, 7))).numpy()
+    _orthogonal_init(model, np.random.default_rng(3))
+    for layer in list(model.layers) + [model.direct_layer]:
+        w = layer.weight.numpy()
+        gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+        np.testing.assert_allclose(gram, np.eye(min(w.shape)), atol=1e-12)
+        if layer.bias is not None:
+            assert not layer.bias.numpy().any()
+    for layer, mask in zip(model.layers, masks):
+        np.testing.assert_array_equal(layer.mask, mask)
+    assert not np.allclose(model.forward(td.tensor(binary(3, 7))).numpy(), before)    # it did re-draw
+    assert_autoregressive(model.forward, binary(3, 7), model.ordering)
+
+
+def test_reproduce_rejects_unknown_options():
+    with pytest.raises(ValueError, match='optimizer must be "adam" or "adagrad", got \'sgd\''):
+        reproduce(optimizer="sgd", data_path=BINARIZED)
+    with pytest.raises(ValueError, match='init must be "default" or "orthogonal", got \'zeros\''):
+        reproduce(init="zeros", data_path=BINARIZED)
+
+
+@pytest.mark.skipif(not __import__("os").path.exists(BINARIZED),
+                    reason="needs binarized_mnist.npz in TINYDGM_DATA (see tests/paths.py)")
+def test_reproduce_with_the_papers_adagrad_and_orthogonal_init(monkeypatch):
+    made_optimizers = []
+
+    class Recording(Adagrad):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made_optimizers.append(self)
+    monkeypatch.setattr("tinydgm.optim.Adagrad", Recording)
+    result = reproduce(epochs=2, data_path=BINARIZED, hidden_sizes=[16], max_train=300, patience=2,
+                       optimizer="adagrad", init="orthogonal", weight_decay=1e-4)
+    assert result["config"]["optimizer"] == "adagrad" and result["config"]["init"] == "orthogonal"
+    (optimizer,) = made_optimizers
+    assert optimizer.lr == PAPER_CONFIG["lr"] == 0.01 and optimizer.weight_decay == 1e-4
+    assert all("sum" in state for state in optimizer.state)      # it took the steps
+    assert 50 < result["test_nll"] < 544

@@ -544,17 +544,21 @@ PAPER_CONFIG = {
                   "the masks (the authors' code averages K + 1 = 33 mask states)",
     # what tinydgm.models.autoregressive.made.reproduce actually uses where it differs (stated, not hidden)
     "tinydgm_substitutions": {
-        "optimizer": "adam (tinydgm.optim has no Adagrad)",
+        "optimizer": "adam (the default; reproduce(optimizer='adagrad') runs the paper's Adagrad)",
         "lr": 1e-3,
-        "init": "tinydgm's default U(+-1/sqrt(fan_in)) instead of orthogonal",
+        "init": "tinydgm's default U(+-1/sqrt(fan_in)) (reproduce(init='orthogonal') runs the authors' "
+                "orthogonal weights and zero biases)",
         "ensemble_masks": "K (the K fixed training sets)",
     },
 }
 
+_DEFAULT_LR = {"adam": 1e-3, "adagrad": PAPER_CONFIG["lr"]}
+
 
 def reproduce(epochs=None, data_path=None, run="1hl_1mask", hidden_sizes=None, n_masks=None, lr=None,
               batch_size=None, patience=None, seed=0, max_train=None, eval_n_masks=None, dtype="float32",
-              progress=False, log=None, max_time=None, valid_n_masks=None):
+              progress=False, log=None, max_time=None, valid_n_masks=None, optimizer="adam",
+              weight_decay=0.0, init="default", ordering=None, direct=None):
     """Train a MADE on statically binarized MNIST with PAPER_CONFIG[run] (overridable) and
     return its exact test NLL.
 
@@ -567,26 +571,39 @@ def reproduce(epochs=None, data_path=None, run="1hl_1mask", hidden_sizes=None, n
     first epoch that ends later than max_time seconds after the start (short runs).
     valid_n_masks: masks averaged for the per-epoch validation NLL (default: eval_n_masks;
     fewer makes early stopping cheaper when the test ensemble is large).
+    optimizer: "adam" (tinydgm's substitution, lr 1e-3 by default) or "adagrad" (the paper's,
+    lr 0.01 by default); weight_decay: an L2 penalty folded into the gradient (either one).
+    init: "default" (tinydgm's U(+-1/sqrt(fan_in))) or "orthogonal" (the authors' code: the
+    top-left block of the right singular vectors of a square Glorot-uniform matrix, zero
+    biases). ordering, direct: override PAPER_CONFIG's ("random", True).
 
     Returns a dict: test_nll (nats), test_bits_per_dim, best_epoch, valid_nll and
     train_loss per epoch (the learning curve), epoch_time (seconds per epoch),
     training_time, eval_time, config (what was run).
     """
     from tinydgm.data import load_binarized_mnist
-    from tinydgm.optim import Adam
+    from tinydgm.optim import Adagrad, Adam
     from tinydgm.train import fit
 
     row = PAPER_CONFIG["runs"][run]
     config = {
         "run": run, "hidden_sizes": list(hidden_sizes or row["hidden_sizes"]),
         "n_masks": n_masks or row["n_masks"], "ordering": PAPER_CONFIG["ordering"],
-        "connectivity": PAPER_CONFIG["connectivity"], "direct": PAPER_CONFIG["direct"],
-        "optimizer": "adam", "lr": lr or PAPER_CONFIG["tinydgm_substitutions"]["lr"],
+        "connectivity": PAPER_CONFIG["connectivity"],
+        "direct": PAPER_CONFIG["direct"] if direct is None else bool(direct),
+        "optimizer": optimizer, "lr": lr or _DEFAULT_LR.get(optimizer), "weight_decay": float(weight_decay),
+        "init": init,
         "batch_size": batch_size or PAPER_CONFIG["batch_size"],
         "patience": patience or PAPER_CONFIG["early_stopping_patience"],
         "max_epochs": epochs or PAPER_CONFIG["max_epochs"] or 1000, "seed": seed, "dtype": dtype,
         "max_train": max_train, "published_test_nll": row["published_test_nll"],
     }
+    if ordering is not None:
+        config["ordering"] = ordering
+    if optimizer not in _DEFAULT_LR:
+        raise ValueError(f'reproduce: optimizer must be "adam" or "adagrad", got {optimizer!r}')
+    if init not in ("default", "orthogonal"):
+        raise ValueError(f'reproduce: init must be "default" or "orthogonal", got {init!r}')
     config["eval_n_masks"] = eval_n_masks or (config["n_masks"] if config["n_masks"] > 1 else None)
     config["valid_n_masks"] = valid_n_masks or config["eval_n_masks"]
     data = load_binarized_mnist(path=data_path, download=False, progress=False)
@@ -595,7 +612,10 @@ def reproduce(epochs=None, data_path=None, run="1hl_1mask", hidden_sizes=None, n
     with backend.default_dtype(dtype):
         model = MADE(784, config["hidden_sizes"], "bernoulli", config["ordering"], config["connectivity"],
                      n_masks=config["n_masks"], direct=config["direct"], rng=rng, dtype=dtype)
-    optimizer = Adam(model.parameters(), lr=config["lr"])
+    if init == "orthogonal":
+        _orthogonal_init(model, rng)
+    make = Adam if optimizer == "adam" else Adagrad
+    optimizer = make(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
 
     started = time.perf_counter()
     best = {"nll": math.inf, "epoch": 0, "state": None}
@@ -625,6 +645,25 @@ def reproduce(epochs=None, data_path=None, run="1hl_1mask", hidden_sizes=None, n
         "epoch_time": [float(v) for v in history["time"]], "training_time": training_time,
         "eval_time": time.perf_counter() - started, "config": config,
     }
+
+
+def _orthogonal_init(model, rng):
+    """The MADE authors' "Orthogonal" initialisation: W (n_in, n_out) = the top-left block of
+    V^T from the SVD of a (n, n) matrix drawn from U(+-sqrt(6 / 2n)), n = max(n_in, n_out),
+    so W has orthonormal rows or columns; biases zero. Applied to every weight (the direct
+    connections included); the masks are untouched."""
+    xp = backend.module_for_device("cpu")
+    layers = list(model.layers) + ([model.direct_layer] if model.direct_layer is not None else [])
+    for layer in layers:
+        n_in, n_out = layer.weight.shape
+        n = max(n_in, n_out)
+        bound = math.sqrt(6.0 / (2 * n))
+        v_t = xp.linalg.svd(rng.uniform(-bound, bound, size=(n, n)))[2]
+        weight = v_t[:n_in, :n_out].astype(layer.weight.dtype)
+        layer.weight.data = backend.to_device(weight, layer.weight.device)
+        if layer.bias is not None:
+            layer.bias.data = layer.bias.data * 0
+    return model
 
 
 def _mean_nll(model, x, n_masks, batch_size=1000):
