@@ -33,7 +33,16 @@ surgery on ``--n-surgery`` test images (a fixed random subset holding the one ab
         --epochs 8 --k 1000 --n-test 500 --n-surgery 1000 --results runs/ --out section.md
 
 runs the variants two at a time (one thread each, a subprocess per variant); ``--run NAME`` runs one
-(JSON on stdout).
+(JSON on stdout). Each trained model's parameters are saved as a tinydgm checkpoint,
+``<results>/<name>.npz`` (``tinydgm.checkpoint.save``: written atomically, with the epochs, the training
+curve and wall time), and
+
+    python benchmarks/quality_latent_variants.py --all --eval-only --weights <that folder> \
+        --k 5000 --n-test 2000 --n-surgery 1000 --results <new folder> --out section.md
+
+reloads them and evaluates again (another k, more test images) without training. The evaluation runs
+in blocks of 500 images with one generator (the same draws as a single call) and prints the time per
+image as it goes.
 """
 import argparse
 import json
@@ -47,7 +56,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import tinydgm as td  # noqa: E402
-from tinydgm import optim  # noqa: E402
+from tinydgm import checkpoint, optim  # noqa: E402
 from tinydgm.evaluate import importance_log_likelihood  # noqa: E402
 from tinydgm.models.flows.realnvp import toy_realnvp  # noqa: E402
 from tinydgm.models.latent import (IAFPosterior, MixtureOfGaussiansPrior, MLPDecoder, MLPEncoder,  # noqa: E402
@@ -99,29 +108,77 @@ def test_subset(n_test, seed=12345):
     return test[idx].astype(np.float32)
 
 
-def run_one(name, epochs, k, n_test, n_surgery, n_train=50000):
-    train = binarized_mnist()["train"][:n_train].astype(np.float32)
-    model = build(name, train)
+def weights_path(folder, name):
+    return os.path.join(folder, f"{name}.npz")
+
+
+def train(name, epochs, n_train=50000):
+    """Train variant ``name`` for ``epochs`` epochs; returns the model, the per-epoch mean loss
+    (-ELBO, one sample per image) and the training wall time in seconds."""
+    train_x = binarized_mnist()["train"][:n_train].astype(np.float32)
+    model = build(name, train_x)
     opt = optim.Adam(list(model.parameters()), lr=LR)
     order_gen = np.random.default_rng(2024)
     curve, start = [], time.perf_counter()
     for epoch in range(epochs):
-        order = order_gen.permutation(len(train))
+        order = order_gen.permutation(len(train_x))
         total = 0.0
-        for b in range(0, len(train), BATCH):
+        for b in range(0, len(train_x), BATCH):
             opt.zero_grad()
-            loss = model.loss(td.tensor(train[order[b:b + BATCH]]))
+            loss = model.loss(td.tensor(train_x[order[b:b + BATCH]]))
             loss.backward()
             opt.step()
             total += float(loss.item())
-        curve.append(total / (len(train) // BATCH))
+        curve.append(total / (len(train_x) // BATCH))
         print(f"[{name}] epoch {epoch + 1}: -ELBO {curve[-1]:.2f} ({time.perf_counter() - start:.0f} s, "
               f"load {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
-    train_s = time.perf_counter() - start
+    return model, curve, time.perf_counter() - start
+
+
+def save_weights(path, model, name, epochs, n_train, curve, train_s):
+    """The trained parameters as a tinydgm checkpoint (written atomically), with what trained them."""
+    checkpoint.save(path, model, epoch=epochs, history={"train_neg_elbo": curve},
+                    config={"variant": name, "epochs": epochs, "n_train": n_train, "train_s": train_s,
+                            "lr": LR, "batch": BATCH, "seed": 0})
+
+
+def load_weights(path, name):
+    """Variant ``name`` rebuilt and given the saved parameters; returns (model, config, curve)."""
+    model = build(name, binarized_mnist()["train"])      # the VampPrior's starting pseudo-inputs are overwritten
+    ckpt = checkpoint.load(path, model)
+    if ckpt.config.get("variant") != name:
+        raise ValueError(f"{path} holds variant {ckpt.config.get('variant')!r}, not {name!r}")
+    return model, ckpt.config, [float(v) for v in ckpt.history["train_neg_elbo"]]
+
+
+def importance_nll(model, test, k, name, block=500):
+    """importance_log_likelihood over ``test`` in blocks of ``block`` images (one generator: the
+    same draws as one call), printing the time per image as it goes."""
+    rng, start, parts = np.random.default_rng(7), time.perf_counter(), []
+    for b in range(0, len(test), block):
+        parts.append(importance_log_likelihood(model, test[b:b + block], k=k, batch_size=100, chunk_size=100,
+                                               rng=rng))
+        done = min(b + block, len(test))
+        print(f"[{name}] k = {k}: {done}/{len(test)} images, {(time.perf_counter() - start) / done:.3f} s per "
+              f"image (load {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
+    log_px = np.concatenate([p.log_px.numpy() for p in parts])
+    stderr = np.concatenate([p.stderr.numpy() for p in parts])
+    return log_px, stderr, time.perf_counter() - start
+
+
+def run_one(name, epochs, k, n_test, n_surgery, n_train=50000, weights=None, eval_only=False):
+    """Train variant ``name`` (saving its weights to ``weights``/<name>.npz) or, with ``eval_only``,
+    reload them; then evaluate with k importance samples on ``n_test`` test images."""
+    path = weights_path(weights, name) if weights else None
+    if eval_only:
+        model, config, curve = load_weights(path, name)
+        epochs, train_s = config["epochs"], config["train_s"]
+    else:
+        model, curve, train_s = train(name, epochs, n_train)
+        if path:
+            save_weights(path, model, name, epochs, n_train, curve, train_s)
     test = test_subset(n_test)
-    start = time.perf_counter()
-    est = importance_log_likelihood(model, test, k=k, batch_size=100, chunk_size=100, rng=np.random.default_rng(7))
-    eval_s = time.perf_counter() - start
+    log_px, stderr, eval_s = importance_nll(model, test, k, name)
     with td.no_grad():
         elbo = model.elbo(td.tensor(test), n_samples=10, rng=np.random.default_rng(8)).numpy()
     surgery = None
@@ -131,7 +188,7 @@ def run_one(name, epochs, k, n_test, n_surgery, n_train=50000):
                                      rng=np.random.default_rng(9))[0]
         surgery["seconds"] = time.perf_counter() - start
     return {"name": name, "epochs": epochs, "k": k, "n_test": n_test, "train_s": train_s, "eval_s": eval_s,
-            "curve": curve, "log_px": est.log_px.numpy().tolist(), "stderr": est.stderr.numpy().tolist(),
+            "curve": curve, "log_px": log_px.tolist(), "stderr": stderr.tolist(), "eval_only": eval_only,
             "test_elbo": float(elbo.mean()), "surgery": surgery, "repr": repr(model)}
 
 
@@ -152,7 +209,7 @@ def run_all(cfg):
             out = open(path + ".part", "w")
             cmd = [sys.executable, os.path.abspath(__file__), "--run", name, "--epochs", str(cfg.epochs), "--k",
                    str(cfg.k), "--n-test", str(cfg.n_test), "--n-surgery", str(cfg.n_surgery), "--n-train",
-                   str(cfg.n_train)]
+                   str(cfg.n_train), "--weights", cfg.weights] + (["--eval-only"] if cfg.eval_only else [])
             running.append((name, path, out, subprocess.Popen(cmd, stdout=out, env=env)))
         time.sleep(2)
         for item in list(running):
@@ -200,7 +257,8 @@ def report(results, cfg, elapsed, load0, load1):
     surgery_rows = [r["surgery"] for r in results.values() if r.get("surgery")]
     r0 = next(iter(results.values()))
     command = (f"TINYDGM_DATA=<folder with binarized_mnist.npz> python benchmarks/quality_latent_variants.py --all "
-               f"--epochs {cfg.epochs} --k {cfg.k} --n-test {cfg.n_test} --n-surgery {cfg.n_surgery} "
+               + ("--eval-only --weights <folder> " if cfg.eval_only else f"--epochs {cfg.epochs} ")
+               + f"--k {cfg.k} --n-test {cfg.n_test} --n-surgery {cfg.n_surgery} "
                + (f"--n-train {cfg.n_train} " if cfg.n_train != 50000 else "") +
                f"--results <folder> --out <file>")
     lines = [f"Command: `{command}` ({elapsed / 60:.0f} min wall, {cfg.jobs} runs at a time with one thread each; "
@@ -232,11 +290,17 @@ def main(argv=None):
     parser.add_argument("--n-surgery", type=int, default=1000)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--n-train", type=int, default=50000, help="training images (fewer: a smoke run)")
-    parser.add_argument("--results", default="latent_variants_runs")
+    parser.add_argument("--results", default="latent_variants_runs",
+                        help="folder of the per-variant JSON results (and, by default, the weights)")
+    parser.add_argument("--weights", help="folder of the per-variant weights <name>.npz (default: --results)")
+    parser.add_argument("--eval-only", action="store_true",
+                        help="reload the saved weights instead of training, then evaluate with --k, --n-test")
     parser.add_argument("--out", help="write the markdown to this file")
     cfg = parser.parse_args(argv)
+    cfg.weights = cfg.weights or cfg.results
     if cfg.run:
-        print(json.dumps(run_one(cfg.run, cfg.epochs, cfg.k, cfg.n_test, cfg.n_surgery, cfg.n_train)))
+        print(json.dumps(run_one(cfg.run, cfg.epochs, cfg.k, cfg.n_test, cfg.n_surgery, cfg.n_train,
+                                 weights=cfg.weights, eval_only=cfg.eval_only)))
         return
     start, load0 = time.perf_counter(), os.getloadavg()[0]
     if cfg.all:
