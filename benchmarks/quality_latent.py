@@ -24,8 +24,8 @@ once with a fixed seed (the same draw for every model).
 
 runs, two at a time (one thread each): the tinydgm VAE and its twin, the tinydgm IWAE k=5 and its twin,
 the tinydgm VAE again with another seed, the tinydgm IWAE k=50 and its twin (``--epochs-iwae50``: fewer
-epochs for the k=50 pair when its steps, ten times the decoder work of k=5, do not fit); then writes benchmarks/figures/latent_quality_curves.png and
-the markdown. ``--run vae tinydgm 0`` runs a single one (JSON on stdout).
+epochs for the k=50 pair when its steps, ten times the decoder work of k=5, do not fit); then writes
+benchmarks/figures/latent_quality_curves.png and the markdown. ``--run vae tinydgm 0`` runs a single one (JSON on stdout).
 """
 import argparse
 import json
@@ -226,7 +226,8 @@ def run_all(cfg):
         while pending and len(running) < cfg.jobs:
             kind, side, seed = pending.pop(0)
             cmd = [sys.executable, os.path.abspath(__file__), "--run", kind, side, str(seed), "--epochs",
-                   str(epochs_for(kind, cfg)), "--n-test", str(cfg.n_test), "--k", str(cfg.k), "--n-train", str(cfg.n_train),
+                   str(epochs_for(kind, cfg)), "--n-test", str(cfg.n_test), "--k", str(cfg.k),
+                   "--n-train", str(cfg.n_train),
                    "--results", cfg.results]
             running.append(subprocess.Popen(cmd, env=env))
         time.sleep(1)
@@ -306,14 +307,15 @@ def report(results, cfg, elapsed):
     for kind in ("vae", "iwae", "iwae50"):
         a, b = by.get((kind, "tinydgm", 0)), by.get((kind, "PyTorch", 0))
         if a and b:
-            notes.append(f"{model_name(kind)}: tinydgm - PyTorch = {a['nll'] - b['nll']:+.2f} nats on the same test images "
-                         f"and evaluation noise")
+            notes.append(f"{model_name(kind)}: tinydgm - PyTorch = {a['nll'] - b['nll']:+.2f} nats on the same "
+                         "test images and evaluation noise")
     if ("vae", "tinydgm", 1) in by:
         notes.append(f"tinydgm VAE seed 0 - seed 1 = {by[('vae', 'tinydgm', 0)]['nll'] - by[('vae', 'tinydgm', 1)]['nll']:+.2f} "
                      "nats (the run-to-run spread)")
     command = (f"TINYDGM_DATA=<folder with mnist.npz> python benchmarks/quality_latent.py --all --epochs {cfg.epochs} "
                f"--n-test {cfg.n_test} --k {cfg.k}"
-               + (f" --epochs-iwae50 {cfg.epochs_iwae50}" if cfg.epochs_iwae50 else "") + (f" --out {cfg.out}" if cfg.out else ""))
+               + (f" --epochs-iwae50 {cfg.epochs_iwae50}" if cfg.epochs_iwae50 else "")
+               + (f" --out {cfg.out}" if cfg.out else ""))
     return "\n".join([
         "### Quality: VAE and IWAE on dynamically binarized MNIST (Burda et al. 2016, Table 1 protocol)", "",
         f"Command: `{command}` ({elapsed:.0f} s wall, runs two at a time at one thread each; load average "
@@ -327,7 +329,8 @@ def report(results, cfg, elapsed):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", nargs=3, metavar=("KIND", "SIDE", "SEED"), help="one run: vae|iwae|iwae50 tinydgm|PyTorch seed")
+    parser.add_argument("--run", nargs=3, metavar=("KIND", "SIDE", "SEED"), 
+                        help="one run: vae|iwae|iwae50 tinydgm|PyTorch seed")
     parser.add_argument("--all", action="store_true", help="every run of RUNS, then the figure and the markdown")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--epochs-iwae50", type=int, default=None,
