@@ -329,7 +329,7 @@ def report(results, cfg, elapsed):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", nargs=3, metavar=("KIND", "SIDE", "SEED"), 
+    parser.add_argument("--run", nargs=3, metavar=("KIND", "SIDE", "SEED"),
                         help="one run: vae|iwae|iwae50 tinydgm|PyTorch seed")
     parser.add_argument("--all", action="store_true", help="every run of RUNS, then the figure and the markdown")
     parser.add_argument("--epochs", type=int, default=5)
