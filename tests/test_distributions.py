@@ -386,8 +386,8 @@ def test_mixture_gemm_form_equals_direct_form(spread, scale, offset):
     expected = mixture_log_prob_direct(weights_logits, means, log_scales, x)
     np.testing.assert_allclose(m.log_prob(t(x)).numpy(), expected, rtol=1e-8, atol=1e-9)
     far = 10 * rng.normal(size=(3, 5, 8))                  # far from every mean, extra leading axes
-    np.testing.assert_allclose(m.log_prob(t(far)).numpy(), mixture_log_prob_direct(weights_logits, means, log_scales, far),
-                               rtol=1e-10)
+    expected_far = mixture_log_prob_direct(weights_logits, means, log_scales, far)
+    np.testing.assert_allclose(m.log_prob(t(far)).numpy(), expected_far, rtol=1e-10)
 
 
 @pytest.mark.parametrize("spread, scale, offset", [(3.0, 0.1, 0.0), (0.5, 0.01, 10.0), (3.0, 0.01, 0.0),
