@@ -89,3 +89,50 @@ def test_errors():
         bernoulli_log_likelihood(logits, td.tensor(np.zeros((2, 4))))
     with pytest.raises(TypeError, match="must be floating"):
         bernoulli_log_likelihood(td.tensor(np.zeros((2, 3), dtype=np.int64)), td.tensor(np.zeros(3)))
+
+
+def test_float32_runs_the_kernel_and_agrees_with_float64():
+    """x (N, D) against logits (k, N, D) in float32 take the Numba kernels (one pass each way):
+    the value and the gradient x - sigmoid(l) agree with the float64 op to float32 rounding."""
+    from tinydgm.kernels import bernoulli as kb
+    logits = 3 * rng.standard_normal((5, 20, 64))
+    logits[0, 0, :4] = [1e4, -1e4, 90.0, -90.0]
+    x = (rng.random((20, 64)) < 0.4).astype(float)
+    l32 = td.tensor(logits.astype(np.float32), requires_grad=True)
+    assert kb.fast_layout(l32.data, x.astype(np.float32), 1) is not None
+    out = bernoulli_log_likelihood(l32, td.tensor(x))
+    out.sum().backward()
+    l64 = f64(logits)
+    bernoulli_log_likelihood(l64, td.tensor(x)).sum().backward()
+    np.testing.assert_allclose(out.numpy(), bernoulli_log_likelihood(f64(logits, False), td.tensor(x)).numpy(),
+                               rtol=2e-6)
+    np.testing.assert_allclose(l32.grad.numpy(), l64.grad.numpy(), atol=3e-7)
+
+
+@pytest.mark.parametrize("n_event", [1, 2])
+def test_gradcheck_and_gradgradcheck_through_the_kernels(monkeypatch, n_event):
+    """The op takes the kernels for float32 only; here they are forced in float64 so that the
+    kernel path (its layout, the score recomputing exp(-|l|)) faces central differences."""
+    from tinydgm.kernels import bernoulli as kb
+    monkeypatch.setattr(kb, "fast_layout", kb.kernel_layout)
+    logits, x = f64(2 * rng.standard_normal((3, 2, 4))), f64(rng.uniform(0.1, 0.9, (2, 4)))
+    assert kb.fast_layout(logits.data, x.data, n_event) is not None
+    fn = lambda l, x: bernoulli_log_likelihood(l, x, n_event=n_event)  # noqa: E731
+    assert td.gradcheck(fn, [logits, x])
+    assert td.gradgradcheck(fn, [logits, x])
+
+
+@pytest.mark.cuda
+def test_device_arrays_take_the_numpy_twins():
+    """On CuPy arrays (or the stand-in) the op runs the vectorized twins: same values and gradients."""
+    logits = rng.standard_normal((3, 4, 6)).astype(np.float32)
+    x = (rng.random((4, 6)) < 0.5).astype(np.float32)
+    cpu = td.tensor(logits, requires_grad=True)
+    gpu = td.tensor(logits, device="cuda", requires_grad=True)
+    a = bernoulli_log_likelihood(cpu, td.tensor(x))
+    b = bernoulli_log_likelihood(gpu, td.tensor(x, device="cuda"))
+    a.sum().backward()
+    b.sum().backward()
+    assert b.device == "cuda" and gpu.grad.device == "cuda"
+    np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(gpu.grad.numpy(), cpu.grad.numpy(), atol=1e-6)

@@ -11,10 +11,13 @@ Bernoulli decoder; intro lecture eq. 28, the reconstruction term log p(x|z)):
 Why one op: in an IWAE step the (k, N, D) logits are the largest arrays (5 x 100 x 784), and
 written with the elementwise ops the term costs about twenty passes over them (softplus,
 the product, the negation, the sum, and in the backward sigmoid, the difference, the
-product), each into a fresh array. Here the forward makes nine passes and keeps
-e = exp(-|l|), from which the backward's sigmoid(l) = |e / (1 + e) - [l >= 0]| takes five
-more (``BernoulliScore``). Both are Functions whose backward is written with engine ops,
-so every order of derivative exists (gradgradchecked in the tests).
+product), each into a fresh array. Here the forward is one pass and so is the backward's
+score g (x - sigmoid(l)) (``BernoulliScore``): Numba kernels over the rows of the logits,
+split over the threads of ``tinydgm.set_num_threads`` (``tinydgm.kernels.bernoulli``), for
+float32 NumPy arrays. Elsewhere (float64, CuPy, data that broadcasts along the event axes)
+the kernels' vectorized twins run: nine NumPy passes that keep e = exp(-|l|), from which the
+score's sigmoid(l) = |e / (1 + e) - [l >= 0]| takes five more. Both Functions' backwards are
+written with engine ops, so every order of derivative exists (gradgradchecked in the tests).
 
 x broadcasts to l's shape (x (N, D) against l (k, N, D) in an IWAE); the sum runs over
 the last ``n_event`` axes of l.
@@ -26,8 +29,9 @@ from tinydgm.autodiff.elementwise import sigmoid
 __all__ = ["bernoulli_log_likelihood"]
 
 
-def _xp(x):
-    return backend.xp_of(x)
+def _kernels():
+    from tinydgm.kernels import bernoulli     # Numba loads on first use, not on ``import tinydgm``
+    return bernoulli
 
 
 def _sum_to(g, like):
@@ -52,50 +56,45 @@ class BernoulliLogLikelihood(Function):
         return "bernoulli_log_likelihood"
 
     def forward(self, logits, x):
-        xp = _xp(logits)
-        e = xp.abs(logits)
-        xp.negative(e, out=e)
-        xp.exp(e, out=e)                                  # e = exp(-|l|) in (0, 1]: kept for the backward
-        self.e = e
-        log_px = xp.multiply(x, logits, dtype=logits.dtype)   # x l, in l's (broadcast) shape
-        log_px -= xp.log1p(e)
-        tmp = xp.maximum(logits, 0)
-        log_px -= tmp
-        return log_px.sum(axis=tuple(range(logits.ndim - self.n_event, logits.ndim)))
+        kernels = _kernels()
+        self.layout = kernels.fast_layout(logits, x, self.n_event)
+        if self.layout is not None:                        # one pass; the score recomputes exp(-|l|)
+            self.e = None
+            return kernels.bernoulli_log_likelihood_kernel(logits, x, self.n_event, self.layout)
+        log_px, self.e = kernels.bernoulli_log_likelihood_xp(logits, x, self.n_event)   # keeps e = exp(-|l|)
+        return log_px
 
     def backward(self, g):
         logits, x = self.inputs
         g_event = _expand(g, self.n_event)
-        gl = BernoulliScore(self.e)(logits, x, g_event) if self.needs_input_grad[0] else None
+        gl = (BernoulliScore(self.e, self.n_event, self.layout)(logits, x, g_event)
+              if self.needs_input_grad[0] else None)
         gx = _sum_to(g_event * logits, x) if self.needs_input_grad[1] else None
         return gl, gx
 
 
 class BernoulliScore(Function):
     """s = g (x - sigmoid(l)), the gradient of log p(x | l) w.r.t. l for an incoming g
-    (broadcast to l's shape), from the forward's e = exp(-|l|):
+    (broadcast to l's shape): the kernel's one pass, or the twin's from the forward's
+    e = exp(-|l|):
 
         sigmoid(l) = |e / (1 + e) - [l >= 0]|
 
     Backward (engine ops): d/dl = -g sigmoid(l) (1 - sigmoid(l)) ds, d/dx = g ds,
     d/dg = (x - sigmoid(l)) ds, each summed back to its input's shape."""
 
-    def __init__(self, e):
-        self.e = e
+    def __init__(self, e, n_event, layout):
+        self.e, self.n_event, self.layout = e, n_event, layout
 
     @classmethod
     def name(cls):
         return "bernoulli_score"
 
     def forward(self, logits, x, g):
-        xp = _xp(logits)
-        s = self.e + 1
-        xp.divide(self.e, s, out=s)                        # sigmoid(-|l|)
-        s -= logits >= 0
-        xp.abs(s, out=s)                                   # sigmoid(l)
-        xp.subtract(x, s, out=s)                           # x - sigmoid(l)
-        s *= g
-        return s
+        kernels = _kernels()
+        if self.layout is not None:
+            return kernels.bernoulli_score_kernel(logits, x, g, self.n_event, self.layout)
+        return kernels.bernoulli_score_xp(logits, x, g, self.e)
 
     def backward(self, ds):
         logits, x, g = self.inputs

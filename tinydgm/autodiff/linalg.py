@@ -1,4 +1,5 @@
 """Linear algebra: ``matmul`` with batch dimensions and ``einsum``."""
+import math
 import string
 
 from tinydgm import backend
@@ -17,6 +18,11 @@ class MatMul(Function):
     dA = dC @ B^T,  dB = A^T @ dC, each summed back over broadcast batch dimensions.
     1-D operands are promoted as NumPy does (a vector is a row on the left, a column on
     the right) and the promotion is undone in the gradient.
+
+    A stack of rows against one matrix (A (..., n, k), B (k, m): a layer applied to
+    (S, N, features), as a VAE decoder on S samples per example) is one product of the
+    rows flattened, (S N, k) @ (k, m), both ways: dB = A_flat^T @ dC_flat is one GEMM,
+    where the batched form would run S small ones into an (S, k, m) array and sum it.
     """
 
     def forward(self, a, b):
@@ -25,6 +31,8 @@ class MatMul(Function):
                              f"{a.shape} and {b.shape}")
         if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
             raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned")
+        if a.ndim > 2 and b.ndim == 2:          # rows against one matrix: one GEMM
+            return (a.reshape(_rows(a)) @ b).reshape(a.shape[:-1] + b.shape[-1:])
         return a @ b
 
     def backward(self, gy):
@@ -32,6 +40,10 @@ class MatMul(Function):
         if a.ndim == 2 and b.ndim == 2:       # the common case, without the promotion bookkeeping
             ga = matmul(gy, b.T) if self.needs_input_grad[0] else None
             gb = matmul(a.T, gy) if self.needs_input_grad[1] else None
+            return _in_dtype(ga, a), _in_dtype(gb, b)
+        if a.ndim > 2 and b.ndim == 2:          # rows against one matrix: dB = A_flat^T @ dC_flat
+            ga = matmul(gy, b.T) if self.needs_input_grad[0] else None
+            gb = matmul(a.reshape(_rows(a)).T, gy.reshape(_rows(gy))) if self.needs_input_grad[1] else None
             return _in_dtype(ga, a), _in_dtype(gb, b)
         a2 = a if a.ndim > 1 else a.reshape(1, -1)
         b2 = b if b.ndim > 1 else b.reshape(-1, 1)
@@ -45,6 +57,11 @@ class MatMul(Function):
             gb = matmul(_swap(a2), g2)
             gb = gb.sum_to(b2.shape).reshape(b.shape) if gb.shape != b.shape else gb
         return _in_dtype(ga, a), _in_dtype(gb, b)
+
+
+def _rows(x):
+    """The 2-D shape of x's rows: (product of the leading axes, last axis)."""
+    return (math.prod(x.shape[:-1]), x.shape[-1])
 
 
 def _in_dtype(g, x):

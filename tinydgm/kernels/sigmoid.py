@@ -22,7 +22,8 @@ So ``sigmoid`` dispatches on the argument's type when a kernel is compiled:
   checks run in float64, so they see the exact function.
 
 Call it from ``numba.njit`` code only (``sigmoid_array`` applies it to an array, for the tests
-and as an example).
+and as an example). ``exp_minus_abs`` is its first half, exp(-|z|), on the same dispatch (the
+Bernoulli log-likelihood kernels need it for softplus too).
 """
 import math
 
@@ -31,7 +32,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-__all__ = ["sigmoid", "sigmoid_array"]
+__all__ = ["sigmoid", "sigmoid_array", "exp_minus_abs"]
 
 # Cephes expf: ln 2 split into a part exact in float32 and the remainder; the polynomial
 # p(r) with exp(r) = 1 + r + r^2 p(r) on |r| <= ln2 / 2.
@@ -50,7 +51,14 @@ def sigmoid(z):
                     "numba.njit code (or use sigmoid_array on an array)")
 
 
-def _sigmoid_float32(z):
+def exp_minus_abs(z):
+    """exp(-|z|) of a float scalar, in (0, 1]; usable inside ``numba.njit`` functions only (float32:
+    the vectorizable Cephes scheme of the module docstring, 0 below -87; float64: ``math.exp``)."""
+    raise TypeError("tinydgm.kernels.sigmoid.exp_minus_abs is compiled into Numba kernels; call it from "
+                    "numba.njit code")
+
+
+def _exp_minus_abs_float32(z):
     minus_abs = min(z, -z)                                    # -|z| (NaN stays NaN)
     clamped = max(minus_abs, _LOWEST)
     n = np.int32(clamped * _LOG2E - _HALF)                    # round(-|z| / ln2): truncation of a value <= -0.5
@@ -64,7 +72,15 @@ def _sigmoid_float32(z):
     p = p * r + _P[5]
     two_n = np.int32((n + 127) << 23).view(np.float32)       # 2^n from its exponent bits
     e = (p * r * r + r + _ONE) * two_n                        # exp(-|z|)
-    e = _ZERO if minus_abs < _LOWEST else e                  # (NaN compares False: stays NaN)
+    return _ZERO if minus_abs < _LOWEST else e                # (NaN compares False: stays NaN)
+
+
+def _exp_minus_abs_exact(z):
+    return math.exp(-abs(z))
+
+
+def _sigmoid_float32(z):
+    e = exp_minus_abs(z)
     s = _ONE / (_ONE + e)
     return s if z >= _ZERO else e * s                         # sigmoid(z), or sigmoid(-|z|) = e / (1 + e)
 
@@ -74,6 +90,13 @@ def _sigmoid_exact(z):
         return 1.0 / (1.0 + math.exp(-z))
     t = math.exp(z)
     return t / (1.0 + t)
+
+
+@overload(exp_minus_abs, jit_options={"error_model": "numpy", "fastmath": {"reassoc", "contract", "nsz", "arcp"}})
+def _exp_minus_abs_overload(z):
+    if z == types.float32:
+        return _exp_minus_abs_float32
+    return _exp_minus_abs_exact
 
 
 @overload(sigmoid, jit_options={"error_model": "numpy", "fastmath": {"reassoc", "contract", "nsz", "arcp"}})
