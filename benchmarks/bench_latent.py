@@ -29,6 +29,7 @@ after setup, for each side; plus tracemalloc's peak for tinydgm (NumPy allocatio
 PyTorch's are not). The two estimates must agree within their standard errors.
 """
 import argparse
+import json
 import math
 import os
 import subprocess
@@ -307,22 +308,27 @@ def bench_importance(cfg):
     if n_test < len(test):          # the split is sorted by class: a fixed random subset, not the first images
         test = test[np.sort(np.random.default_rng(2016).choice(len(test), n_test, replace=False))]
     test = test.astype(DTYPE)
+    if cfg.image_range:             # one slice of the images, for runs split over processes (see --json)
+        first, last = (int(v) for v in cfg.image_range.split(":"))
+        test, n_test = test[first:last], last - first
     err = check_log_weights(model, twin, test[:20])
     print(f"  log importance weights agree for the same noise (max relative difference {err:.1e})", flush=True)
     td_rng = np.random.default_rng(123)
     torch.manual_seed(123)
     times = {"tinydgm": [], "PyTorch": []}
+    cpu_times = {"tinydgm": [], "PyTorch": []}       # process time: one thread per side, so the CPU work
     results = {"tinydgm": ([], []), "PyTorch": ([], [])}
     load_avg0 = os.getloadavg()
 
     def run(side, xb):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         if side == "tinydgm":
             est = importance_log_likelihood(model, xb, k=k, batch_size=100, chunk_size=100, rng=td_rng)
             lp, se = est.log_px.numpy(), est.stderr.numpy()
         else:
             lp, se = torch_importance(twin, torch.tensor(xb), k)
         times[side].append(time.perf_counter() - start)
+        cpu_times[side].append(time.process_time() - cpu_start)
         results[side][0].append(lp)
         results[side][1].append(se)
 
@@ -335,6 +341,11 @@ def bench_importance(cfg):
             print(f"  block {b}: tinydgm {times['tinydgm'][-1]:.2f} s, PyTorch {times['PyTorch'][-1]:.2f} s "
                   f"(load {os.getloadavg()[0]:.2f})", flush=True)
     load_avg1 = os.getloadavg()
+    if cfg.json:
+        with open(cfg.json, "w") as f:
+            json.dump({"wall": times, "cpu": cpu_times, "image_range": cfg.image_range,
+                       "log_px": {side: np.concatenate(r[0]).tolist() for side, r in results.items()},
+                       "stderr": {side: np.concatenate(r[1]).tolist() for side, r in results.items()}}, f)
     est = {}
     for side in times:
         lp, se = (np.concatenate(a) for a in results[side])
@@ -396,6 +407,10 @@ def main(argv=None):
     parser.add_argument("--block", type=int, default=1000, help="images per timed block (importance part)")
     parser.add_argument("--train-steps", type=int, default=500, help="Adam steps before the importance part")
     parser.add_argument("--memory-probe", choices=("tinydgm", "PyTorch"), help=argparse.SUPPRESS)
+    parser.add_argument("--image-range", help="importance part: only images FIRST:LAST of the n-test images (a run "
+                        "split over processes)")
+    parser.add_argument("--json", help="importance part: also write per-block wall and CPU times and per-image "
+                        "estimates to this JSON file")
     cfg = parser.parse_args(argv)
     if cfg.memory_probe:
         return memory_probe(cfg.memory_probe, cfg.k, cfg.train_steps)
