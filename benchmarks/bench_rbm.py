@@ -1,27 +1,35 @@
-"""RBM benchmark (issue 4): one epoch of PCD-1 against scikit-learn's BernoulliRBM, and block Gibbs
-sweeps against a plain NumPy loop and the machine's GEMM-only time.
+"""RBM benchmark (issues 4 and 12): one epoch of PCD-1 against scikit-learn's BernoulliRBM, and
+block Gibbs sweeps against a plain NumPy loop and the machine's GEMM-only time.
 
     python benchmarks/bench_rbm.py [--quick] [--threads N] [--out SECTION.md] [--parts pcd,gibbs]
-                                   [--dtypes float32,float64] [--n-train N] [--serial]
+                                   [--data gray|binarized] [--dtypes float32,float64] [--n-train N]
+                                   [--serial]
 
 All in one process, every side pinned to the same number of threads (NumPy's BLAS through
 threadpoolctl, Numba):
 
 1. BernoulliRBM, 500 hidden units, batch 100, learning rate 0.1, one epoch of PCD-1 over the 60,000
-   MNIST training images scaled to [0, 1] (gray levels, as scikit-learn's example): tinydgm
+   MNIST training images scaled to [0, 1] (gray levels, as scikit-learn's example; ``--data
+   binarized``: the 50,000 statically binarized training images, 0/1, read with
+   ``tinydgm.data.load_binarized_mnist`` from TINYDGM_DATA or a shared/data folder beside the
+   checkout): tinydgm
    ``BernoulliRBM(784, 500).fit(x, epochs=1, batch_size=100, lr=0.1, k=1, persistent=True)`` vs
    ``sklearn.neural_network.BernoulliRBM(n_components=500, batch_size=100, learning_rate=0.1,
    n_iter=1)``. Both run the same algorithm: per batch, p(h | v_data), one Gibbs step
    v ~ p(v | h_chain), p(h | v) for the model moments, h_chain ~ p(h | v), an SGD step on data
-   minus model moments (no momentum, no weight decay). scikit-learn keeps float32 when given
+   minus model moments (no momentum, no weight decay). Both visit the batches in the same fixed
+   order (no shuffling: scikit-learn's ``fit`` slices the data in order, tinydgm's
+   ``shuffle=False``), and neither scores the pseudo-likelihood during the epoch
+   (scikit-learn does so only with ``verbose``). scikit-learn keeps float32 when given
    float32 (``components_`` float32); we compare at the same dtype, float32 by default
    (``--dtypes float32,float64`` for both). tinydgm computes [v_data; v_model] W and the weight
-   gradient by skipping the zeros of the visible matrix when fewer than 25% of its entries are
-   nonzero (MNIST batches: about 15-20%), BLAS otherwise (``rbm_gibbs.SPARSE_BELOW``); with
+   gradient by skipping the zeros of the visible matrix when fewer than 30% of its entries are
+   nonzero (MNIST batches: about 13-20%), BLAS otherwise (``rbm_gibbs.SPARSE_BELOW``), and
+   h W^T by skipping the zeros of h when fewer than 40% are ones (``SPARSE_HIDDEN_BELOW``); with
    several threads and sparse data (the default, ``rbm_gibbs.SPARSE_PARALLEL``) every product
-   of the step is such a sum split over the threads, h W^T through a transposed copy of W, and
-   the step makes no BLAS call; ``--serial`` measures the serial kernels with BLAS for h W^T
-   instead. The cases are separated by 0.5 s pauses: OpenBLAS's threads spin-wait after a
+   of the step is such a sum split over the threads and the step makes no BLAS call;
+   ``--serial`` measures the serial kernels instead. The cases are separated by 0.5 s pauses:
+   OpenBLAS's threads spin-wait after a
    call (and libgomp's after a parallel region), and a case started while the previous
    case's threads still spin shares the cores with them. Target: tinydgm at least 2x faster. Quality check:
    the mean pseudo-likelihood of the first 1,000 images after the epoch, on both sides (the
@@ -48,19 +56,32 @@ import tinydgm as td  # noqa: E402
 from tinydgm.kernels import rbm_gibbs  # noqa: E402
 from tinydgm.models.energy.rbm import BernoulliRBM  # noqa: E402
 
-MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "mnist.npz")
+# the data folder: TINYDGM_DATA, else a shared/data folder beside the checkout
+DATA_DIR = os.environ.get("TINYDGM_DATA") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                                          "shared", "data")
+MNIST = os.path.join(DATA_DIR, "mnist.npz")
 D, H, BATCH, LR = 784, 500, 100, 0.1
 
 
 def mnist_unit(n_train=None):
     """The MNIST training images as (N, 784) float64 in [0, 1] (the shared file, else the embedded subset)."""
     if os.path.exists(MNIST):
-        x, source = np.load(MNIST)["x_train"], "the 60,000 MNIST training images"
+        x, source = np.load(MNIST)["x_train"], "the 60,000 MNIST training images, gray levels / 255"
     else:
         x, source = td.data.load_embedded()["x"], "the 1,000 embedded MNIST images (mnist.npz not found)"
     x = x.reshape(len(x), -1) / 255.0
     if n_train:
-        x, source = x[:n_train], f"the first {n_train} MNIST training images"
+        x, source = x[:n_train], f"the first {n_train} MNIST training images, gray levels / 255"
+    return x, source
+
+
+def binarized_train(n_train=None):
+    """The 50,000 statically binarized MNIST training images (Larochelle's split) as (N, 784)
+    float64 in {0, 1} (``tinydgm.data.load_binarized_mnist``, no download)."""
+    x = td.data.load_binarized_mnist(path=DATA_DIR, download=False, progress=False)["train"].astype(np.float64)
+    source = "the 50,000 statically binarized MNIST training images (0/1)"
+    if n_train:
+        x, source = x[:n_train], f"the first {n_train} statically binarized MNIST training images (0/1)"
     return x, source
 
 
@@ -153,7 +174,10 @@ def main(argv=None):
     parser.add_argument("--out", help="write the markdown section to this file")
     parser.add_argument("--parts", default="pcd,gibbs", help="comma-separated: pcd, gibbs (default both)")
     parser.add_argument("--dtypes", default="float32", help="dtypes of part 1 (default float32)")
-    parser.add_argument("--n-train", type=int, default=None, help="images for part 1 (default all 60,000)")
+    parser.add_argument("--data", choices=("gray", "binarized"), default="gray",
+                        help="part 1's images: gray (the 60,000 MNIST training images / 255, default) or binarized "
+                             "(the 50,000 statically binarized training images)")
+    parser.add_argument("--n-train", type=int, default=None, help="images for part 1 (default all of --data)")
     parser.add_argument("--serial", action="store_true",
                         help="tinydgm: serial zero-skipping products and BLAS (rbm_gibbs.SPARSE_PARALLEL = False)")
     cfg = parser.parse_args(argv)
@@ -176,7 +200,7 @@ def main(argv=None):
     loads = {"pcd": common.ForeignLoad(), "gibbs": common.ForeignLoad()}
     pcd, gibbs, source = [], None, None
     if "pcd" in parts:
-        x, source = mnist_unit(cfg.n_train)
+        x, source = (binarized_train if cfg.data == "binarized" else mnist_unit)(cfg.n_train)
         with loads["pcd"]:
             for dtype in cfg.dtypes.split(","):
                 print(f"\n1. PCD-1 epoch, {dtype}", flush=True)
@@ -199,6 +223,7 @@ def main(argv=None):
     command = "python benchmarks/bench_rbm.py" + (" --quick" if cfg.quick else "") + f" --threads {cfg.threads}" + \
         (f" --parts {cfg.parts}" if parts != {"pcd", "gibbs"} else "") + \
         (f" --dtypes {cfg.dtypes}" if cfg.dtypes != "float32" else "") + \
+        (f" --data {cfg.data}" if cfg.data != "gray" else "") + \
         (f" --n-train {cfg.n_train}" if n_train_given else "") + (" --serial" if cfg.serial else "") + \
         (f" --out {cfg.out}" if cfg.out else "")
     out = ["### RBMs: PCD training and block Gibbs sampling", "",
@@ -212,7 +237,7 @@ def main(argv=None):
                          common.fmt_ratio(s["tinydgm"], s["scikit-learn"]),
                          f"{res['pl']['tinydgm']:.2f} / {res['pl']['scikit-learn']:.2f}"])
         out += ["### 1. BernoulliRBM, one epoch of PCD-1 (500 hidden units, batch 100, learning rate 0.1)", "",
-                f"Data: {source}, gray levels / 255. Each side trains a fresh model for one epoch (one timed call "
+                f"Data: {source}. Each side trains a fresh model for one epoch (one timed call "
                 f"= the whole epoch, {cfg.pcd_repeats} interleaved repeats). tinydgm: `BernoulliRBM(784, 500, "
                 "dtype=...).fit(x, epochs=1, batch_size=100, lr=0.1, k=1, persistent=True)` (per batch: one "
                 "product h_chain W^T for p(v | h_chain), ONE product [v_data; v_model] W for p(h | v_data) and "

@@ -178,6 +178,15 @@ def test_sparse_products_equal_dense_products(dtype, binary, K):
     np.testing.assert_allclose(out2, X.T @ Z, **tol)
 
 
+@pytest.mark.parametrize("shape", [(784, 500), (37, 5), (16, 3), (5, 16)])   # bands of 16 rows, a partial band
+def test_transposes_equal_numpy_transpose(shape):
+    X = np.random.default_rng(15).normal(size=shape).astype("float32")
+    for kernel in (g._transpose_serial, g._transpose_parallel):
+        out = np.full(shape[::-1], np.nan, "float32")
+        kernel(X, out)
+        np.testing.assert_array_equal(out, X.T)
+
+
 def test_sparse_product_does_not_depend_on_the_thread_count():
     numba = pytest.importorskip("numba")
     rng = np.random.default_rng(11)
@@ -218,9 +227,11 @@ def test_cd_gradient_sparse_path_equals_dense_path(monkeypatch, persistent, para
     monkeypatch.setattr(g, "_layer_parallel", lambda X, *args: (calls.append(X.shape), layer_parallel(X, *args)))
     for name, below in (("dense", 0.0), ("sparse", 1.01)):
         monkeypatch.setattr(g, "SPARSE_BELOW", below)
+        monkeypatch.setattr(g, "SPARSE_HIDDEN_BELOW", below)           # h W^T too
         calls.clear()
         results[name] = [a.copy() for a in g.cd_gradient_kernel(W, b, c, v, u_h, r_v, h_chain)]
         assert bool(calls) == (name == "sparse")     # the path under test was taken
+        assert ((n, H) in calls) == (name == "sparse")  # h W^T included
     (dW, db, dc, v_chain, h_last), (sW, sb, sc, s_chain, s_last) = results["dense"], results["sparse"]
     np.testing.assert_array_equal(s_chain, v_chain)
     np.testing.assert_array_equal(s_last, h_last)
@@ -292,7 +303,7 @@ def test_parallel_cd_step_on_sparse_data_makes_no_blas_call(monkeypatch, weight_
     W, b, c = small_rbm(D, H, "float32", scale=0.3)
     rng = np.random.default_rng(14)
     v = np.where(rng.random((n, D)) < 0.15, rng.random((n, D)), 0).astype("float32")
-    h_chain = (rng.random((n, H)) < 0.4).astype("float32")
+    h_chain = (rng.random((n, H)) < 0.6).astype("float32")    # serial: h W^T by BLAS (SPARSE_HIDDEN_BELOW)
     u_h, r_v = g.draw_noise(rng, 2, n, D, H)
     calls = []
     real_dot = np.dot

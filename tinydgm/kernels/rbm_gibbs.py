@@ -81,17 +81,22 @@ __all__ = ["VISIBLE_TYPES", "CDStatistics", "bernoulli_layer", "bernoulli_layer_
 VISIBLE_TYPES = ("bernoulli", "gaussian")
 
 # The products of ``cd_gradient_kernel`` whose left factor has fewer than this fraction of
-# nonzero entries skip its zeros (``_sparse_times``) instead of calling BLAS. Measured for
-# [v_data; v_model] W (float32, 200 x 784 @ 784 x 500, 1 thread, BLAS 1.5 ms): MNIST gray
-# levels (19% nonzero, in clustered pixels) 0.78 ms; random binary patterns 0.88 ms at 15%,
-# 1.47 ms at 25%, 1.8 ms at 30%, 2.1 ms at 35%. So 25%: never much slower than BLAS, and
-# MNIST batches (about 15-20% over data and chains once the visible biases have learned the
-# background) take the zero-skipping path; the first batches of a fresh model (v_model half
-# ones) stay on BLAS.
-SPARSE_BELOW = 0.25
+# nonzero entries skip its zeros (``_sparse_times``) instead of calling BLAS. Measured at 1
+# thread, float32, random binary patterns (MNIST's clustered pixels are faster still), BLAS
+# about 1.65 ms for both: [v_data; v_model] W (200 x 784 @ 784 x 500) 0.72 ms at 15% nonzero,
+# 1.25 ms at 25%, 1.64 ms at 35%; the weight gradient V2^T P2 (784 x 200 @ 200 x 500) 0.67,
+# 1.05, 1.41 ms. So 30%: never much slower than BLAS, and MNIST batches (gray levels 19%
+# nonzero, statically binarized 13%, the chains 13-20% once the visible biases have learned
+# the background) take the zero-skipping path; the first batches of a fresh model (v_model
+# half ones) stay on BLAS.
+SPARSE_BELOW = 0.3
+# The same for the serial h W^T (100 x 500 @ 500 x 784, BLAS 0.82 ms; zero-skipping through
+# a transposed copy of W, 0.18 ms, made once per call): 0.33 ms at 15% ones, 0.47 ms at 25%,
+# 0.65 ms at 35%, 0.83 ms at 45%. Hidden units of an RBM trained on MNIST: 25-30% ones.
+SPARSE_HIDDEN_BELOW = 0.4
 # With more than one Numba thread and sparse data, split every product of the CD step over
 # the threads and make no BLAS call (module docstring, "Threads"); False: the serial kernels
-# with BLAS for h W^T (``benchmarks/bench_rbm.py --serial`` measures both).
+# (``benchmarks/bench_rbm.py --serial`` measures both).
 SPARSE_PARALLEL = True
 
 CDStatistics = collections.namedtuple("CDStatistics", ["vh_data", "v_data", "h_data", "vh_model", "v_model",
@@ -180,12 +185,13 @@ def _sparse_row_times(x, Y, out, nz):
     product. The rows of Y are contiguous and ``out`` (one row) stays in L1; eight rows of Y
     are added per pass over ``out`` (one load and store of ``out`` per eight multiply-adds:
     1.6x faster than four rows per pass, 3x faster than one). nz: scratch (K,) for the
-    nonzero column indices."""
+    nonzero column indices, gathered without a branch (every index is written, the count
+    advances on nonzeros: a branch on 15%-dense data mispredicts often; 0.76 -> 0.57 ms for
+    [v_data; v_model] W at 1 thread)."""
     count = 0
     for i in range(x.shape[0]):
-        if x[i] != 0:
-            nz[count] = i
-            count += 1
+        nz[count] = i
+        count += x[i] != 0
     for j in range(out.shape[0]):
         out[j] = 0
     q = 0
@@ -290,24 +296,39 @@ def _sparse_gradient_step_parallel(XT, Y, W, velocity, lr, momentum, weight_deca
             _sgd_kernel(W[i], g, velocity[i], lr, momentum, weight_decay)
 
 
+@numba.njit(cache=True, error_model="numpy")
+def _transpose_band(X, out, band):
+    """out[:, 16 band : 16 band + 16] = X[16 band : 16 band + 16, :]^T: each row of ``out``
+    receives 16 consecutive numbers (one cache line), a fixed-length inner loop the compiler
+    unrolls."""
+    K, M = X.shape
+    i0 = band * 16
+    if i0 + 16 <= K:
+        for j in range(M):
+            row = out[j, i0:i0 + 16]
+            for i in range(16):
+                row[i] = X[i0 + i, j]
+    else:
+        for j in range(M):
+            for i in range(i0, K):
+                out[j, i] = X[i, j]
+
+
 @numba.njit(cache=True, error_model="numpy", parallel=True)
 def _transpose_parallel(X, out):
-    """out = X^T (X (K, M), out (M, K)) in bands of 16 rows of X per task: each row of ``out``
-    receives 16 consecutive numbers (one cache line) from a band, a fixed-length inner loop the
-    compiler unrolls (0.07 ms for 784 x 500 float32 at 2 threads, a copy is 0.03 ms; a loop
-    over 16 columns per task writing one number per row of ``out`` took 0.28 ms)."""
-    K, M = X.shape
-    for band in numba.prange((K + 15) // 16):
-        i0 = band * 16
-        if i0 + 16 <= K:
-            for j in range(M):
-                row = out[j, i0:i0 + 16]
-                for i in range(16):
-                    row[i] = X[i0 + i, j]
-        else:
-            for j in range(M):
-                for i in range(i0, K):
-                    out[j, i] = X[i, j]
+    """out = X^T (X (K, M), out (M, K)) in bands of 16 rows of X per task (``_transpose_band``;
+    0.07 ms for 784 x 500 float32 at 2 threads, a copy is 0.03 ms; a loop over 16 columns per
+    task writing one number per row of ``out`` took 0.28 ms)."""
+    for band in numba.prange((X.shape[0] + 15) // 16):
+        _transpose_band(X, out, band)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _transpose_serial(X, out):
+    """``_transpose_parallel`` on one thread, for the serial path next to BLAS calls (0.18 ms for
+    784 x 500 float32; NumPy's ``out[...] = X.T`` 0.33 ms)."""
+    for band in range((X.shape[0] + 15) // 16):
+        _transpose_band(X, out, band)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -352,9 +373,9 @@ def _bernoulli_layer_kernel(a, bias, u, x, row_scale=None):
         _bernoulli_finish(a, u, x, row_scale, _one(a.dtype))
 
 
-def _is_sparse(X):
-    """True when the fraction of nonzero entries of X is below ``SPARSE_BELOW``."""
-    return _nonzero_count(X) < SPARSE_BELOW * X.size
+def _is_sparse(X, below=None):
+    """True when the fraction of nonzero entries of X is below ``below`` (default ``SPARSE_BELOW``)."""
+    return _nonzero_count(X) < (SPARSE_BELOW if below is None else below) * X.size
 
 
 def _parallel():
@@ -672,8 +693,15 @@ def cd_gradient_kernel(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoul
                 _layer_parallel(v_model, W, c, a_h, u_h[t + offset], buf.h_next,
                                 buf.scale_model if last else buf.ones_model, 0)
             h, buf.h_next = buf.h_next, h
+    transposed = False
     for t in range(0 if no_blas else k):
-        np.dot(h, W.T, out=buf.a_v)                                      # v_{t+1} ~ p(v | h_t)
+        if _is_sparse(h, SPARSE_HIDDEN_BELOW):                           # v_{t+1} ~ p(v | h_t)
+            if not transposed:                                           # W^T once per call
+                _transpose_serial(W, buf.WT)
+                transposed = True
+            _sparse_times(h, buf.WT, buf.a_v)
+        else:
+            np.dot(h, W.T, out=buf.a_v)
         if gaussian:
             _gaussian_finish(buf.a_v, b, sigma, r_v[t], v_model)
         else:

@@ -197,8 +197,8 @@ def test_plot_helpers_for_filters_and_samples(tmp_path):
 
 @pytest.mark.parametrize("parallel", [False, True])
 def test_fit_on_sparse_data_same_seed_same_model_on_either_product_path(monkeypatch, parallel):
-    """PCD on MNIST-like sparse gray levels: the zero-skipping products (rbm_gibbs.SPARSE_BELOW)
-    and BLAS train the same float64 model from the same seed (same chains, parameters to rounding);
+    """PCD on MNIST-like sparse gray levels: the zero-skipping products (rbm_gibbs.SPARSE_BELOW,
+    SPARSE_HIDDEN_BELOW) and BLAS train the same float64 model from the same seed (same chains, parameters to rounding);
     with SPARSE_PARALLEL the result does not depend on the number of Numba threads."""
     numba = pytest.importorskip("numba")
     rng = np.random.default_rng(8)
@@ -209,6 +209,7 @@ def test_fit_on_sparse_data_same_seed_same_model_on_either_product_path(monkeypa
     try:
         for name, below, threads in (("blas", 0.0, 1), ("sparse", 1.01, 1), ("sparse, 2 threads", 1.01, 2)):
             monkeypatch.setattr(rbm_gibbs, "SPARSE_BELOW", below)
+            monkeypatch.setattr(rbm_gibbs, "SPARSE_HIDDEN_BELOW", below)     # h W^T too
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
             rbm = BernoulliRBM(40, 12, rng=td.rng(0), dtype="float64")
             rbm.b.data[...] = -2.0                          # sparse chains from the first step on
