@@ -355,7 +355,7 @@ def _weighted_column_sums(w, X, out):
 
 
 def _one(dtype):
-    return np.ones(1, dtype=dtype)[0]
+    return np.dtype(dtype).type(1)
 
 
 def _bernoulli_layer_kernel(a, bias, u, x, row_scale=None):
@@ -401,7 +401,7 @@ def _transpose_times(X, Y, out, XT):
     (K, n) (cheap: n K numbers, against K n M multiply-adds) so that each row of ``out`` is a
     zero-skipping sum of rows of Y, out[i, :] = sum_{r: X[r, i] != 0} X[r, i] Y[r, :]."""
     if _is_sparse(X):
-        XT[...] = X.T
+        _transpose_serial(X, XT)
         _sparse_times(XT, Y, out)
     else:
         np.dot(X.T, Y, out=out)
@@ -722,12 +722,12 @@ def cd_gradient_kernel(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoul
         # the gradient rows go straight into the update of W: dW is never written
         velocity, lr, momentum, weight_decay = weight_update
         one = _one(dtype)
-        buf.V2T[...] = V2.T
+        (_transpose_parallel if no_blas else _transpose_serial)(V2, buf.V2T)
         step = _sparse_gradient_step_parallel if no_blas else _sparse_gradient_step
         step(buf.V2T, P2, W, velocity, one * lr, one * momentum, one * weight_decay)
         dW = None
     elif no_blas:
-        buf.V2T[...] = V2.T
+        _transpose_parallel(V2, buf.V2T)
         _sparse_times_parallel(buf.V2T, P2, dW)                          # <v p^T>_data - <v p^T>_model
     else:
         _transpose_times(V2, P2, dW, buf.V2T)                            # <v p^T>_data - <v p^T>_model
