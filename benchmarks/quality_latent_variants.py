@@ -198,7 +198,7 @@ def run_all(cfg):
     os.makedirs(cfg.results, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
                NUMBA_NUM_THREADS="1")
-    queue = sorted(VARIANTS, key=["vampprior", "mog", "planar", "flow-prior", "iaf", "standard"].index)
+    queue = sorted(VARIANTS, key=["planar", "vampprior", "mog", "flow-prior", "iaf", "standard"].index)
     running = []
     while queue or running:
         while queue and len(running) < cfg.jobs:
@@ -207,9 +207,10 @@ def run_all(cfg):
             if os.path.exists(path):
                 continue
             out = open(path + ".part", "w")
+            trained = os.path.exists(weights_path(cfg.weights, name))       # not trained again
             cmd = [sys.executable, os.path.abspath(__file__), "--run", name, "--epochs", str(cfg.epochs), "--k",
                    str(cfg.k), "--n-test", str(cfg.n_test), "--n-surgery", str(cfg.n_surgery), "--n-train",
-                   str(cfg.n_train), "--weights", cfg.weights] + (["--eval-only"] if cfg.eval_only else [])
+                   str(cfg.n_train), "--weights", cfg.weights] + (["--eval-only"] if cfg.eval_only or trained else [])
             running.append((name, path, out, subprocess.Popen(cmd, stdout=out, env=env)))
         time.sleep(2)
         for item in list(running):
@@ -283,7 +284,8 @@ def escape_pipes(table):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", choices=VARIANTS, help="train and evaluate one variant (JSON on stdout)")
-    parser.add_argument("--all", action="store_true", help="run every variant (skips those with results)")
+    parser.add_argument("--all", action="store_true",
+                        help="run every variant (skips those with results; only evaluates those with weights)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--k", type=int, default=1000, help="importance samples per test image")
     parser.add_argument("--n-test", type=int, default=1000)
