@@ -1,7 +1,8 @@
 """InfoVAE (tinydgm/models/latent/infovae.py): the MMD^2 estimators against the closed form for
 two Gaussians under an RBF kernel (the U-statistic unbiased, the V-statistic off by its known
 bias), against the double sums and against evaluate.mmd; the objective against its formula
-and parts, the ELBO at alpha = 0, lambda = 1, gradchecks with the noise held fixed, training."""
+and parts, the ELBO at alpha = 0, lambda = 1, gradchecks with the noise held fixed, training; the
+MMD's own draws (mmd_samples) against their formula, their smaller spread, gradchecks."""
 import numpy as np
 import pytest
 
@@ -208,6 +209,63 @@ def test_a_heavy_mmd_weight_pulls_the_aggregated_posterior_to_the_prior():
     assert mmds[1] < 0.5 * mmds[0], mmds
 
 
+def test_mmd_samples_draw_fresh_codes_for_the_mmd_only():
+    """mmd_samples = K: the reconstruction and KL are those of the decoder's S draws, the MMD is that
+    of K fresh draws mu + sigma eps_mmd per example (K N codes) against K N prior draws."""
+    encoder, decoder = parts(11)
+    model = InfoVAE(encoder, decoder, alpha=0.5, lambda_=3.0, mmd_samples=3)
+    plain = VAE(encoder, decoder)
+    x = binary_data(4, seed=12)
+    eps = np.random.default_rng(13).standard_normal((2, 4, 2))
+    eps_mmd = np.random.default_rng(14).standard_normal((3, 4, 2))
+    z_prior = np.random.default_rng(15).standard_normal((12, 2))
+    rec, kl = plain.elbo_terms(x, eps=eps)
+    mu, log_var = plain.encode(x)
+    z = (mu.numpy() + np.exp(0.5 * log_var.numpy()) * eps_mmd).reshape(12, 2)
+    mmd = mmd_squared(t64(z), t64(z_prior)).numpy()
+    terms = model.objective_terms(x, eps=eps, z_prior=z_prior, eps_mmd=eps_mmd)
+    np.testing.assert_allclose(terms[0].numpy(), rec.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(terms[1].numpy(), kl.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(terms[2].numpy(), mmd, rtol=1e-12)
+    np.testing.assert_allclose(model.objective(x, eps=eps, z_prior=z_prior, eps_mmd=eps_mmd).numpy(),
+                               rec.numpy() - 0.5 * kl.numpy() - 2.5 * mmd, rtol=1e-12)
+
+
+def test_more_mmd_samples_shrink_the_spread_of_the_estimate():
+    """The MMD term's spread over the noise (fixed weights and batch) falls as the codes per estimate
+    grow: K = 8 draws per example against K = 1 (a U-statistic of 8 times as many pairs)."""
+    x = binary_data(6, seed=16)
+    spreads = []
+    for k in (1, 8):
+        model = InfoVAE(*parts(17), alpha=1.0, lambda_=10.0, mmd_samples=k, rng=np.random.default_rng(18))
+        with td.no_grad():
+            values = [float(model.objective_terms(x)[2].numpy()) for _ in range(300)]
+        spreads.append(np.std(values))
+    assert spreads[1] < 0.45 * spreads[0], spreads
+
+
+@pytest.mark.parametrize("flow", [False, True])
+def test_objective_gradcheck_with_mmd_samples(flow):
+    encoder, decoder = parts(19)
+    posterior = PlanarPosterior(5, 2, n_layers=1, hidden=(3,), rng=np.random.default_rng(20), dtype="float64") \
+        if flow else None
+    model = InfoVAE(encoder, decoder, alpha=0.5, lambda_=4.0, posterior=posterior, mmd_samples=2)
+    x = binary_data(3, seed=21)
+    eps = np.random.default_rng(22).standard_normal((1, 3, 2))
+    eps_mmd = np.random.default_rng(23).standard_normal((2, 3, 2))
+    z_prior = np.random.default_rng(24).standard_normal((6, 2))
+    names = [n for n, _ in model.named_parameters()]
+    values = [td.tensor(p.numpy(), dtype="float64", requires_grad=True) for p in model.parameters()]
+
+    def objective(*params):
+        saved = swap_parameters(model, dict(zip(names, params)))
+        try:
+            return model.objective(x, eps=eps, z_prior=z_prior, eps_mmd=eps_mmd).sum()
+        finally:
+            swap_parameters(model, saved)
+    assert td.gradcheck(objective, values)
+
+
 def test_bad_arguments():
     encoder, decoder = parts()
     with pytest.raises(ValueError, match="alpha must be <= 1"):
@@ -231,3 +289,13 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="needs binary data"):
         model.loss(np.full((2, 5), 0.5))
     assert repr(model).startswith("InfoVAE(latent_dim=2") and "alpha=0.0, lambda_=1.0, kernel='rbf'" in repr(model)
+    with pytest.raises(ValueError, match="mmd_samples must be an int >= 1, got 0"):
+        InfoVAE(encoder, decoder, mmd_samples=0)
+    with pytest.raises(ValueError, match="eps_mmd needs mmd_samples"):
+        model.objective(x, eps_mmd=np.zeros((1, 3, 2)))
+    more = InfoVAE(encoder, decoder, mmd_samples=2)
+    with pytest.raises(ValueError, match=r"eps_mmd must have shape \(K, N, L\) = \(2, 3, 2\)"):
+        more.objective(x, eps_mmd=np.zeros((1, 3, 2)))
+    with pytest.raises(ValueError, match=r"z_prior must have shape \(K N, L\) = \(6, 2\)"):
+        more.objective(x, eps=np.zeros((1, 3, 2)), z_prior=np.zeros((3, 2)))
+    assert "mmd_samples=2" in repr(more) and "mmd_samples" not in repr(model)

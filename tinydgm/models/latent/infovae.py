@@ -33,7 +33,10 @@ MMD^2 with a kernel k, from m draws z_i ~ q(z) and m' draws z'_j ~ p(z):
 The draws from q(z) are the batch's reparameterised posterior draws z_s,n = mu_n + sigma_n
 eps_s,n (or their images z_K under a flow posterior; all S N of them; a minibatch stands for the data distribution), so the MMD trains
 the encoder; the prior's draws carry no gradient (a learnable prior is trained by the KL
-term only). ``evaluate.mmd`` is the same quantity as a metric on arrays (the biased
+term only). ``mmd_samples=K`` draws K fresh codes per example for the MMD instead (K N
+codes against K N prior draws; the decoder still sees its S draws): at an uninformative
+encoder the estimate is pure noise, whose spread shrinks with the number of codes, and a
+large lambda multiplies that noise. ``evaluate.mmd`` is the same quantity as a metric on arrays (the biased
 V-statistic, no gradient); this module's estimator is made of engine ops.
 """
 import math
@@ -42,8 +45,8 @@ from tinydgm import backend
 from tinydgm.autodiff.core import Tensor
 from tinydgm.autodiff.elementwise import exp, square
 from tinydgm.autodiff.shape import expand_dims
-from tinydgm.distributions import Normal
-from tinydgm.models.latent.vae import VAE, kl_standard_normal
+from tinydgm.distributions import Normal, StandardNormal
+from tinydgm.models.latent.vae import VAE, kl_standard_normal, reparameterize
 
 __all__ = ["InfoVAE", "mmd_squared", "rbf_kernel", "imq_kernel", "KERNELS"]
 
@@ -106,7 +109,7 @@ def mmd_squared(x, y, kernel="rbf", parameter=None, unbiased=True):
 
 class InfoVAE(VAE):
     """InfoVAE(encoder, decoder, prior=None, alpha=0.0, lambda_=1.0, kernel="rbf", kernel_parameter=None,
-    n_samples=1, kl=None, rng=None, posterior=None).
+    n_samples=1, kl=None, rng=None, posterior=None, mmd_samples=None).
 
     The VAE with the InfoVAE objective (module docstring): ``objective(x)`` is, per example,
     E_q[log p(x|z)] - (1 - alpha) KL(q(z|x) || p(z)) - (alpha + lambda - 1) MMD^2(q(z), p(z)),
@@ -117,11 +120,13 @@ class InfoVAE(VAE):
 
     alpha: the information weight, <= 1. lambda_: the divergence weight, alpha + lambda_ >= 1.
     kernel: "rbf" or "imq"; kernel_parameter: its bandwidth h or scale C (default from L).
+    mmd_samples: None (the MMD uses the decoder's S N draws) or K >= 1 fresh draws per example for
+    the MMD only (K N codes per estimate; with a flow posterior the flow runs on them too).
     prior, n_samples, kl, rng, posterior: as for the VAE (a flow posterior's z_K are the q(z) draws).
     """
 
     def __init__(self, encoder, decoder, prior=None, alpha=0.0, lambda_=1.0, kernel="rbf", kernel_parameter=None,
-                 n_samples=1, kl=None, rng=None, posterior=None):
+                 n_samples=1, kl=None, rng=None, posterior=None, mmd_samples=None):
         who = "InfoVAE"
         for name, value in (("alpha", alpha), ("lambda_", lambda_)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -144,16 +149,18 @@ class InfoVAE(VAE):
             raise ValueError(f"{who}: kernel_parameter (the bandwidth or scale) must be a number > 0, "
                              f"got {kernel_parameter!r}")
         self.kernel_parameter = float(kernel_parameter)
+        self.mmd_samples = None if mmd_samples is None else self._count(mmd_samples, "mmd_samples", "__init__")
 
     @property
     def mmd_weight(self):
         """alpha + lambda - 1."""
         return self.alpha + self.lambda_ - 1.0
 
-    def objective_terms(self, x, n_samples=None, eps=None, rng=None, z_prior=None):
+    def objective_terms(self, x, n_samples=None, eps=None, rng=None, z_prior=None, eps_mmd=None):
         """(E_q[log p(x|z)] (N,), KL(q(z|x) || p(z)) (N,), MMD^2(q(z), p(z)) 0-d) from S
-        reparameterised draws per example (all S N of them are the q(z) sample) and as many
-        prior draws. eps (S, N, L) and z_prior (S N, L) hold the noise fixed (e.g. for gradcheck).
+        reparameterised draws per example (all S N of them are the q(z) sample, or the K N
+        draws of ``mmd_samples = K``) and as many prior draws. eps (S, N, L), eps_mmd (K, N, L)
+        and z_prior (S N or K N, L) hold the noise fixed (e.g. for gradcheck).
         With a flow posterior the draws are its z_K and the KL is the Monte Carlo one."""
         x = self._as_data(x, "objective")
         if n_samples is None:
@@ -163,6 +170,7 @@ class InfoVAE(VAE):
         if self.posterior is not None:
             z, log_qz = self._sample_flow_posterior(x, n_samples, eps, rng, "objective")
             kl = (log_qz - self.prior.log_prob(z)).mean(axis=0)
+            mu = log_var = None
         else:
             mu, log_var, z = self._sample_latents(x, n_samples, eps, rng, "objective")     # (S, N, L)
             if self.kl == "closed_form":
@@ -170,9 +178,28 @@ class InfoVAE(VAE):
             else:
                 kl = (Normal(mu, log_var=log_var).log_prob(z).sum(axis=-1) - self.prior.log_prob(z)).mean(axis=0)
         log_px_z = self.decoder.log_prob(x, z).mean(axis=0)
+        if self.mmd_samples is not None:
+            z = self._mmd_draws(x, mu, log_var, eps_mmd, rng)                  # (K, N, L)
+        elif eps_mmd is not None:
+            raise ValueError("InfoVAE.objective: eps_mmd needs mmd_samples (the MMD draws its own codes only then)")
         z_q = z.reshape(-1, self.latent_dim)                                    # draws from q(z)
         mmd = mmd_squared(z_q, self._prior_draws(z_q, z_prior, rng), self.kernel, self.kernel_parameter)
         return log_px_z, kl, mmd
+
+    def _mmd_draws(self, x, mu, log_var, eps_mmd, rng):
+        """K = mmd_samples fresh draws per example from q(z|x), (K, N, L): mu + sigma eps, or a flow's z_K."""
+        if self.posterior is not None:
+            return self._sample_flow_posterior(x, self.mmd_samples, eps_mmd, rng, "objective")[0]
+        shape = (self.mmd_samples,) + tuple(mu.shape)
+        if eps_mmd is None:
+            eps_mmd = StandardNormal((), dtype=mu.dtype, device=mu.device).sample(shape, rng=rng)
+        else:
+            data = eps_mmd.data if isinstance(eps_mmd, Tensor) else eps_mmd
+            eps_mmd = Tensor(backend.to_device(backend.as_array(data), mu.device).astype(mu.dtype, copy=False))
+            if tuple(eps_mmd.shape) != shape:
+                raise ValueError(f"InfoVAE.objective: eps_mmd must have shape (K, N, L) = {shape}, "
+                                 f"got {tuple(eps_mmd.shape)}")
+        return reparameterize(mu, log_var, eps_mmd)
 
     def _prior_draws(self, z_q, z_prior, rng):
         if z_prior is None:
@@ -180,15 +207,17 @@ class InfoVAE(VAE):
         data = z_prior.data if isinstance(z_prior, Tensor) else z_prior
         data = backend.to_device(backend.as_array(data), z_q.device).astype(z_q.dtype, copy=False)
         if tuple(data.shape) != tuple(z_q.shape):
-            raise ValueError(f"InfoVAE.objective: z_prior must have shape (S N, L) = {tuple(z_q.shape)}, "
+            raise ValueError(f"InfoVAE.objective: z_prior must have shape ({'S' if self.mmd_samples is None else 'K'} N, L)"
+                             f" = {tuple(z_q.shape)}, "
                              f"got {tuple(data.shape)}")
         return Tensor(data)
 
-    def objective(self, x, n_samples=None, eps=None, rng=None, z_prior=None):
+    def objective(self, x, n_samples=None, eps=None, rng=None, z_prior=None, eps_mmd=None):
         """E_q[log p(x|z)] - (1 - alpha) KL(q(z|x) || p(z)) - (alpha + lambda - 1) MMD^2, (N,)."""
-        log_px_z, kl, mmd = self.objective_terms(x, n_samples, eps, rng, z_prior)
+        log_px_z, kl, mmd = self.objective_terms(x, n_samples, eps, rng, z_prior, eps_mmd)
         return log_px_z - (1.0 - self.alpha) * kl - self.mmd_weight * mmd
 
     def extra_repr(self):
         return (f"{super().extra_repr()}, alpha={self.alpha}, lambda_={self.lambda_}, kernel={self.kernel!r}, "
-                f"kernel_parameter={self.kernel_parameter}")
+                f"kernel_parameter={self.kernel_parameter}"
+                + ("" if self.mmd_samples is None else f", mmd_samples={self.mmd_samples}"))
