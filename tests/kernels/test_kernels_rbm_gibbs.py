@@ -222,9 +222,10 @@ def test_cd_gradient_sparse_path_equals_dense_path(monkeypatch, persistent, para
     h_chain = (rng.random((n, H)) < 0.5).astype(float) if persistent else None
     u_h, r_v = g.draw_noise(rng, k, n, D, H, start_hidden=not persistent, dtype="float64")
     monkeypatch.setattr(g, "SPARSE_PARALLEL", parallel)
-    results, calls, sparse_times, layer_parallel = {}, [], g._sparse_times, g._layer_parallel
+    results, calls, sparse_times, logits_parallel = {}, [], g._sparse_times, g._sparse_minus_logits_parallel
     monkeypatch.setattr(g, "_sparse_times", lambda X, Y, out: (calls.append(X.shape), sparse_times(X, Y, out)))
-    monkeypatch.setattr(g, "_layer_parallel", lambda X, *args: (calls.append(X.shape), layer_parallel(X, *args)))
+    monkeypatch.setattr(g, "_sparse_minus_logits_parallel",
+                        lambda X, *args: (calls.append(X.shape), logits_parallel(X, *args)))
     for name, below in (("dense", 0.0), ("sparse", 1.01)):
         monkeypatch.setattr(g, "SPARSE_BELOW", below)
         monkeypatch.setattr(g, "SPARSE_HIDDEN_BELOW", below)           # h W^T too

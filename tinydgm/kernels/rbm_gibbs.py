@@ -252,35 +252,87 @@ def _sparse_times_parallel(X, Y, out):
             _sparse_row_times(X[r], Y, out[r], nz)
 
 
+@numba.njit(cache=True, error_model="numpy")
+def _minus_logits_rows(X, Y, bias, out, r0, r1, nz):
+    """out[r] = -(X[r] Y + bias) for rows r0 <= r < r1 (zero-skipping), the argument of exp in
+    the sigmoid; the bias is added while the row is still in L1."""
+    for r in range(r0, r1):
+        row = out[r]
+        _sparse_row_times(X[r], Y, row, nz)
+        for j in range(row.shape[0]):
+            row[j] = -(row[j] + bias[j])
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _finish_rows(e, u, x, row_scale, first_sampled, one, r0, r1):
+    """Rows r0 <= r < r1, given e = exp(-(a + bias)): p = 1 / (1 + e) and e <- row_scale[r] p;
+    rows r >= first_sampled also draw x[r - first_sampled] = 1[u[r - first_sampled] < p] (the
+    data rows of PCD's last product need p only)."""
+    for r in range(r0, r1):
+        if r >= first_sampled:
+            _bernoulli_row(e[r], u[r - first_sampled], x[r - first_sampled], row_scale[r], one)
+        else:
+            _sigmoid_row(e[r], row_scale[r], one)
+
+
 @numba.njit(cache=True, error_model="numpy", parallel=True)
 def _sparse_minus_logits_parallel(X, Y, bias, out):
-    """out = -(X Y + bias), the argument of exp in the sigmoid, rows split over the threads as
-    ``_sparse_times_parallel``; the bias is added while the row is still in L1 (and in the
-    thread that computed it: the next pass, ``_bernoulli_finish_parallel``, splits the rows
-    the same way, so a row crosses between cores only for NumPy's exp)."""
+    """out = -(X Y + bias) (``_minus_logits_rows``), rows split over the threads as
+    ``_sparse_times_parallel`` (the next pass splits the rows the same way, so a row crosses
+    between cores only for NumPy's exp)."""
     R = X.shape[0]
     for chunk in numba.prange(_CHUNKS):
         nz = np.empty(X.shape[1], np.int64)
-        for r in range(chunk * R // _CHUNKS, (chunk + 1) * R // _CHUNKS):
-            row = out[r]
-            _sparse_row_times(X[r], Y, row, nz)
-            for j in range(row.shape[0]):
-                row[j] = -(row[j] + bias[j])
+        _minus_logits_rows(X, Y, bias, out, chunk * R // _CHUNKS, (chunk + 1) * R // _CHUNKS, nz)
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
 def _bernoulli_finish_parallel(e, u, x, row_scale, first_sampled, one):
-    """``_bernoulli_finish`` with the rows split over the threads: given e = exp(-(a + bias)),
-    p = 1 / (1 + e) and e <- row_scale[r] p for every row r; rows r >= first_sampled also
-    draw x[r - first_sampled] = 1[u[r - first_sampled] < p] (the data rows of PCD's last
-    product need p only)."""
+    """``_finish_rows`` on every row of e, rows split over the threads."""
     R = e.shape[0]
     for chunk in numba.prange(_CHUNKS):
+        _finish_rows(e, u, x, row_scale, first_sampled, one, chunk * R // _CHUNKS, (chunk + 1) * R // _CHUNKS)
+
+
+# Fused parallel regions of the no-BLAS step. Every parallel region ends with a join that waits
+# for the slowest thread (on a shared machine a thread descheduled for a time slice stalls the
+# whole region), so work that does not depend on the region before is done in the same region:
+# each task does its share of both jobs, the same share at any thread count.
+
+@numba.njit(cache=True, error_model="numpy", parallel=True)
+def _transpose_and_logits_parallel(W, WT, V, bias, out):
+    """Two independent jobs in one region: WT = W^T (``_transpose_band``) and out = -(V W + bias)
+    (``_minus_logits_rows``; PCD's data rows, needed only after the chains' step)."""
+    n_bands, R = (W.shape[0] + 15) // 16, V.shape[0]
+    for chunk in numba.prange(_CHUNKS):
+        for band in range(chunk * n_bands // _CHUNKS, (chunk + 1) * n_bands // _CHUNKS):
+            _transpose_band(W, WT, band)
+        nz = np.empty(V.shape[1], np.int64)
+        _minus_logits_rows(V, W, bias, out, chunk * R // _CHUNKS, (chunk + 1) * R // _CHUNKS, nz)
+
+
+@numba.njit(cache=True, error_model="numpy", parallel=True)
+def _sample_and_logits_parallel(e, u, x, W, bias, out, one):
+    """Given e = exp(-(h W^T + b)) of the chains, row by row in one task: x[r] = 1[u[r] < p],
+    p = 1 / (1 + e[r]) (e[r] <- p), then out[r] = -(x[r] W + bias) while x[r] is in L1: the
+    visible sample and the logits of the next hidden layer in one region."""
+    R = e.shape[0]
+    for chunk in numba.prange(_CHUNKS):
+        nz = np.empty(x.shape[1], np.int64)
         for r in range(chunk * R // _CHUNKS, (chunk + 1) * R // _CHUNKS):
-            if r >= first_sampled:
-                _bernoulli_row(e[r], u[r - first_sampled], x[r - first_sampled], row_scale[r], one)
-            else:
-                _sigmoid_row(e[r], row_scale[r], one)
+            _bernoulli_row(e[r], u[r], x[r], one, one)
+            _minus_logits_rows(x, W, bias, out, r, r + 1, nz)
+
+
+@numba.njit(cache=True, error_model="numpy", parallel=True)
+def _finish_and_transpose_parallel(e, u, x, row_scale, first_sampled, one, V, VT):
+    """Two independent jobs in one region: ``_finish_rows`` on every row of e and VT = V^T
+    (``_transpose_band``; [v_data; v_model] for the weight gradient)."""
+    R, n_bands = e.shape[0], (V.shape[0] + 15) // 16
+    for chunk in numba.prange(_CHUNKS):
+        _finish_rows(e, u, x, row_scale, first_sampled, one, chunk * R // _CHUNKS, (chunk + 1) * R // _CHUNKS)
+        for band in range(chunk * n_bands // _CHUNKS, (chunk + 1) * n_bands // _CHUNKS):
+            _transpose_band(V, VT, band)
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
@@ -407,14 +459,10 @@ def _transpose_times(X, Y, out, XT):
         np.dot(X.T, Y, out=out)
 
 
-def _layer_parallel(X, Y, bias, out, u, x, row_scale, first_sampled):
-    """out <- row_scale * sigmoid(X Y + bias) and, for rows r >= first_sampled, the Bernoulli
-    draw x[r - first_sampled] = 1[u < p]: ``_sparse_minus_logits_parallel``, NumPy's exp,
-    ``_bernoulli_finish_parallel``."""
-    _sparse_minus_logits_parallel(X, Y, bias, out)
+def _exp_in_place(a):
+    """a <- exp(a) with NumPy's SIMD exp (module docstring: Numba's scalar exp is 8x slower)."""
     with np.errstate(over="ignore"):        # exp(-a) = inf gives p = 1 / inf = 0 exactly
-        np.exp(out, out=out)
-    _bernoulli_finish_parallel(out, u, x, row_scale, first_sampled, _one(out.dtype))
+        np.exp(a, out=a)
 
 
 # ----------------------------------------------------------------------------- one layer
@@ -683,15 +731,24 @@ def cd_gradient_kernel(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoul
     # the same as BLAS's at half ones), and each layer's rows stay with the thread that computed them
     no_blas = parallel and not gaussian and _is_sparse(v_data)
     if no_blas:
-        _transpose_parallel(W, buf.WT)
+        # five parallel regions for PCD-1 (fused where the work is independent, see the kernels)
+        one = _one(dtype)
+        n_data = n if persistent else 0      # PCD: the data rows' logits -(v_data W + c) now, p at the end
+        _transpose_and_logits_parallel(W, buf.WT, V2[:n_data], c, P2[:n_data])
         for t in range(k):
-            _layer_parallel(h, buf.WT, b, buf.a_v, r_v[t], v_model, buf.ones_model, 0)  # v_{t+1} ~ p(v | h_t)
             last = t == k - 1
-            if last and persistent:          # both phases in one product; the data rows need p only
-                _layer_parallel(V2, W, c, P2, u_h[t], buf.h_next, buf.signs, n)
+            _sparse_minus_logits_parallel(h, buf.WT, b, buf.a_v)                 # v_{t+1} ~ p(v | h_t) ...
+            _exp_in_place(buf.a_v)
+            _sample_and_logits_parallel(buf.a_v, r_v[t], v_model, W, c, a_h, one)  # ... and -(v_{t+1} W + c)
+            if last and persistent:          # both phases: the data rows need p only
+                rows, u, scale, first = P2, u_h[t], buf.signs, n
             else:
-                _layer_parallel(v_model, W, c, a_h, u_h[t + offset], buf.h_next,
-                                buf.scale_model if last else buf.ones_model, 0)
+                rows, u, scale, first = a_h, u_h[t + offset], buf.scale_model if last else buf.ones_model, 0
+            _exp_in_place(rows)
+            if last:                         # and [v_data; v_model]^T for the weight gradient
+                _finish_and_transpose_parallel(rows, u, buf.h_next, scale, first, one, V2, buf.V2T)
+            else:
+                _bernoulli_finish_parallel(rows, u, buf.h_next, scale, first, one)
             h, buf.h_next = buf.h_next, h
     transposed = False
     for t in range(0 if no_blas else k):
@@ -722,12 +779,12 @@ def cd_gradient_kernel(W, b, c, v_data, u_h, r_v, h_chain=None, visible="bernoul
         # the gradient rows go straight into the update of W: dW is never written
         velocity, lr, momentum, weight_decay = weight_update
         one = _one(dtype)
-        (_transpose_parallel if no_blas else _transpose_serial)(V2, buf.V2T)
+        if not no_blas:                      # (the no-BLAS sweeps transposed it already)
+            _transpose_serial(V2, buf.V2T)
         step = _sparse_gradient_step_parallel if no_blas else _sparse_gradient_step
         step(buf.V2T, P2, W, velocity, one * lr, one * momentum, one * weight_decay)
         dW = None
     elif no_blas:
-        _transpose_parallel(V2, buf.V2T)
         _sparse_times_parallel(buf.V2T, P2, dW)                          # <v p^T>_data - <v p^T>_model
     else:
         _transpose_times(V2, P2, dW, buf.V2T)                            # <v p^T>_data - <v p^T>_model
