@@ -1,7 +1,7 @@
 """Latent-variable models benchmark (issue 13), side by side with PyTorch on the CPU, in one process.
 
     TINYDGM_DATA=<folder with binarized_mnist.npz> python benchmarks/bench_latent.py \
-        [--quick] [--threads N] [--out SECTION.md] [--parts vae,iwae,importance] [--n-test 10000] [--k 5000]
+        [--quick] [--threads N] [--out SECTION.md] [--parts vae,iwae,ops,importance] [--n-test 10000] [--k 5000]
 
 vae: one training step of the VAE 784-400-20 (Kingma & Welling 2014): MLP encoder 784 -> 400 (ReLU)
 -> (20 mu, 20 log_var), MLP decoder 20 -> 400 (ReLU) -> 784 Bernoulli logits, one reparameterised
@@ -13,6 +13,9 @@ tinydgm model's initial weights copied, ``torch.optim.Adam``. Target: at most 1.
 iwae: the same architecture trained on the IWAE bound F_5 (Burda et al. 2016): 5 samples per image,
 log w = log p(x|z) + log p(z) - log q(z|x), loss = -mean(logsumexp_i log w_i - log 5). Target: at
 most 1.0x PyTorch.
+
+ops: where the IWAE step's time goes: the calling thread's CPU time per engine op (tinydgm, forward and
+backward apart, each op without the ops it calls) and per ATen op (``torch.profiler``), 100 steps a side.
 
 Before any timing, each twin's loss is checked equal to tinydgm's in float64 on the same batch and
 the same noise eps (asserted to 1e-9 relative), then along 5 float32 Adam steps with shared noise.
@@ -213,6 +216,105 @@ def bench_iwae(cfg):
         "log q(z|x), log-mean-exp over the 5), backward, Adam (lr 1e-3), float32. tinydgm: `IWAE(MLPEncoder(784, "
         "20, hidden=(400,)), MLPDecoder(20, 784, hidden=(400,)), k=5)`. PyTorch: the same computation with "
         "`torch.nn.Linear`, `torch.logsumexp`, weights copied. Data: statically binarized MNIST (train split).")
+
+
+class OpProfile:
+    """Self CPU time (``time.thread_time``: the calling thread only, so waiting for a busy core is not
+    counted) of every engine op's forward and backward in a tinydgm step: ``Function.__call__`` and each
+    Function class's ``backward`` are wrapped while the profile is on, and an op's time excludes the
+    ops it calls (a backward written with engine ops). BLAS's and Numba's worker threads are not
+    counted: read this at one thread, or as the calling thread's share at two."""
+
+    def __init__(self):
+        from tinydgm.autodiff import core
+        self.core, self.self_time, self.calls, self._stack, self._patched = core, {}, {}, [], {}
+
+    def _timed(self, key, fn, *args):
+        self._stack.append(0.0)
+        start = time.thread_time()
+        try:
+            return fn(*args)
+        finally:
+            total = time.thread_time() - start
+            nested = self._stack.pop()
+            if self._stack:
+                self._stack[-1] += total
+            self.self_time[key] = self.self_time.get(key, 0.0) + total - nested
+            self.calls[key] = self.calls.get(key, 0) + 1
+
+    def __enter__(self):
+        function, profile = self.core.Function, self
+        self._call = function.__call__
+
+        def call(fn, *inputs):
+            cls = type(fn)
+            if cls not in profile._patched:
+                profile._patched[cls] = cls.__dict__.get("backward")
+                backward = cls.backward
+                cls.backward = lambda f, *g: profile._timed(("backward", cls.__name__), backward, f, *g)
+            return profile._timed(("forward", cls.__name__), profile._call, fn, *inputs)
+        function.__call__ = call
+        return self
+
+    def __exit__(self, *exc):
+        self.core.Function.__call__ = self._call
+        for cls, backward in self._patched.items():
+            if backward is None:
+                del cls.backward
+            else:
+                cls.backward = backward
+
+    def rows(self, n_steps, total_s, top=14):
+        """[(op, direction, ms per step, calls per step, % of the step)] of the ``top`` ops by self time."""
+        ranked = sorted(self.self_time.items(), key=lambda kv: -kv[1])[:top]
+        return [(name, way, t / n_steps * 1e3, self.calls[(way, name)] / n_steps, 100 * t / total_s)
+                for (way, name), t in ranked]
+
+
+@section("ops", "Where the IWAE k=5 step's time goes, per op, on both sides")
+def bench_ops(cfg):
+    """Self CPU time per engine op (tinydgm, ``OpProfile``) and per ATen op (PyTorch, ``torch.profiler``)
+    over the same steps, after a warm-up; the optimizer's step is timed as one entry on each side."""
+    model = make_model("iwae")
+    td_side, pt_side = common.TinydgmStep(model, LR), common.TorchStep(TorchVAE(model), LR)
+    batches = train_batches(8, 100)
+    xs_td, xs_pt = [td.tensor(x) for x in batches], [torch.tensor(x) for x in batches]
+    n = 20 if cfg.quick else 100
+    for i in range(10):
+        td_side.step(xs_td[i % 8])
+        pt_side.step(xs_pt[i % 8])
+    step_adam = td_side.opt.step
+    with OpProfile() as prof:
+        td_side.opt.step = lambda: prof._timed(("step", "Adam (fused kernel)"), step_adam)
+        start = time.thread_time()
+        for i in range(n):
+            td_side.step(xs_td[i % 8])
+        td_total = time.thread_time() - start
+    td_side.opt.step = step_adam
+    from torch.profiler import ProfilerActivity, profile
+    start = time.thread_time()
+    with profile(activities=[ProfilerActivity.CPU]) as pt_prof:
+        for i in range(n):
+            pt_side.step(xs_pt[i % 8])
+    pt_total = time.thread_time() - start
+    events = sorted(pt_prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    pt_self = sum(e.self_cpu_time_total for e in events)
+    td_rows = [[name, way, f"{ms:.3f}", f"{calls:g}", f"{pct:.0f}%"] for name, way, ms, calls, pct in
+               prof.rows(n, td_total)]
+    pt_rows = [[e.key, f"{e.self_cpu_time_total / n / 1e3:.3f}", f"{e.count / n:g}",
+                f"{100 * e.self_cpu_time_total / pt_self:.0f}%"] for e in events[:14]]
+    print(f"  tinydgm {td_total / n * 1e3:.2f} ms CPU per step (profiled), PyTorch {pt_total / n * 1e3:.2f}", flush=True)
+    return "\n".join([
+        f"{n} steps per side after 10 warm-up steps, {cfg.threads} thread(s), calling thread's CPU time. tinydgm: "
+        f"{td_total / n * 1e3:.2f} ms per step while profiled; self time per engine op (an op's time excludes "
+        "the engine ops its backward calls; `MatMul` holds every matrix product, forward and backward):", "",
+        common.markdown_table(["op", "pass", "ms per step", "calls per step", "share of the step"], td_rows), "",
+        f"PyTorch: {pt_total / n * 1e3:.2f} ms of the calling thread's CPU time per step under `torch.profiler` "
+        "(its own overhead included); the profiler's self time per ATen op is wall-clock time on the calling "
+        "thread (intra-op worker threads run inside it; on a busy machine the waits for a core are in it too), "
+        "so read its shares:", "",
+        common.markdown_table(["op", "ms per step (wall)", "calls per step", "share of the profiled ops"],
+                              pt_rows)])
 
 
 # ----------------------------------------------------------------------------- importance sampling
