@@ -243,13 +243,15 @@ def main(argv=None):
                 "product h_chain W^T for p(v | h_chain), ONE product [v_data; v_model] W for p(h | v_data) and "
                 "p(h | v_model) together, and ONE product [v_data; v_model]^T [p_data / n; -p_model / n] for the "
                 "weight gradient, these two as Numba sums over the nonzero entries of [v_data; v_model] (about "
-                "15-20% of them on MNIST; BLAS above 25%)" + ("; h_chain W^T by BLAS" if cfg.serial else
+                "13-20% of them on MNIST; BLAS above 30%)" + ("; h_chain W^T a zero-skipping sum below 40% ones "
+                "(through a transposed copy of W), else BLAS" if cfg.serial or cfg.threads == 1 else
                 "; every product's rows split over the threads, h_chain W^T also a zero-skipping sum (through a "
-                "transposed copy of W): no BLAS call") + "; sigmoid and Bernoulli "
+                "transposed copy of W): no BLAS call, five parallel regions per step") + "; sigmoid and Bernoulli "
                 "sampling fused in Numba "
                 "around NumPy's exp; two float32 uniforms per 64-bit draw; preallocated buffers; on sparse batches the weight update rides in the same Numba pass as the gradient rows, which are never stored). "
                 "scikit-learn: `BernoulliRBM(n_components=500, batch_size=100, learning_rate=0.1, n_iter=1, "
-                "random_state=0).fit(x)` (it keeps float32 input as float32).", "",
+                "random_state=0).fit(x)` (it keeps float32 input as float32). Both sides visit the batches in the same "
+                "fixed order (no shuffling) and neither scores the pseudo-likelihood during the epoch.", "",
                 common.markdown_table(["dtype", "tinydgm epoch", "scikit-learn epoch", "ratio (min–max)",
                                        "pseudo-likelihood after the epoch (tinydgm / sklearn)"], rows), ""]
         for res in pcd:
