@@ -102,10 +102,15 @@ def build(name, train, seed=0):
     return VAE(enc, dec, rng=np.random.default_rng(seed + 1), **kw)
 
 
-def test_subset(n_test, seed=12345):
-    test = binarized_mnist()["test"]
-    idx = np.sort(np.random.default_rng(seed).permutation(len(test))[:n_test])     # nested: n < m, a subset
-    return test[idx].astype(np.float32)
+def test_indices(n_test, skip=0, seed=12345):
+    """The fixed random subset of n_test test images (nested: n < m gives a subset), without the
+    first ``skip`` of it (the subset of ``skip`` images, evaluated by an earlier run), sorted."""
+    order = np.random.default_rng(seed).permutation(len(binarized_mnist()["test"]))
+    return np.sort(order[skip:n_test])
+
+
+def test_subset(n_test, skip=0):
+    return binarized_mnist()["test"][test_indices(n_test, skip)].astype(np.float32)
 
 
 def weights_path(folder, name):
@@ -151,10 +156,10 @@ def load_weights(path, name):
     return model, ckpt.config, [float(v) for v in ckpt.history["train_neg_elbo"]]
 
 
-def importance_nll(model, test, k, name, block=500):
+def importance_nll(model, test, k, name, block=500, seed=7):
     """importance_log_likelihood over ``test`` in blocks of ``block`` images (one generator: the
     same draws as one call), printing the time per image as it goes."""
-    rng, start, parts = np.random.default_rng(7), time.perf_counter(), []
+    rng, start, parts = np.random.default_rng(seed), time.perf_counter(), []
     for b in range(0, len(test), block):
         parts.append(importance_log_likelihood(model, test[b:b + block], k=k, batch_size=100, chunk_size=100,
                                                rng=rng))
@@ -166,9 +171,10 @@ def importance_nll(model, test, k, name, block=500):
     return log_px, stderr, time.perf_counter() - start
 
 
-def run_one(name, epochs, k, n_test, n_surgery, n_train=50000, weights=None, eval_only=False):
+def run_one(name, epochs, k, n_test, n_surgery, n_train=50000, weights=None, eval_only=False, skip=0):
     """Train variant ``name`` (saving its weights to ``weights``/<name>.npz) or, with ``eval_only``,
-    reload them; then evaluate with k importance samples on ``n_test`` test images."""
+    reload them; then evaluate with k importance samples on ``n_test`` test images, less the first
+    ``skip`` (evaluated by an earlier run: another generator then, and no ELBO surgery)."""
     path = weights_path(weights, name) if weights else None
     if eval_only:
         model, config, curve = load_weights(path, name)
@@ -177,17 +183,19 @@ def run_one(name, epochs, k, n_test, n_surgery, n_train=50000, weights=None, eva
         model, curve, train_s = train(name, epochs, n_train)
         if path:
             save_weights(path, model, name, epochs, n_train, curve, train_s)
-    test = test_subset(n_test)
-    log_px, stderr, eval_s = importance_nll(model, test, k, name)
+    index = test_indices(n_test, skip)
+    test = test_subset(n_test, skip)
+    log_px, stderr, eval_s = importance_nll(model, test, k, name, seed=7 + skip)
     with td.no_grad():
         elbo = model.elbo(td.tensor(test), n_samples=10, rng=np.random.default_rng(8)).numpy()
     surgery = None
-    if name in PRIORS and n_surgery:
+    if name in PRIORS and n_surgery and not skip:
         start = time.perf_counter()
         surgery = elbo_surgery_table([model], test_subset(n_surgery), names=[name], n_samples=20,
                                      rng=np.random.default_rng(9))[0]
         surgery["seconds"] = time.perf_counter() - start
-    return {"name": name, "epochs": epochs, "k": k, "n_test": n_test, "train_s": train_s, "eval_s": eval_s,
+    return {"name": name, "epochs": epochs, "k": k, "n_test": len(test), "index": index.tolist(), "train_s": train_s,
+            "eval_s": eval_s,
             "curve": curve, "log_px": log_px.tolist(), "stderr": stderr.tolist(), "eval_only": eval_only,
             "test_elbo": float(elbo.mean()), "surgery": surgery, "repr": repr(model)}
 
@@ -210,7 +218,8 @@ def run_all(cfg):
             trained = os.path.exists(weights_path(cfg.weights, name))       # not trained again
             cmd = [sys.executable, os.path.abspath(__file__), "--run", name, "--epochs", str(cfg.epochs), "--k",
                    str(cfg.k), "--n-test", str(cfg.n_test), "--n-surgery", str(cfg.n_surgery), "--n-train",
-                   str(cfg.n_train), "--weights", cfg.weights] + (["--eval-only"] if cfg.eval_only or trained else [])
+                   str(cfg.n_train), "--weights", cfg.weights, "--skip-n-test", str(cfg.skip_n_test)]
+            cmd += ["--eval-only"] if cfg.eval_only or trained else []
             running.append((name, path, out, subprocess.Popen(cmd, stdout=out, env=env)))
         time.sleep(2)
         for item in list(running):
@@ -223,20 +232,46 @@ def run_all(cfg):
                 running.remove(item)
 
 
-def load_results(folder):
+def load_results(folder, merge=()):
+    """{variant: result} from ``folder``; a variant's results in the ``merge`` folders (other test
+    images, the same k) are appended to it."""
     results = {}
     for name in VARIANTS:
         path = os.path.join(folder, f"{name}.json")
         if os.path.exists(path):
             with open(path) as f:
                 results[name] = json.load(f)
+            results[name].setdefault("index", test_indices(results[name]["n_test"]).tolist())
+    for other in merge:
+        for name, extra in load_results(other).items():
+            if name in results:
+                merge_result(results[name], extra)
     return results
 
 
+def merge_result(result, extra):
+    """Append ``extra``'s images (disjoint from ``result``'s, same k) to ``result``."""
+    if extra["k"] != result["k"] or set(extra["index"]) & set(result["index"]):
+        raise ValueError(f"{result['name']}: cannot merge k = {extra['k']} into k = {result['k']}, or "
+                         "the two results share test images")
+    n, m = len(result["log_px"]), len(extra["log_px"])
+    result["test_elbo"] = (n * result["test_elbo"] + m * extra["test_elbo"]) / (n + m)     # mean over both
+    for key in ("log_px", "stderr", "index"):
+        result[key] = result[key] + extra[key]
+    result["n_test"] = n + m
+    result["eval_s"] += extra["eval_s"]
+
+
 def report(results, cfg, elapsed, load0, load1):
+    for r in results.values():                                   # every variant's images in one order
+        order = np.argsort(r["index"])
+        for key in ("log_px", "stderr", "index"):
+            r[key] = [r[key][i] for i in order]
     base = np.array(results["standard"]["log_px"]) if "standard" in results else None
     rows = []
     for name, r in results.items():
+        if base is not None and r["index"] != results["standard"]["index"]:
+            raise ValueError(f"{name} was evaluated on other test images than the standard prior")
         lp, se = np.array(r["log_px"]), np.array(r["stderr"])
         n = len(lp)
         nll = -lp.mean()
@@ -298,16 +333,20 @@ def main(argv=None):
     parser.add_argument("--eval-only", action="store_true",
                         help="reload the saved weights instead of training, then evaluate with --k, --n-test")
     parser.add_argument("--out", help="write the markdown to this file")
+    parser.add_argument("--skip-n-test", type=int, default=0,
+                        help="leave out the first N images of the --n-test subset (evaluated by an earlier run)")
+    parser.add_argument("--merge", action="append", default=[],
+                        help="a results folder of the same k on other images, merged into the report")
     cfg = parser.parse_args(argv)
     cfg.weights = cfg.weights or cfg.results
     if cfg.run:
         print(json.dumps(run_one(cfg.run, cfg.epochs, cfg.k, cfg.n_test, cfg.n_surgery, cfg.n_train,
-                                 weights=cfg.weights, eval_only=cfg.eval_only)))
+                                 weights=cfg.weights, eval_only=cfg.eval_only, skip=cfg.skip_n_test)))
         return
     start, load0 = time.perf_counter(), os.getloadavg()[0]
     if cfg.all:
         run_all(cfg)
-    md = report(load_results(cfg.results), cfg, time.perf_counter() - start, load0, os.getloadavg()[0])
+    md = report(load_results(cfg.results, cfg.merge), cfg, time.perf_counter() - start, load0, os.getloadavg()[0])
     print(md)
     if cfg.out:
         with open(cfg.out, "w") as f:
