@@ -254,6 +254,63 @@ def test_wide_image_gradcheck_and_gradgradcheck():
     assert td.gradgradcheck(fn, [x, w, b])
 
 
+# stride-1 convolutions on long rows run on the padded grid (conv_ops._grid_chunks)
+GRID_CASES = [
+    ((3, 4, 20, 18), (6, 4, 3, 3), dict(padding=1)),
+    ((2, 4, 40, 36), (4, 2, 3, 3), dict(padding=2, dilation=2, groups=2)),
+    ((2, 3, 17, 30), (2, 3, 2, 3), dict(padding=(0, 1))),
+]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,kw", GRID_CASES)
+def test_padded_grid_path_matches_the_loops_and_the_im2col_path(x_shape, w_shape, kw, monkeypatch):
+    """Values, and the gradients of conv2d and of the adjoint, on the grid equal the naive loops and the
+    im2col path, also with chunks of one image (the grid's tail reads the next image's block)."""
+    x, w, b = randn(*x_shape), randn(*w_shape), randn(w_shape[0])
+    xs = td.tensor(x)
+    out = td.conv2d(xs, td.tensor(w), **kw).shape[2:]
+    geom = conv_module._Geometry.parse("conv2d", 1, kw.get("padding", 0), kw.get("dilation", 1), kw.get("groups", 1))
+    assert conv_module._use_grid(x, w_shape[2:], geom, out)
+
+    def run():
+        xs, ws, bs = f64(x), f64(w), f64(b)
+        y = td.conv2d(xs, ws, bs, **kw)
+        (y * y * y).sum().backward()
+        return y.numpy(), xs.grad.numpy(), ws.grad.numpy(), bs.grad.numpy()
+
+    grid = run()
+    np.testing.assert_allclose(grid[0], conv2d_ref(x, w, b, **kw), rtol=1e-10, atol=1e-10)
+    monkeypatch.setattr(conv_module, "_CPU_CHUNK_BYTES", 1)
+    for a, c in zip(grid, run()):
+        np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-10)
+    monkeypatch.setattr(conv_module, "_use_grid", lambda *args: False)
+    for a, c in zip(grid, run()):
+        np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-10)
+
+
+def test_padded_grid_path_gradcheck_and_gradgradcheck():
+    x, w, b = f64(randn(1, 2, 20, 20)), f64(randn(2, 2, 3, 3)), f64(randn(2))
+    fn = lambda x, w, b: td.conv2d(x, w, b, padding=1)  # noqa: E731
+    assert conv_module._use_grid(x.data, (3, 3), conv_module._Geometry.parse("conv2d", 1, 1), (20, 20))
+    assert td.gradcheck(fn, [x, w, b])
+    assert td.gradgradcheck(fn, [x, w, b])
+
+
+def test_padded_grid_ignores_stale_and_non_finite_scratch(monkeypatch):
+    """The grid's borders and tail are zeroed on every call: a scratch buffer left full of NaN by
+    another convolution does not leak into values or weight gradients (NaN x 0 would)."""
+    x, w = randn(2, 3, 20, 20), randn(4, 3, 3, 3)
+    clean = td.conv2d(f64(x), f64(w), padding=1)
+    conv_module._workspace.__dict__.setdefault("buffers", {})
+    for key, buf in conv_module._workspace.buffers.items():
+        buf[...] = np.nan
+    xs, ws = f64(x), f64(w)
+    y = td.conv2d(xs, ws, padding=1)
+    y.sum().backward()
+    np.testing.assert_allclose(y.numpy(), clean.numpy(), rtol=1e-12)
+    assert np.isfinite(ws.grad.numpy()).all() and np.isfinite(xs.grad.numpy()).all()
+
+
 def test_third_derivative_of_conv2d():
     """The backward of the backward is made of the same three Functions, so gradients of
     any order exist: check d/dW of the gradient penalty ||d<y, v>/dx||^2 numerically."""
