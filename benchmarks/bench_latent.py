@@ -303,7 +303,8 @@ def bench_ops(cfg):
                prof.rows(n, td_total)]
     pt_rows = [[e.key, f"{e.self_cpu_time_total / n / 1e3:.3f}", f"{e.count / n:g}",
                 f"{100 * e.self_cpu_time_total / pt_self:.0f}%"] for e in events[:14]]
-    print(f"  tinydgm {td_total / n * 1e3:.2f} ms CPU per step (profiled), PyTorch {pt_total / n * 1e3:.2f}", flush=True)
+    print(f"  tinydgm {td_total / n * 1e3:.2f} ms CPU per step (profiled), PyTorch {pt_total / n * 1e3:.2f}",
+          flush=True)
     return "\n".join([
         f"{n} steps per side after 10 warm-up steps, {cfg.threads} thread(s), calling thread's CPU time. tinydgm: "
         f"{td_total / n * 1e3:.2f} ms per step while profiled; self time per engine op (an op's time excludes "

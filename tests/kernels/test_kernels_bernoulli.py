@@ -98,22 +98,26 @@ def test_extreme_logits_give_exact_values(dtype):
     np.testing.assert_array_equal(score, [[0.0, -1.0, 1.0, 0.0, 0.5]])
 
 
-def test_the_parallel_path_is_taken_for_large_logits_on_two_threads():
-    """Both dispatchers ask Numba for its thread count above PARALLEL_MIN entries, 1 below."""
+def test_the_parallel_path_is_taken_above_parallel_min_on_two_threads(monkeypatch):
+    """Both dispatchers ask Numba for its thread count from PARALLEL_MIN entries on, 1 below;
+    the two paths give the same values."""
     assert kb._threads(kb.PARALLEL_MIN - 1) == 1
     with td.num_threads(1):
         assert kb._threads(kb.PARALLEL_MIN) == 1
     with td.num_threads(2):
         assert kb._threads(kb.PARALLEL_MIN) == min(2, numba.config.NUMBA_NUM_THREADS)
-    logits = rng.standard_normal((5, 100, 784)).astype(np.float32)     # an IWAE's logits: above the threshold
-    assert logits.size >= kb.PARALLEL_MIN
+    logits = rng.standard_normal((5, 100, 784)).astype(np.float32)     # an IWAE's logits
     x = (rng.random((100, 784)) < 0.3).astype(np.float32)
+    g = rng.standard_normal((5, 100, 1)).astype(np.float32)
     results = []
-    for n in (1, 2):
-        with td.num_threads(n):
-            results.append(kb.bernoulli_log_likelihood_kernel(logits, x, 1))
-    np.testing.assert_allclose(results[0], results[1], rtol=1e-6)
-    np.testing.assert_allclose(results[0], exact_log_px(logits, x, 1), rtol=2e-6)
+    for parallel_min in (logits.size + 1, logits.size):       # serial, then split (on 2 threads where Numba has 2)
+        monkeypatch.setattr(kb, "PARALLEL_MIN", parallel_min)
+        with td.num_threads(2):
+            results.append((kb.bernoulli_log_likelihood_kernel(logits, x, 1),
+                            kb.bernoulli_score_kernel(logits, x, g, 1)))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6)
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    np.testing.assert_allclose(results[0][0], exact_log_px(logits, x, 1), rtol=2e-6)
 
 
 def test_layouts_the_kernels_accept():
