@@ -277,10 +277,10 @@ def figure(results, path):
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    for name, value in PUBLISHED.items():
+    for i, (name, value) in enumerate(PUBLISHED.items()):              # labels side by side: the lines are close
         axes[1].axhline(value, color="gray", lw=0.8, ls=":")
-        axes[1].text(1, value, f" published {model_name(name)} NLL {value}", va="bottom" if name == "vae" else "top",
-                     fontsize=7, color="gray")
+        axes[1].text(1 + 1.4 * i, value, f" published {model_name(name)}: {value}", va="bottom", fontsize=7,
+                     color="gray")
     axes[1].set_ylim(bottom=min(PUBLISHED.values()) - 3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
