@@ -1,7 +1,6 @@
 """The Bernoulli log-likelihood kernels (tinydgm/kernels/bernoulli.py): the float32 log1p within
 an ulp, the forward and the score equal to the NumPy formula in float32 and float64 (extreme
-logits included) on one thread and split over two or three, the layouts they accept."""
-import numba
+logits included) on 1 and 2 threads, the layouts they accept."""
 import numpy as np
 import pytest
 
@@ -54,7 +53,8 @@ def test_log1p_unit_float32_within_an_ulp_on_the_unit_interval():
                                             (((3, 4, 5, 6), (5, 6)), 2),      # two event axes
                                             (((4, 7), (7,)), 0)])             # per entry
 def test_forward_and_score_equal_the_formula(shapes, n_event, dtype, rtol):
-    """On one thread (serial kernel) and with the rows split in 2 and 3 blocks (parallel kernel)."""
+    """Against the float64 formula, and against the NumPy twins on 1 and 2 threads (the kernels
+    run on the calling thread either way: the same values)."""
     l_shape, x_shape = shapes
     logits = logits_with_extremes(l_shape, dtype)
     x = (rng.random(x_shape) < 0.4).astype(dtype)
@@ -63,18 +63,10 @@ def test_forward_and_score_equal_the_formula(shapes, n_event, dtype, rtol):
     n_rows, n_cols, n_x_rows = layout = kb.kernel_layout(logits, x, n_event)
     assert n_rows * n_cols == logits.size and n_x_rows * n_cols == x.size
     want = exact_log_px(logits, x, n_event)
-    want_score = exact_score(logits, x, g)
     scale = np.abs(want).max()
-    for run, run_score, n_threads in ((kb._forward_serial, kb._score_serial, 1),
-                                      (kb._forward_parallel, kb._score_parallel, 2),
-                                      (kb._forward_parallel, kb._score_parallel, 3)):
-        out = np.empty(n_rows, dtype=dtype)
-        run(logits.reshape(n_rows, n_cols), x.reshape(n_x_rows, n_cols), dtype(0), n_threads, out)
-        np.testing.assert_allclose(out.reshape(batch), want, rtol=0, atol=rtol * scale)
-        score = np.empty_like(logits)
-        run_score(logits.reshape(n_rows, n_cols), x.reshape(n_x_rows, n_cols), g.reshape(-1), n_threads,
-                  score.reshape(n_rows, n_cols))
-        np.testing.assert_allclose(score, want_score, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(kb.bernoulli_log_likelihood_kernel(logits, x, n_event), want, rtol=0, atol=rtol * scale)
+    np.testing.assert_allclose(kb.bernoulli_score_kernel(logits, x, g, n_event), exact_score(logits, x, g),
+                               rtol=rtol, atol=rtol)
     # the public functions against the NumPy twins, on the threads tinydgm is set to
     for n in (1, 2):
         with td.num_threads(n):
@@ -98,24 +90,16 @@ def test_extreme_logits_give_exact_values(dtype):
     np.testing.assert_array_equal(score, [[0.0, -1.0, 1.0, 0.0, 0.5]])
 
 
-def test_the_parallel_path_is_taken_above_parallel_min_on_two_threads(monkeypatch):
-    """Both dispatchers ask Numba for its thread count from PARALLEL_MIN entries on, 1 below;
-    the two paths give the same values."""
-    assert kb._threads(kb.PARALLEL_MIN - 1) == 1
-    with td.num_threads(1):
-        assert kb._threads(kb.PARALLEL_MIN) == 1
-    with td.num_threads(2):
-        assert kb._threads(kb.PARALLEL_MIN) == min(2, numba.config.NUMBA_NUM_THREADS)
+def test_one_and_two_threads_give_the_same_values():
     logits = rng.standard_normal((5, 100, 784)).astype(np.float32)     # an IWAE's logits
     x = (rng.random((100, 784)) < 0.3).astype(np.float32)
     g = rng.standard_normal((5, 100, 1)).astype(np.float32)
     results = []
-    for parallel_min in (logits.size + 1, logits.size):       # serial, then split (on 2 threads where Numba has 2)
-        monkeypatch.setattr(kb, "PARALLEL_MIN", parallel_min)
-        with td.num_threads(2):
+    for n in (1, 2):
+        with td.num_threads(n):
             results.append((kb.bernoulli_log_likelihood_kernel(logits, x, 1),
                             kb.bernoulli_score_kernel(logits, x, g, 1)))
-    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6)
+    np.testing.assert_array_equal(results[0][0], results[1][0])
     np.testing.assert_array_equal(results[0][1], results[1][1])
     np.testing.assert_allclose(results[0][0], exact_log_px(logits, x, 1), rtol=2e-6)
 

@@ -13,16 +13,14 @@ Why kernels: NumPy writes the forward as nine passes over the (k, N, D) arrays a
 score as five more. Each kernel is one pass that keeps nothing between forward and
 backward (the score recomputes exp(-|l|): cheaper than storing and reloading it).
 
-Threads: ``prange`` splits the rows over ``numba.get_num_threads()`` threads (the count
-``tinydgm.set_num_threads`` sets), but only for passes of at least ``PARALLEL_MIN`` (16M)
-entries; smaller ones run on the calling thread. The reason is the OpenMP runtime behind
-Numba's threads (GNU libgomp): after each parallel pass its worker busy-waits for the next
-one, here about 10 ms of CPU time per call (measured: 10.8 ms of process CPU time per
-forward call on (5, 100, 784) logits at 2 threads, against 0.41 ms on one thread). A
-training step calls OpenBLAS right after this op, and OpenBLAS's worker would share the
-second core with that spinning thread (kernels/adam.py measured the same fight: 3x
-slower). A (5, 100, 784) pass takes 0.2 ms on one thread; splitting it would save at
-most 0.1 ms.
+Threads: the kernels run on the calling thread, whatever ``tinydgm.set_num_threads`` says.
+Splitting the rows with ``prange`` (``parallel=True``) was measured here and lost: a call
+of the parallel build cost the calling thread about 1.6x the serial build's time even
+with the rows in one block, and at 2 threads the OpenMP runtime behind Numba's threads
+(GNU libgomp) busy-waits after every parallel pass (up to 10.8 ms of process CPU time per
+forward call, against 0.41 ms on one thread), next to OpenBLAS's worker in the products
+that follow (kernels/adam.py found the same fight: 3x slower). A (5, 100, 784) pass takes
+0.2 ms on one thread.
 
 In float32 the transcendentals are written with plain arithmetic so that LLVM vectorizes
 them (Numba has no SIMD ``exp``/``log1p`` without Intel's SVML):
@@ -50,16 +48,15 @@ import math
 
 import numba
 import numpy as np
-from numba import prange, types
+from numba import types
 from numba.extending import overload
 
 from tinydgm import backend
 from tinydgm.kernels.sigmoid import exp_minus_abs, sigmoid
 
 __all__ = ["bernoulli_log_likelihood_kernel", "bernoulli_score_kernel", "bernoulli_log_likelihood_xp",
-           "bernoulli_score_xp", "kernel_layout", "fast_layout", "log1p_unit", "log1p_unit_array", "PARALLEL_MIN"]
+           "bernoulli_score_xp", "kernel_layout", "fast_layout", "log1p_unit", "log1p_unit_array"]
 
-PARALLEL_MIN = 1 << 24      # logits below this size run on one thread (module docstring: threads)
 _FAST = {"reassoc", "contract", "nsz", "arcp"}      # reassociation lets LLVM vectorize the row sums
 _NJIT = dict(cache=True, error_model="numpy", fastmath=_FAST)
 
@@ -120,36 +117,30 @@ def log1p_unit_array(e):
 
 # ----------------------------------------------------------------------------- the kernels
 
-def _forward_body(logits, x, zero, n_threads, out):
+@numba.njit(**_NJIT)
+def _forward(logits, x, zero, out):
     """out[r] = sum_d x[r mod Rx, d] l[r, d] - max(l[r, d], 0) - log1p(exp(-|l[r, d]|))."""
     n_rows, n_cols = logits.shape
     n_x_rows = x.shape[0]
-    for t in prange(n_threads):
-        for r in range(t * n_rows // n_threads, (t + 1) * n_rows // n_threads):
-            x_r = x[r % n_x_rows]
-            acc = zero
-            for d in range(n_cols):
-                l = logits[r, d]
-                acc += x_r[d] * l - max(l, zero) - log1p_unit(exp_minus_abs(l))
-            out[r] = acc
+    for r in range(n_rows):
+        x_r = x[r % n_x_rows]
+        acc = zero
+        for d in range(n_cols):
+            l = logits[r, d]
+            acc += x_r[d] * l - max(l, zero) - log1p_unit(exp_minus_abs(l))
+        out[r] = acc
 
 
-def _score_body(logits, x, g, n_threads, out):
+@numba.njit(**_NJIT)
+def _score(logits, x, g, out):
     """out[r, d] = g[r] (x[r mod Rx, d] - sigmoid(l[r, d]))."""
     n_rows, n_cols = logits.shape
     n_x_rows = x.shape[0]
-    for t in prange(n_threads):
-        for r in range(t * n_rows // n_threads, (t + 1) * n_rows // n_threads):
-            x_r = x[r % n_x_rows]
-            g_r = g[r]
-            for d in range(n_cols):
-                out[r, d] = g_r * (x_r[d] - sigmoid(logits[r, d]))
-
-
-_forward_serial = numba.njit(**_NJIT)(_forward_body)
-_forward_parallel = numba.njit(parallel=True, **_NJIT)(_forward_body)
-_score_serial = numba.njit(**_NJIT)(_score_body)
-_score_parallel = numba.njit(parallel=True, **_NJIT)(_score_body)
+    for r in range(n_rows):
+        x_r = x[r % n_x_rows]
+        g_r = g[r]
+        for d in range(n_cols):
+            out[r, d] = g_r * (x_r[d] - sigmoid(logits[r, d]))
 
 
 def kernel_layout(logits, x, n_event):
@@ -173,20 +164,13 @@ def fast_layout(logits, x, n_event):
     return kernel_layout(logits, x, n_event) if logits.dtype == np.float32 else None
 
 
-def _threads(size):
-    """Threads for a pass over ``size`` entries: Numba's current count, or 1 for small arrays."""
-    return numba.get_num_threads() if size >= PARALLEL_MIN else 1
-
-
 def bernoulli_log_likelihood_kernel(logits, x, n_event, layout=None):
     """log p(x | l) summed over the last n_event axes, shape logits.shape[:-n_event] (module
     docstring); the arrays must pass ``kernel_layout`` (its result may be passed as ``layout``)."""
     n_rows, n_cols, n_x_rows = layout or kernel_layout(logits, x, n_event)
     out = np.empty(n_rows, dtype=logits.dtype)
-    n_threads = _threads(logits.size)
-    run = _forward_parallel if n_threads > 1 else _forward_serial
-    run(logits.reshape(n_rows, n_cols), np.ascontiguousarray(x).reshape(n_x_rows, n_cols),
-        logits.dtype.type(0), n_threads, out)
+    _forward(logits.reshape(n_rows, n_cols), np.ascontiguousarray(x).reshape(n_x_rows, n_cols),
+             logits.dtype.type(0), out)
     return out.reshape(logits.shape[:logits.ndim - n_event])
 
 
@@ -195,10 +179,8 @@ def bernoulli_score_kernel(logits, x, g, n_event, layout=None):
     n_rows, n_cols, n_x_rows = layout or kernel_layout(logits, x, n_event)
     g = np.ascontiguousarray(g, dtype=logits.dtype).reshape(n_rows)
     out = np.empty_like(logits)
-    n_threads = _threads(logits.size)
-    run = _score_parallel if n_threads > 1 else _score_serial
-    run(logits.reshape(n_rows, n_cols), np.ascontiguousarray(x).reshape(n_x_rows, n_cols), g, n_threads,
-        out.reshape(n_rows, n_cols))
+    _score(logits.reshape(n_rows, n_cols), np.ascontiguousarray(x).reshape(n_x_rows, n_cols), g,
+           out.reshape(n_rows, n_cols))
     return out
 
 
