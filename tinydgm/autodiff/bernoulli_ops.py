@@ -13,8 +13,8 @@ written with the elementwise ops the term costs about twenty passes over them (s
 the product, the negation, the sum, and in the backward sigmoid, the difference, the
 product), each into a fresh array. Here the forward is one pass and so is the backward's
 score g (x - sigmoid(l)) (``BernoulliScore``): Numba kernels over the rows of the logits
-for float32 NumPy arrays (``tinydgm.kernels.bernoulli``; on the calling thread, split over
-the threads of ``tinydgm.set_num_threads`` only for very large passes: see there why).
+for float32 NumPy arrays (``tinydgm.kernels.bernoulli``; on the calling thread at any
+thread count: see there why).
 Elsewhere (float64, CuPy, data that broadcasts along the event axes) the kernels'
 vectorized twins run: nine NumPy passes that keep e = exp(-|l|), from which the score's
 sigmoid(l) = |e / (1 + e) - [l >= 0]| takes five more. Both Functions' backwards are
