@@ -2,7 +2,7 @@
 the VampPrior and IAF-posterior steps, side by side on the CPU in one process.
 
     TINYDGM_DATA=<folder with binarized_mnist.npz> python benchmarks/bench_latent_variants.py \
-        [--quick] [--threads N] [--out SECTION.md] [--parts variants,vampprior,iaf] [--k-mix 500]
+        [--quick] [--threads N] [--out SECTION.md] [--parts variants,vampprior,iaf,mixture] [--k-mix 500]
 
 The model is the VampPrior paper's one-stochastic-layer VAE made smaller ("VAE with a VampPrior", AISTATS 2018, uses
 two gated layers of 300 units; here one ReLU layer): encoder 784 -> 300 -> (40 mu, 40 log_var), decoder
@@ -22,8 +22,15 @@ tinydgm model's initial weights copied. Before any timing the twin's loss equals
 on the same batch and the same noise eps (asserted to 1e-9 relative), and so do the gradients of the
 first encoder layer and of the prior's / posterior's own parameters; then the float32 losses along 5
 Adam steps with shared noise. Target: at most 1.0x PyTorch.
+
+mixture (not in the default parts): before / after the GEMM form of ``MixtureOfGaussians.log_prob`` in
+one process. The "before" side swaps the library's GEMM form for its direct (..., K, L) form (the code
+the mixture used before) around each call; both sides are timed interleaved: log p(z) of
+``MixtureOfGaussiansPrior`` and ``VampPrior`` on one evaluation pass of latents, and their training
+steps, at K = 100 and K = ``--k-mix``, after checking that the two forms give the same log p(z) and loss.
 """
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -37,6 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 import tinydgm as td  # noqa: E402
+from tinydgm.distributions import MixtureOfGaussians  # noqa: E402
 from tinydgm.models.flows.realnvp import toy_realnvp  # noqa: E402
 from tinydgm.models.latent import (AutoregressivePrior, FlowPrior, IAFPosterior,  # noqa: E402
                                    MixtureOfGaussiansPrior, MLPDecoder, MLPEncoder, PlanarPosterior, VAE,
@@ -297,7 +305,94 @@ def bench_iaf(cfg):
         "copied, the context through `F.linear` unmasked, `torch.optim.Adam`.")
 
 
+@contextlib.contextmanager
+def direct_mixture_form():
+    """MixtureOfGaussians.log_prob through the (..., K, L) array, as before the GEMM form (the
+    "before" side of the before/after timings; the GEMM form is the library's default)."""
+    gemm = MixtureOfGaussians._component_log_probs_gemm
+    MixtureOfGaussians._component_log_probs_gemm = MixtureOfGaussians._component_log_probs_direct
+    try:
+        yield
+    finally:
+        MixtureOfGaussians._component_log_probs_gemm = gemm
+
+
+def in_direct_form(fn):
+    def call():
+        with direct_mixture_form():
+            fn()
+    return call
+
+
+def check_forms_agree(name, k_mix, x, z):
+    """The two forms give the same prior log p(z) and the same loss on the same noise (float32)."""
+    model = build(name, k_mix)
+    eps = td.tensor(np.random.default_rng(3).standard_normal((1, len(x), LATENT)).astype(DTYPE))
+    with td.no_grad():
+        gemm = model.prior.log_prob(z).numpy(), float(-model.objective(td.tensor(x), eps=eps).mean().item())
+        with direct_mixture_form():
+            direct = model.prior.log_prob(z).numpy(), float(-model.objective(td.tensor(x), eps=eps).mean().item())
+    error = float(np.abs(gemm[0] - direct[0]).max())
+    assert error <= 1e-3 and abs(gemm[1] - direct[1]) <= 1e-5 * abs(direct[1]), (name, error, gemm[1], direct[1])
+    return error, gemm[1], direct[1]
+
+
+def bench_mixture(cfg):
+    """log p(z) of the mixture priors at the importance-sampling size, and the training steps, with the
+    direct (..., K, L) form (before) and the GEMM form (after), interleaved in one process."""
+    batches = train_batches(8)
+    xs = [td.tensor(x) for x in batches]
+    cases, checks, names = {}, [], []
+    for k_mix in sorted({100, cfg.k_mix}):
+        n_z = 100 * 100 * 100 // k_mix       # 10,000 latents at K = 100; the direct form's array kept at 40M entries
+        z = td.tensor(np.random.default_rng(5).standard_normal((n_z, LATENT)).astype(DTYPE))
+        for base in ("mog", "vampprior"):
+            name = f"{base}-{k_mix}"
+            checks.append((name,) + check_forms_agree(base, k_mix, batches[0], z))
+            prior = build(base, k_mix).prior
+
+            def log_prob(prior=prior, z=z):
+                with td.no_grad():
+                    prior.log_prob(z)
+            cases[f"{name} log p(z), direct"] = in_direct_form(log_prob)
+            cases[f"{name} log p(z), GEMM"] = log_prob
+            cases[f"{name} step, direct"] = in_direct_form(common.cycling(common.TinydgmStep(
+                build(base, k_mix), LR).step, xs))
+            cases[f"{name} step, GEMM"] = common.cycling(common.TinydgmStep(build(base, k_mix), LR).step, xs)
+            names.append(name)
+    cases["standard step"] = common.cycling(common.TinydgmStep(build("standard"), LR).step, xs)
+    load0 = os.getloadavg()
+    with common.ForeignLoad() as load:
+        stats, _ = common.compare(cases, repeats=cfg.repeats, warmup=2, min_sample_s=cfg.sample_s,
+                                  retries=cfg.retries)
+    load1 = os.getloadavg()
+    rows = []
+    for name in names:
+        for what in ("log p(z)", "step"):
+            before, after = stats[f"{name} {what}, direct"], stats[f"{name} {what}, GEMM"]
+            extra = ([common.fmt_ratio(before, stats["standard step"]), common.fmt_ratio(after, stats["standard step"])]
+                     if what == "step" else ["", ""])
+            rows.append([name, what, common.fmt_ms(before), common.fmt_ms(after), common.fmt_ratio(before, after)]
+                        + extra)
+            print(f"  {name:14s} {what:9s} direct {common.fmt_ms(before):>24s} ms, GEMM {common.fmt_ms(after):>24s}"
+                  f" ms, {common.fmt_ratio(before, after)} faster", flush=True)
+    table = common.markdown_table(["prior", "what", "direct form ms [IQR]", "GEMM form ms [IQR]",
+                                   "direct / GEMM (paired: median, min–max)", "direct step / standard step",
+                                   "GEMM step / standard step"], rows)
+    agree = "; ".join(f"{n}: log p(z) within {e:.1e} nats, loss {a:.4f} / {b:.4f}" for n, e, a, b in checks)
+    return "\n".join([
+        f"`MixtureOfGaussians.log_prob` with the direct (..., K, L) form (before) and the GEMM form (after), "
+        f"tinydgm only, one process, {cfg.repeats} interleaved repeats. log p(z): the prior on 10,000 latents "
+        f"at K = 100 (100 images x 100 samples: one pass of the importance-sampled evaluation), 10,000 x 100 / K "
+        f"at other K (the direct form's (M, K, L) array kept at 40M entries), no graph. Step: the "
+        f"VAE 784-300-40 training step (loss, backward, Adam). The two forms agree (float32): {agree}.", "",
+        table, "",
+        f"standard step: {common.fmt_ms(stats['standard step'])} ms. {common.load_note(load, [stats])} "
+        f"Load average {load0[0]:.2f} before, {load1[0]:.2f} after."])
+
+
 PARTS = {"variants": ("Training step of each prior / posterior, relative to the plain VAE", bench_variants),
+         "mixture": ("The mixture priors' log p(z) and step, direct form against GEMM form", bench_mixture),
          "vampprior": ("VampPrior VAE training step against PyTorch", bench_vampprior),
          "iaf": ("IAF-posterior VAE training step against PyTorch", bench_iaf)}
 
@@ -307,7 +402,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out")
-    parser.add_argument("--parts", default=",".join(PARTS))
+    parser.add_argument("--parts", default="variants,vampprior,iaf",
+                        help=f"comma-separated, from {','.join(PARTS)}")
     parser.add_argument("--k-mix", type=int, default=500, help="mixture components / pseudo-inputs")
     parser.add_argument("--retries", type=int, default=1,
                         help="retakes of a sample taken under CPU contention (on a machine that is always "
@@ -332,7 +428,7 @@ def main(argv=None):
     command = ("TINYDGM_DATA=<folder with binarized_mnist.npz> python benchmarks/bench_latent_variants.py"
                + (" --quick" if cfg.quick else "") + f" --threads {cfg.threads} --k-mix {cfg.k_mix}"
                + f" --retries {cfg.retries}"
-               + (f" --parts {cfg.parts}" if cfg.parts != ",".join(PARTS) else ""))
+               + (f" --parts {cfg.parts}" if cfg.parts != "variants,vampprior,iaf" else ""))
     common.finish_section(cfg.out, [f"Command: `{command}` (one process, {elapsed:.0f} s; load average "
                                     f"{load0[0]:.2f} at the start, {load1[0]:.2f} at the end).", "",
                                     common.machine_markdown(info, cfg.threads), ""], bodies)
