@@ -233,9 +233,10 @@ def run_all(cfg):
                 running.remove(item)
 
 
-def load_results(folder, merge=()):
+def load_results(folder, merge=(), keep=None):
     """{variant: result} from ``folder``; a variant's results in the ``merge`` folders (other test
-    images, the same k) are appended to it."""
+    images, the same k) are appended to it, only their images in ``keep`` (a set of test indices)
+    if given."""
     results = {}
     for name in VARIANTS:
         path = os.path.join(folder, f"{name}.json")
@@ -246,17 +247,25 @@ def load_results(folder, merge=()):
     for other in merge:
         for name, extra in load_results(other).items():
             if name in results:
-                merge_result(results[name], extra)
+                merge_result(results[name], extra, keep)
     return results
 
 
-def merge_result(result, extra):
-    """Append ``extra``'s images (disjoint from ``result``'s, same k) to ``result``."""
+def merge_result(result, extra, keep=None):
+    """Append ``extra``'s images (disjoint from ``result``'s, same k) to ``result``; with ``keep``,
+    only those in it (the test ELBO, a mean over all of extra's images, then stays the base's)."""
     if extra["k"] != result["k"] or set(extra["index"]) & set(result["index"]):
         raise ValueError(f"{result['name']}: cannot merge k = {extra['k']} into k = {result['k']}, or "
                          "the two results share test images")
+    if keep is not None and not set(extra["index"]) <= keep:
+        chosen = [i for i, j in enumerate(extra["index"]) if j in keep]
+        extra = dict(extra, **{key: [extra[key][i] for i in chosen] for key in ("log_px", "stderr", "index")},
+                     eval_s=extra["eval_s"] * len(chosen) / len(extra["index"]), test_elbo=None)
     n, m = len(result["log_px"]), len(extra["log_px"])
-    result["test_elbo"] = (n * result["test_elbo"] + m * extra["test_elbo"]) / (n + m)     # mean over both
+    if extra["test_elbo"] is None or result.get("elbo_n", n) != n:
+        result["elbo_n"] = result.get("elbo_n", n)                                # the base's images only
+    else:
+        result["test_elbo"] = (n * result["test_elbo"] + m * extra["test_elbo"]) / (n + m)   # mean over both
     for key in ("log_px", "stderr", "index"):
         result[key] = result[key] + extra[key]
     result["n_test"] = n + m
@@ -337,7 +346,8 @@ def main(argv=None):
     parser.add_argument("--skip-n-test", type=int, default=0,
                         help="leave out the first N images of the --n-test subset (evaluated by an earlier run)")
     parser.add_argument("--merge", action="append", default=[],
-                        help="a results folder of the same k on other images, merged into the report")
+                        help="a results folder of the same k on other images, merged into the report (only "
+                             "the images of the --n-test subset)")
     cfg = parser.parse_args(argv)
     cfg.weights = cfg.weights or cfg.results
     if cfg.run:
@@ -347,7 +357,8 @@ def main(argv=None):
     start, load0 = time.perf_counter(), os.getloadavg()[0]
     if cfg.all:
         run_all(cfg)
-    md = report(load_results(cfg.results, cfg.merge), cfg, time.perf_counter() - start, load0, os.getloadavg()[0])
+    keep = set(test_indices(cfg.n_test).tolist()) if cfg.merge else None
+    md = report(load_results(cfg.results, cfg.merge, keep), cfg, time.perf_counter() - start, load0, os.getloadavg()[0])
     print(md)
     if cfg.out:
         with open(cfg.out, "w") as f:
