@@ -3,7 +3,8 @@ the plain ELBO's code carry little information and InfoVAE's more?
 
     TINYDGM_DATA=<folder with mnist.npz> python benchmarks/quality_infovae.py [--quick] [--threads N] \
         [--n-train N] [--epochs E] [--n-test N] [--n-nll N] [--k K] [--layers L] [--lambda-mmd LAMBDA] \
-        [--kernel rbf|imq] [--kernel-parameter P] [--mmd-samples K] [--seeds 0,1] [--variants elbo,info0,info1,factorised] \
+        [--kernel rbf|imq] [--kernel-parameter P] [--mmd-samples K] [--seeds 0,1] \
+        [--variants elbo,info0,info1,factorised] \
         [--out SECTION.md]
 
 The information preference (Chen et al. 2017; kuleshov-l12 "Information Preference"): the ELBO's
@@ -142,9 +143,13 @@ def aggregate_against_prior(model, x, seed=7):
     one the prior covers and q(z) does not, costly in KL, nearly invisible to a broad kernel).
     Returns (MMD^2, smallest per-dimension variance, largest)."""
     draws = np.random.default_rng(seed)
+    mus, log_vars = [], []
     with td.no_grad():
-        mu, log_var = (np.concatenate(parts) for parts in zip(*(
-            tuple(t.numpy().astype(np.float64) for t in model.encoder(td.tensor(x[i:i + 500]))) for i in range(0, len(x), 500))))
+        for i in range(0, len(x), 500):
+            mu, log_var = model.encoder(td.tensor(x[i:i + 500]))
+            mus.append(mu.numpy().astype(np.float64))
+            log_vars.append(log_var.numpy().astype(np.float64))
+    mu, log_var = np.concatenate(mus), np.concatenate(log_vars)
     z_q = mu + np.exp(0.5 * log_var) * draws.standard_normal(mu.shape)
     z_p = draws.standard_normal(mu.shape)
     mmd = float(mmd_squared(td.tensor(z_q, dtype="float64"), td.tensor(z_p, dtype="float64"), "rbf").numpy())
@@ -208,7 +213,8 @@ def information_part(cfg):
             nn_acc, lin_acc, z_acc = code_accuracy(model, x_train, y_train, x_test, y_test)
             mmd, var_min, var_max = aggregate_against_prior(model, x_test)
             rows.append([seed, name, n_layers, f"{nll:.2f}", f"{-s.elbo:.2f}", f"{s.average_kl:.2f}",
-                         f"{s.mutual_info:.2f}", f"{s.marginal_kl:.2f}", f"{1e3 * mmd:.2f}", f"{var_min:.2f}–{var_max:.2f}",
+                         f"{s.mutual_info:.2f}", f"{s.marginal_kl:.2f}", f"{1e3 * mmd:.2f}",
+                         f"{var_min:.2f}–{var_max:.2f}",
                          f"{nn_acc:.1%}", f"{lin_acc:.1%}", f"{z_acc:.1%}", f"{seconds:.0f}"])
             print(rows[-1], flush=True)
     table = common.markdown_table(
@@ -219,10 +225,11 @@ def information_part(cfg):
     return (f"{table}\n\nNats per image. NLL on {cfg.n_nll} test images, the rest on {cfg.n_test}; {cfg.epochs} "
             f"epochs on {cfg.n_train} images (batch {BATCH}, Adam {LR:g}); digit accuracy: classifiers fitted on the codes "
             f"(mu(x), or one draw z ~ q(z|x)) of the {cfg.n_train} training images, scored on the test images' codes "
-            f"(chance 10%). MMD^2(q_agg, p): the unbiased estimate (RBF, h = sqrt(L)) between one draw z ~ q(z|x) per test "
-            f"image and as many prior draws; its spread between two independent prior samples of that size: "
-            f"{1e3 * prior_mmd_noise(cfg.n_test, LATENT):.2f} x 1e-3. Var q_agg per dim: Var[mu_d(x)] + E[sigma_d(x)^2] over the "
-            f"test images, smallest and largest over the {LATENT} dimensions (1 under the prior). InfoVAE(alpha = 0, "
+            f"(chance 10%). MMD^2(q_agg, p): the unbiased estimate (RBF, h = sqrt(L)) between one draw z ~ q(z|x) "
+            f"per test image and as many prior draws; its spread between two independent prior samples of that size: "
+            f"{1e3 * prior_mmd_noise(cfg.n_test, LATENT):.2f} x 1e-3. Var q_agg per dim: Var[mu_d(x)] + "
+            f"E[sigma_d(x)^2] over the test images, smallest and largest over the {LATENT} dimensions (1 under the "
+            f"prior). InfoVAE(alpha = 0, "
             f"lambda = 1) against VAE.elbo with the same noise: largest difference {gap:.1e} nats.")
 
 

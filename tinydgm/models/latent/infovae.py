@@ -207,8 +207,8 @@ class InfoVAE(VAE):
         data = z_prior.data if isinstance(z_prior, Tensor) else z_prior
         data = backend.to_device(backend.as_array(data), z_q.device).astype(z_q.dtype, copy=False)
         if tuple(data.shape) != tuple(z_q.shape):
-            raise ValueError(f"InfoVAE.objective: z_prior must have shape ({'S' if self.mmd_samples is None else 'K'} N, L)"
-                             f" = {tuple(z_q.shape)}, "
+            draws = "S" if self.mmd_samples is None else "K"
+            raise ValueError(f"InfoVAE.objective: z_prior must have shape ({draws} N, L) = {tuple(z_q.shape)}, "
                              f"got {tuple(data.shape)}")
         return Tensor(data)
 
