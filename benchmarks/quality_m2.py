@@ -298,6 +298,7 @@ def report(paths):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401
     fig, ax = plt.subplots(figsize=(7, 4))
     for n, r in zip(name, runs):
         style = "-" if r["side"] == "tinydgm" else "--"
@@ -306,6 +307,7 @@ def report(paths):
     ax.axhline(100 * PAPER_ERROR, color="gray", lw=0.8, ls=":")
     ax.text(1, 100 * PAPER_ERROR, " published M2, 100 labels", va="bottom", fontsize=7, color="gray")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel("test error (%)")
     ax.set_title("M2 with 100 labels: tinydgm against its PyTorch twin", fontsize=9)
     ax.grid(alpha=0.3)
