@@ -524,7 +524,7 @@ PAPER_CONFIG = {
     # the one- or the two-hidden-layer 32-mask row is uncertain (the issue says two; the authors'
     # "best result" command, two layers of 8000, agrees).
     # Issue 12 (BENCHMARKS.md, MADE one-mask bullet): at 500 units no optimiser, penalty, init or
-    # ordering tried here comes within 1 nat of 88.40 (best 91.6); wider layers gain about a nat
+    # ordering tried here comes within 1 nat of 88.40 (best 91.6); wider layers gain 0.6-1 nat
     # per doubling, and independent reimplementations read the paper's 500-unit masks figure as
     # about 94 nats for one mask, so 88.40 most likely belongs to a much wider layer.
     "runs": {
