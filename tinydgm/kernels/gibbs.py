@@ -29,6 +29,7 @@ import numpy as np
 
 from tinydgm import backend
 from tinydgm.kernels.mh import _record_index, _record_index_nb   # burn-in / thinning bookkeeping, shared
+from tinydgm.kernels.twins import serial_and_parallel
 
 __all__ = ["gibbs_fvbm_kernel", "gibbs_fvbm_xp", "gibbs_fvbm", "check_boltzmann_weights"]
 
@@ -62,8 +63,7 @@ def _gibbs_body(W, b, x, u, burn_in, thin, t0, samples):
         x[c] = state
 
 
-_gibbs_serial = numba.njit(**_NJIT)(_gibbs_body)
-_gibbs_parallel = numba.njit(parallel=True, **_NJIT)(_gibbs_body)
+_gibbs_serial, _gibbs_parallel = serial_and_parallel(_gibbs_body, **_NJIT)   # two cache entries: see kernels/twins.py
 
 
 def check_boltzmann_weights(W, b, who, atol=1e-12):

@@ -51,6 +51,7 @@ import numba
 import numpy as np
 
 from tinydgm import backend
+from tinydgm.kernels.twins import serial_and_parallel
 
 __all__ = ["MHResult", "log_acceptance", "gaussian_mixture_log_p", "gaussian_mixture_log_p_xp",
            "boltzmann_log_p", "boltzmann_log_p_xp", "boltzmann_flip_delta", "boltzmann_flip_delta_xp",
@@ -224,8 +225,7 @@ def _mh_body(log_p, params, x, eps, log_u, step_size, independence, mu, sigma, b
         x[c] = state
 
 
-_mh_serial = numba.njit(**_NJIT)(_mh_body)
-_mh_parallel = numba.njit(parallel=True, **_NJIT)(_mh_body)
+_mh_serial, _mh_parallel = serial_and_parallel(_mh_body, **_NJIT)   # two cache entries: see kernels/twins.py
 
 
 def _proposal_arrays(proposal, mu, sigma, d, who):
@@ -337,8 +337,7 @@ def _mh_binary_body(flip_delta, params, x, sites, v, log_u, q, biased, burn_in, 
         x[c] = state
 
 
-_mh_binary_serial = numba.njit(**_NJIT)(_mh_binary_body)
-_mh_binary_parallel = numba.njit(parallel=True, **_NJIT)(_mh_binary_body)
+_mh_binary_serial, _mh_binary_parallel = serial_and_parallel(_mh_binary_body, **_NJIT)   # two cache entries: see kernels/twins.py
 
 
 def _q_array(q, n_dims, who, xp=np):

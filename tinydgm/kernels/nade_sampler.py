@@ -34,6 +34,7 @@ from numba import prange
 
 from tinydgm import backend
 from tinydgm.kernels.sigmoid import sigmoid
+from tinydgm.kernels.twins import serial_and_parallel
 
 __all__ = ["nade_sample", "nade_sample_kernel", "nade_sample_xp", "nade_sample_naive"]
 
@@ -66,8 +67,7 @@ def _nade_body(W, c, V, b, u, n_threads, x):
 
 
 _OPTIONS = dict(cache=True, error_model="numpy", fastmath={"reassoc", "contract", "nsz", "arcp"})
-_nade_serial = numba.njit(**_OPTIONS)(_nade_body)
-_nade_parallel = numba.njit(parallel=True, **_OPTIONS)(_nade_body)
+_nade_serial, _nade_parallel = serial_and_parallel(_nade_body, **_OPTIONS)   # two cache entries: see kernels/twins.py
 PARALLEL_ABOVE = 1 << 20        # n D H multiply-adds: below this, one thread
 
 
