@@ -52,7 +52,7 @@ from numba import types
 from numba.extending import overload
 
 from tinydgm import backend
-from tinydgm.kernels.sigmoid import exp_minus_abs, sigmoid
+from tinydgm.kernels.sigmoid import exp_minus_abs, map_entries, sigmoid
 
 __all__ = ["bernoulli_log_likelihood_kernel", "bernoulli_score_kernel", "bernoulli_log_likelihood_xp",
            "bernoulli_score_xp", "kernel_layout", "fast_layout", "log1p_unit", "log1p_unit_array"]
@@ -107,12 +107,7 @@ def _log1p_unit_loop(e, out):
 
 def log1p_unit_array(e):
     """log1p of every entry (in [0, 1]) of a float32 or float64 NumPy array, by the kernels' ``log1p_unit``."""
-    e = np.ascontiguousarray(e)
-    if e.dtype not in (np.float32, np.float64):
-        raise TypeError(f"log1p_unit_array: e must be float32 or float64, got dtype {e.dtype}")
-    out = np.empty_like(e)
-    _log1p_unit_loop(e.reshape(-1), out.reshape(-1))
-    return out
+    return map_entries(_log1p_unit_loop, e, "log1p_unit_array")
 
 
 # ----------------------------------------------------------------------------- the kernels

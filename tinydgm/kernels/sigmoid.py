@@ -112,11 +112,17 @@ def _sigmoid_loop(a, out):
         out[i] = sigmoid(a[i])
 
 
-def sigmoid_array(a):
-    """sigmoid of every entry of a float32 or float64 NumPy array, by the kernels' ``sigmoid``."""
+def map_entries(loop, a, who):
+    """out = loop over every entry of the float32 or float64 NumPy array a (``loop(a_flat, out_flat)``,
+    a compiled loop of one of the kernels' scalar functions); ``who`` names the caller in the error."""
     a = np.ascontiguousarray(a)
     if a.dtype not in (np.float32, np.float64):
-        raise TypeError(f"sigmoid_array: a must be float32 or float64, got dtype {a.dtype}")
+        raise TypeError(f"{who}: the array must be float32 or float64, got dtype {a.dtype}")
     out = np.empty_like(a)
-    _sigmoid_loop(a.reshape(-1), out.reshape(-1))
+    loop(a.reshape(-1), out.reshape(-1))
     return out
+
+
+def sigmoid_array(a):
+    """sigmoid of every entry of a float32 or float64 NumPy array, by the kernels' ``sigmoid``."""
+    return map_entries(_sigmoid_loop, a, "sigmoid_array")
