@@ -174,6 +174,24 @@ def markdown(results, command):
     return "\n".join(lines)
 
 
+def run_parts(cfg, run_cyclegan, run_flowgan, run_aae=None):
+    """{part name: result} for the parts of ``cfg.parts`` (cyclegan; flowgan once per objective of
+    ``cfg.objectives``; aae when a runner is given), each printed as JSON as soon as it is done."""
+    parts, results = cfg.parts.split(","), {}
+    jobs = []
+    if "cyclegan" in parts:
+        jobs.append(("cyclegan", lambda: run_cyclegan(cfg.cyclegan_steps, cfg.seed, print)))
+    if "flowgan" in parts:
+        jobs += [(f"flowgan_{objective}", lambda o=objective: run_flowgan(o, cfg.flowgan_steps, cfg.seed, print))
+                 for objective in cfg.objectives.split(",")]
+    if "aae" in parts and run_aae is not None:
+        jobs.append(("aae", lambda: run_aae(cfg.aae_steps, cfg.seed, print)))
+    for name, run in jobs:
+        results[name] = run()
+        print(json.dumps(results[name]), flush=True)
+    return results
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", default="cyclegan,flowgan")
@@ -186,14 +204,7 @@ def main(argv=None):
     parser.add_argument("--out", help="write the markdown section to this file")
     cfg = parser.parse_args(argv)
     common.pin_threads(cfg.threads)
-    parts, results = cfg.parts.split(","), {}
-    if "cyclegan" in parts:
-        results["cyclegan"] = run_cyclegan(cfg.cyclegan_steps, cfg.seed, print)
-        print(json.dumps(results["cyclegan"]), flush=True)
-    if "flowgan" in parts:
-        for objective in cfg.objectives.split(","):
-            results[f"flowgan_{objective}"] = run_flowgan(objective, cfg.flowgan_steps, cfg.seed, print)
-            print(json.dumps(results[f"flowgan_{objective}"]), flush=True)
+    results = run_parts(cfg, run_cyclegan, run_flowgan)
     args = argv if argv is not None else sys.argv[1:]
     command = "python benchmarks/quality_adversarial_combined.py " + " ".join(args)
     section = markdown(results, command.strip())

@@ -46,7 +46,7 @@ import common  # noqa: E402
 from bench_adversarial_combined import (TorchCycleGAN, TorchConvTranslator, TorchFlatCritic, TorchFlowGAN,  # noqa: E402
                                         _flowgan_noise, aae_sides, copy_weights)
 from quality_adversarial_combined import (N_EVAL, FlatCritic, build_flowgan, dequantize,  # noqa: E402
-                                          load_data)
+                                          load_data, run_parts)
 
 import tinydgm as td  # noqa: E402
 from tinydgm.evaluate import load_mnist_classifier, mnist_frechet_distance, mnist_inception_score  # noqa: E402
@@ -55,6 +55,16 @@ from tinydgm.models.adversarial import ConvTranslator, CycleGAN  # noqa: E402
 
 def accuracy(classifier, images, labels):
     return float((td.backend.to_numpy(classifier.predict(np.clip(images, 0, 1).reshape(-1, 784))) == labels).mean())
+
+
+def timed_pair(seconds, td_step, pt_step):
+    """(td_step(), pt_step()), each side's CPU time added to seconds["tinydgm"] / seconds["pytorch"]."""
+    results = []
+    for side, step in (("tinydgm", td_step), ("pytorch", pt_step)):
+        start = time.process_time()
+        results.append(step())
+        seconds[side] += time.process_time() - start
+    return tuple(results)
 
 
 def side_by_side(td_result, pt_result):
@@ -97,12 +107,8 @@ def run_cyclegan(steps, seed, log):
     seconds = {"tinydgm": 0.0, "pytorch": 0.0}
     for step in range(steps):
         x, y = domain_x[rng.integers(0, 30000, 64)], domain_y[rng.integers(0, 30000, 64)]
-        start = time.process_time()
-        a = model.train_step((x, y))
-        seconds["tinydgm"] += time.process_time() - start
-        start = time.process_time()
-        b = twin.step(torch.from_numpy(x), torch.from_numpy(y))
-        seconds["pytorch"] += time.process_time() - start
+        a, b = timed_pair(seconds, lambda: model.train_step((x, y)),
+                          lambda: twin.step(torch.from_numpy(x), torch.from_numpy(y)))
         if log and (step + 1) % 50 == 0:
             log(f"  cyclegan step {step + 1}: cycle {a['cycle']:.3f} / {b['cycle']:.3f}, D_Y {a['D_Y']:.3f} / "
                 f"{b['D_Y']:.3f}")
@@ -172,12 +178,8 @@ def run_flowgan(objective, steps, seed, log):
     for step in range(steps):
         x = dequantize(x_train[rng.integers(0, len(x_train), 320)], rng)
         noise = flowgan_noise(model, replay, 320)
-        start = time.process_time()
-        a = model.train_step(x, rng=noise_rng)
-        seconds["tinydgm"] += time.process_time() - start
-        start = time.process_time()
-        b = twin.step(torch.from_numpy(x), noise)
-        seconds["pytorch"] += time.process_time() - start
+        a, b = timed_pair(seconds, lambda: model.train_step(x, rng=noise_rng),
+                          lambda: twin.step(torch.from_numpy(x), noise))
         if log and (step + 1) % 25 == 0:
             log(f"  flowgan {objective} step {step + 1}: objective {a['generator_objective']:.2f} / "
                 f"{b['generator_objective']:.2f}")
@@ -226,12 +228,8 @@ def run_aae(steps, seed, log):
         x = x_train[rng.integers(0, len(x_train), 100)]
         x = (rng.random(x.shape) < x).astype(np.float32)      # a fresh dynamic binarization
         z_prior = torch.from_numpy(model.sample_prior(100, rng=replay).numpy())
-        start = time.process_time()
-        a = model.train_step(x, rng=noise_rng)
-        seconds["tinydgm"] += time.process_time() - start
-        start = time.process_time()
-        b = twin.step(torch.from_numpy(x), z_prior)
-        seconds["pytorch"] += time.process_time() - start
+        a, b = timed_pair(seconds, lambda: model.train_step(x, rng=noise_rng),
+                          lambda: twin.step(torch.from_numpy(x), z_prior))
         if log and (step + 1) % 250 == 0:
             log(f"  aae step {step + 1}: reconstruction {a['reconstruction']:.2f} / {b['reconstruction']:.2f}")
     test = (np.random.default_rng(7).random((N_EVAL, 784)) < x_test[:N_EVAL].reshape(N_EVAL, 784) / 255.0)
@@ -315,17 +313,7 @@ def main(argv=None):
         cfg.cyclegan_steps = cfg.flowgan_steps = cfg.aae_steps = 3
     common.pin_threads(cfg.threads)
     torch.set_num_threads(cfg.threads)
-    parts, results = cfg.parts.split(","), {}
-    if "cyclegan" in parts:
-        results["cyclegan"] = run_cyclegan(cfg.cyclegan_steps, cfg.seed, print)
-        print(json.dumps(results["cyclegan"]), flush=True)
-    if "flowgan" in parts:
-        for objective in cfg.objectives.split(","):
-            results[f"flowgan_{objective}"] = run_flowgan(objective, cfg.flowgan_steps, cfg.seed, print)
-            print(json.dumps(results[f"flowgan_{objective}"]), flush=True)
-    if "aae" in parts:
-        results["aae"] = run_aae(cfg.aae_steps, cfg.seed, print)
-        print(json.dumps(results["aae"]), flush=True)
+    results = run_parts(cfg, run_cyclegan, run_flowgan, run_aae)
     args = argv if argv is not None else sys.argv[1:]
     section = markdown(results, ("python benchmarks/twins_adversarial_combined.py " + " ".join(args)).strip())
     print("\n" + section)
