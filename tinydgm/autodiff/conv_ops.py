@@ -179,7 +179,7 @@ _GRID_MAX_EXTRA = 1.25       # padded positions per output position, at most
 _GRID_MIN_ROW = 16           # shorter output rows: the gather kernel of tinydgm.kernels.im2col is faster
 
 
-def _use_grid(x, kernel, geom, out):
+def _use_grid(x, geom, out):
     """Whether conv(x) with this geometry runs on the padded grid (see above)."""
     if geom.stride != (1, 1) or backend.device_of(x) != "cpu" or out[1] < _GRID_MIN_ROW:
         return False
@@ -234,7 +234,7 @@ def _conv_forward(x, w, geom, b=None):
     out = geom.out_size(x.shape[2:], (kh, kw))
     w_mat = w.reshape(g, c_out // g, c_g * kh * kw)
     y = xp.empty((n, c_out) + out, dtype=x.dtype)
-    if _use_grid(x, (kh, kw), geom, out):
+    if _use_grid(x, geom, out):
         return _conv_forward_grid(x, w_mat, geom, (kh, kw), out, y, b)
     side_buf = None
     for rows, cols in _im2col_chunks(x, (kh, kw), geom, out):
@@ -312,7 +312,7 @@ def _conv_weight_grad(x, gy, kernel, geom):
     k_g = c_g * kernel[0] * kernel[1]
     transposed = k_g > c_out // g
     dw = xp.zeros((g, k_g, c_out // g) if transposed else (g, c_out // g, k_g), dtype=x.dtype)
-    if _use_grid(x, kernel, geom, gy.shape[2:]):
+    if _use_grid(x, geom, gy.shape[2:]):
         _conv_weight_grad_grid(x, gy, kernel, geom, dw, transposed)
         return (xp.ascontiguousarray(dw.swapaxes(1, 2)) if transposed else dw).reshape((c_out, c_g) + tuple(kernel))
     side_buf = None
